@@ -1,0 +1,167 @@
+"""The translator interface: pure functions from a message and state to messages.
+
+A translator turns one CALL from one side (charger or CSMS) into a *handler*:
+a generator that yields what the gateway must do and receives the answers.
+
+    def handle_call(self, origin, call, ctx):
+        result = yield OutCall(Side.CSMS, "Heartbeat", {})   # ask the other side, get its CALLRESULT payload
+        yield Notify(Side.CSMS, "NotifyEvent", {...})        # fire and forget (queued, answer only logged)
+        yield Reply({...})                                   # answer the originator now and carry on (optional)
+        return {...}                                         # the originator's CALLRESULT payload
+
+Raising ``Refuse`` answers the originator with a CALLERROR in its own
+version. When the other side answers an ``OutCall`` with a CALLERROR, or does
+not answer in time, ``PeerError`` is thrown into the generator at the
+``yield``; uncaught, the originator gets that error respelled for its version.
+
+Handlers do no I/O: the runtime (``gateway.session``) owns sockets, queues,
+timeouts, validation and persistence. Translation state that must survive a
+restart lives in ``ctx.state`` (a JSON-serialisable dict persisted in the
+store); call ``ctx.save()`` after changing it.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Generator, Protocol, Union
+
+from gateway.ocppj import Call, ErrorKind, Version
+
+
+class Side(str, enum.Enum):
+    CHARGER = "charger"
+    CSMS = "csms"
+
+    @property
+    def other(self) -> Side:
+        return Side.CSMS if self is Side.CHARGER else Side.CHARGER
+
+
+@dataclass(slots=True)
+class OutCall:
+    """A CALL the gateway makes to ``to``; the handler receives the CALLRESULT payload."""
+
+    to: Side
+    action: str
+    payload: dict[str, Any]
+    # Reuse this unique id (pass-through keeps the originator's, so its frame can go out byte for byte).
+    unique_id: str | None = None
+    send: bool = False  # OCPP 2.1 SEND (message type 6): no answer is expected
+
+
+@dataclass(slots=True)
+class Notify:
+    """A CALL to ``to`` whose answer the handler does not wait for (it is logged and counted)."""
+
+    to: Side
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Reply:
+    """Answer the originator now with this CALLRESULT payload; the handler carries on."""
+
+    payload: dict[str, Any]
+
+
+Step = Union[OutCall, Notify, Reply]
+Handler = Generator[Step, Union[dict[str, Any], None], Union[dict[str, Any], None]]
+
+
+class Refuse(Exception):
+    """Raised by a handler: answer the originator with a CALLERROR of this kind."""
+
+    def __init__(self, kind: ErrorKind, description: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.kind = kind
+        self.description = description
+        self.details = details
+
+
+class PeerError(Exception):
+    """Thrown into a handler: the other side answered with a CALLERROR (or not at all)."""
+
+    def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or {}
+
+
+class PeerTimeout(PeerError):
+    """Thrown into a handler: the other side did not answer within the CALL timeout."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class Context:
+    """What a handler may know about its charger: id, options, persisted state, clock, id source."""
+
+    charger_id: str
+    charger_version: Version
+    csms_version: Version
+    options: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], datetime] = _utcnow
+    new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())
+    dirty: bool = False
+
+    def save(self) -> None:
+        """Mark ``state`` changed so the runtime persists it after this step."""
+        self.dirty = True
+
+    def now_iso(self) -> str:
+        """The current time as an OCPP dateTime (UTC, millisecond precision, Z)."""
+        return self.clock().astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        """The adapter's own corner of ``state`` (created on first use)."""
+        ns = self.state.get(name)
+        if ns is None:
+            ns = self.state[name] = {}
+        return ns  # type: ignore[no-any-return]
+
+
+class Translator(Protocol):
+    """A charger-version to CSMS-version translator. Pure: no I/O, no clocks but ``ctx``'s."""
+
+    name: str
+    charger_version: Version
+    csms_version: Version
+
+    def handle_call(self, origin: Side, call: Call, ctx: Context) -> Handler:
+        """The handler for a CALL (or 2.1 SEND) that ``origin`` sent to the gateway."""
+        ...
+
+    def coverage(self) -> list[CoverageRow]:
+        """What this translator does with each message: the source of the conformance list."""
+        ...
+
+
+class Support(str, enum.Enum):
+    SUPPORTED = "supported"
+    PARTIAL = "partial"
+    LOCAL = "answered locally"
+    NOT_SUPPORTED = "not supported"
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageRow:
+    """One conformance-list row: a message from one side and what becomes of it."""
+
+    origin: Side
+    action: str
+    support: Support
+    target: str = ""  # the action(s) it becomes on the other side
+    notes: str = ""  # what is lost or synthesised

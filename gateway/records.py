@@ -1,0 +1,28 @@
+"""The message-log record: one frame on one side of the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class FrameRecord:
+    """A frame as it crossed the gateway's edge.
+
+    ``direction`` is "in" (received by the gateway) or "out" (sent by it);
+    ``peer`` is who was on the other end: "charger", "csms", or a vendor
+    cloud ("vendor:<adapter>"). ``frame`` is the full OCPP-J text exactly as
+    it was on the wire, so nothing is re-serialised on the hot path.
+    """
+
+    ts: float  # unix seconds
+    charger_id: str
+    direction: str
+    peer: str
+    ocpp_version: str
+    message_type: str  # CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND, or INVALID
+    action: str | None
+    unique_id: str | None
+    frame: str
+    error_code: str | None = None
+    note: str | None = None  # why the gateway did what it did (validation failure, drop, ...)

@@ -1,0 +1,124 @@
+"""Payload validation against the JSON schemas shipped in the ``ocpp`` package.
+
+Validators are compiled once (fastjsonschema turns each schema into Python
+code, an order of magnitude faster than interpreting it per frame) and cached
+per (version, action, request/response).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Callable
+
+import fastjsonschema
+
+from gateway.ocppj import ErrorKind, Version
+
+_DIRS = {Version.V16: "v16", Version.V201: "v201", Version.V21: "v21"}
+
+# Which schema keyword failed -> the OCPP error kind to answer with.
+_KIND_BY_RULE = {
+    "required": ErrorKind.OCCURRENCE,
+    "minItems": ErrorKind.OCCURRENCE,
+    "maxItems": ErrorKind.OCCURRENCE,
+    "type": ErrorKind.TYPE,
+    "enum": ErrorKind.PROPERTY,
+    "const": ErrorKind.PROPERTY,
+    "maxLength": ErrorKind.PROPERTY,
+    "minLength": ErrorKind.PROPERTY,
+    "minimum": ErrorKind.PROPERTY,
+    "maximum": ErrorKind.PROPERTY,
+    "exclusiveMinimum": ErrorKind.PROPERTY,
+    "exclusiveMaximum": ErrorKind.PROPERTY,
+    "multipleOf": ErrorKind.PROPERTY,
+    "pattern": ErrorKind.PROPERTY,
+    "format": ErrorKind.PROPERTY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One schema violation: what kind, where (a JSON path) and why."""
+
+    kind: ErrorKind
+    path: str
+    message: str
+    rule: str
+
+    def describe(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+Validator = Callable[[dict[str, Any]], Any]
+_lock = threading.Lock()
+
+
+def _schema_file(version: Version, action: str, response: bool) -> str:
+    if version is Version.V16:
+        return f"{action}Response.json" if response else f"{action}.json"
+    return f"{action}Response.json" if response else f"{action}Request.json"
+
+
+@cache
+def actions(version: Version) -> frozenset[str]:
+    """Every action the version defines (those with a request schema)."""
+    root = resources.files("ocpp") / _DIRS[version] / "schemas"
+    names = set()
+    for entry in root.iterdir():
+        name = entry.name.removesuffix(".json")
+        if version is Version.V16:
+            if not name.endswith("Response"):
+                names.add(name)
+        elif name.endswith("Request"):
+            names.add(name.removesuffix("Request"))
+    return frozenset(names)
+
+
+@cache
+def load_schema(version: Version, action: str, response: bool) -> dict[str, Any]:
+    root = resources.files("ocpp") / _DIRS[version] / "schemas"
+    text = (root / _schema_file(version, action, response)).read_text(encoding="utf-8-sig")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+_compiled: dict[tuple[Version, str, bool], Validator] = {}
+
+
+def validator(version: Version, action: str, response: bool) -> Validator:
+    """The compiled validator for one message; compiled on first use, then cached."""
+    key = (version, action, response)
+    fn = _compiled.get(key)
+    if fn is None:
+        with _lock:
+            fn = _compiled.get(key)
+            if fn is None:
+                fn = fastjsonschema.compile(load_schema(version, action, response))
+                _compiled[key] = fn
+    return fn
+
+
+def warm_up(versions: list[Version]) -> int:
+    """Compile every validator of the given versions (call from a worker thread at start-up)."""
+    n = 0
+    for v in versions:
+        for action in sorted(actions(v)):
+            for response in (False, True):
+                validator(v, action, response)
+                n += 1
+    return n
+
+
+def validate(version: Version, action: str, payload: dict[str, Any], response: bool = False) -> Violation | None:
+    """None if the payload is valid for the action, else the first violation."""
+    try:
+        validator(version, action, response)(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        path = "$" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in (exc.path or [])[1:])
+        rule = exc.rule or ""
+        return Violation(_KIND_BY_RULE.get(rule, ErrorKind.FORMAT), path, exc.message, rule)
+    return None

@@ -25,9 +25,10 @@ from __future__ import annotations
 import enum
 import itertools
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Generator, Protocol, Union
+from typing import Any, Protocol
 
 from gateway.ocppj import Call, ErrorKind, Version
 
@@ -69,8 +70,8 @@ class Reply:
     payload: dict[str, Any]
 
 
-Step = Union[OutCall, Notify, Reply]
-Handler = Generator[Step, Union[dict[str, Any], None], Union[dict[str, Any], None]]
+Step = OutCall | Notify | Reply
+Handler = Generator[Step, dict[str, Any] | None, dict[str, Any] | None]
 
 
 class Refuse(Exception):

@@ -6,7 +6,8 @@ is called once per charger session, never per message.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from adapters.base import Translator
 from adapters.passthrough import PassThrough

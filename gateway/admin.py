@@ -1,0 +1,77 @@
+"""The admin HTTP API (aiohttp): metrics, health, chargers and their message logs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+MAX_LIMIT = 10_000
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    stats = gw.store.stats
+    gw.metrics.store_records.set(stats.get("written", 0))
+    gw.metrics.store_queue.set(stats.get("queue_depth", 0))
+    gw.metrics.store_dropped.set(stats.get("dropped", 0))
+    return web.Response(body=gw.metrics.exposition(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    return web.json_response({"status": "ok", "chargers_connected": len(gw.connections)})
+
+
+async def chargers(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    return web.json_response(gw.describe_chargers())
+
+
+async def charger(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    cid = request.match_info["id"]
+    for item in gw.describe_chargers():
+        if item["id"] == cid:
+            return web.json_response(item)
+    raise web.HTTPNotFound(text=f'{{"error": "unknown charger {cid}"}}', content_type="application/json")
+
+
+def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer"}}',
+                                 content_type="application/json") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be between {lo} and {hi}"}}',
+                                 content_type="application/json")
+    return value
+
+
+async def messages(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY_KEY]
+    cid = request.match_info["id"]
+    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT) or 100
+    after = _int_param(request, "after_id", None, 0, 2**62)
+    records = await gw.store.messages(cid, limit=limit, after_id=after)
+    return web.json_response(records)
+
+
+def make_admin_app(gateway: Gateway) -> web.Application:
+    app = web.Application()
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/chargers", chargers)
+    app.router.add_get("/api/chargers/{id}", charger)
+    app.router.add_get("/api/chargers/{id}/messages", messages)
+    return app

@@ -1,0 +1,267 @@
+"""The gateway service: charger-facing WebSocket server, admin HTTP server, store.
+
+``Gateway(config)`` is what ``ocpp-gateway run`` and ``ocpp-gateway demo``
+start, and what the integration tests start on port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+import mappings
+from adapters import registry
+from adapters.base import Context
+from gateway import schemas
+from gateway.config import GatewayConfig, Route
+from gateway.logs import get_logger
+from gateway.metrics import GatewayMetrics
+from gateway.ocppj import SUBPROTOCOLS, Version
+from gateway.runtime import ChargerConnection
+
+# Preference when a charger offers several versions and none equals its CSMS's.
+_PREFERENCE = (Version.V21, Version.V201, Version.V16)
+
+
+@dataclass(slots=True)
+class _Admission:
+    """What the handshake decided for a charger, handed from process_request to the handler."""
+
+    charger_id: str
+    version: Version
+    route: Route
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, store: Any = None) -> None:
+        from gateway.store import open_store
+
+        self.config = config
+        self.metrics = GatewayMetrics(per_charger=config.metrics.per_charger)
+        self.store = store or open_store(config.store, retention_days=config.retention_days)
+        self.log = get_logger()
+        self.connections: dict[str, ChargerConnection] = {}
+        self.states: dict[str, dict[str, Any]] = {}  # translation state per charger, survives reconnects
+        self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
+        self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
+        self.started_at = time.time()
+        self._admissions: dict[int, _Admission] = {}
+        self._server: Server | None = None
+        self._admin_runner: web.AppRunner | None = None
+        self._admin_site: web.TCPSite | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        mappings.set_extra_dirs([Path(d) for d in self.config.mapping_dirs])
+        mappings.check_all()
+        registry.supported_pairs()  # import the translators now: a broken table stops start-up, not a charger
+        await self.store.start()
+        versions = {e.ocpp for e in self.config.csms.values()} | {Version.V16, Version.V201, Version.V21}
+        # Compile every validator off the event loop so the first frames of each kind don't pay for it.
+        warm = asyncio.get_running_loop().run_in_executor(None, schemas.warm_up, sorted(versions, key=str))
+        self.background(warm)
+        keep = self.config.charger_keepalive
+        self._server = await serve(
+            self._handle,
+            self.config.listen.host,
+            self.config.listen.port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression=None,  # per-connection deflate state costs ~300 KiB per charger
+            max_size=self.ws_max_size,
+            ping_interval=keep.ping_interval,
+            ping_timeout=keep.ping_timeout,
+            server_header="ocpp-migration-gateway",
+        )
+        from gateway.admin import make_admin_app
+
+        self._admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
+        await self._admin_runner.setup()
+        self._admin_site = web.TCPSite(self._admin_runner, self.config.admin.host, self.config.admin.port)
+        await self._admin_site.start()
+        self.log.info("gateway_started", listen=f"{self.config.listen.host}:{self.listen_port}",
+                      admin=f"{self.config.admin.host}:{self.admin_port}", store=_redact(self.config.store),
+                      csms={k: {"url": v.url, "ocpp": v.ocpp.value} for k, v in self.config.csms.items()})
+
+    async def stop(self) -> None:
+        """Close every charger (1001 going away) and upstream link, stop the servers, flush the store."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        conns = list(self.connections.values())
+        await asyncio.gather(*(c.shutdown() for c in conns), return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        for fut in list(self._background):
+            fut.cancel()
+        await self.store.close()
+        self.log.info("gateway_stopped", chargers=len(conns))
+
+    @property
+    def listen_port(self) -> int:
+        assert self._server is not None
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def admin_port(self) -> int:
+        assert self._admin_site is not None and self._admin_site._server is not None
+        sockets = self._admin_site._server.sockets  # type: ignore[union-attr]
+        return int(sockets[0].getsockname()[1])
+
+    def background(self, fut: asyncio.Future[Any]) -> None:
+        """Keep a reference to a fire-and-forget task so it isn't garbage-collected mid-flight."""
+        self._background.add(fut)
+        fut.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ handshake
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Admit or refuse a charger at the HTTP handshake: id, route and version are decided here."""
+        segments = [s for s in request.path.split("?", 1)[0].split("/") if s]
+        charger_id = unquote(segments[-1]) if segments else ""
+        if not charger_id or len(charger_id) > 48:
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, "no_charger_id",
+                                "the URL must end with the charger id: ws://host:port/<prefix>/<charger_id>\n")
+        route = self.config.route_for(charger_id)
+        if route is None:
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown_charger",
+                                f"unknown charger {charger_id!r}\n", charger_id)
+        csms_version = self.config.csms[route.primary].ocpp
+        offered = _offered(request.headers)
+        version = self._negotiate(offered, csms_version)
+        if version is None:
+            entry = self.config.chargers.get(charger_id)
+            if not offered and entry is not None and entry.ocpp is not None:
+                version = entry.ocpp  # a charger that offers no subprotocol but whose version is configured
+            elif not offered:
+                return self._refuse(
+                    connection, HTTPStatus.BAD_REQUEST, "no_subprotocol",
+                    "no OCPP subprotocol offered: send Sec-WebSocket-Protocol ocpp1.6, ocpp2.0.1 or ocpp2.1 "
+                    "(or declare the charger's version with `ocpp:` in the gateway config)\n", charger_id)
+            else:
+                known = [p for p in offered if p in SUBPROTOCOLS]
+                reason = ("none of the offered subprotocols is an OCPP version the gateway speaks"
+                          if not known else
+                          f"the gateway cannot translate {', '.join(known)} to the routed CSMS's "
+                          f"ocpp{csms_version.value}")
+                return self._refuse(connection, HTTPStatus.BAD_REQUEST, "unsupported_version",
+                                    f"{reason} (offered: {', '.join(offered)})\n", charger_id)
+        self._admissions[id(connection)] = _Admission(charger_id, version, route)
+        return None
+
+    def _negotiate(self, offered: list[str], csms_version: Version) -> Version | None:
+        versions = [v for v in (Version.from_subprotocol(p) for p in offered) if v is not None]
+        if csms_version in versions:
+            return csms_version
+        for v in _PREFERENCE:
+            if v in versions and registry.translator_for(v, csms_version) is not None:
+                return v
+        return None
+
+    def _select_subprotocol(self, connection: ServerConnection, subprotocols: Sequence[str]) -> str | None:
+        admission = self._admissions.get(id(connection))
+        if admission is None:
+            return None
+        chosen = admission.version.subprotocol
+        return chosen if chosen in subprotocols else None
+
+    def _refuse(
+        self, connection: ServerConnection, status: HTTPStatus, reason: str, text: str, charger_id: str | None = None
+    ) -> Response:
+        self.metrics.connections_refused.labels(reason).inc()
+        self.log.warning("charger_refused", charger_id=charger_id, reason=reason, detail=text.strip(),
+                         remote=_remote(connection))
+        return connection.respond(status, text)
+
+    # ------------------------------------------------------------ connections
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        admission = self._admissions.pop(id(ws), None)
+        if admission is None:  # cannot happen: process_request admits every connection that gets here
+            await ws.close(code=1011, reason="not admitted")
+            return
+        cid = admission.charger_id
+        log = get_logger(charger_id=cid)
+        csms_version = self.config.csms[admission.route.primary].ocpp
+        entry = self.config.chargers.get(cid)
+        options: dict[str, Any] = {}
+        if entry is not None:
+            options = {"id_token_type": entry.id_token_type, "connectors_per_evse": entry.connectors_per_evse,
+                       **entry.options}
+        translator = registry.translator_for(admission.version, csms_version, options)
+        if translator is None:
+            await ws.close(code=1008, reason="no translator for this version pair")
+            return
+        old = self.connections.get(cid)
+        if old is not None:
+            # OCPP: the newest connection for an id wins; the old one's state carries over.
+            self.metrics.sessions_replaced.inc()
+            await old.replace()
+        state = self.states.get(cid)
+        if state is None:
+            state = await self.store.load_state(cid) or {}
+            self.states[cid] = state
+        ctx = Context(cid, admission.version, csms_version, options=options, state=state)
+        conn = ChargerConnection(self, cid, ws, admission.version, admission.route, translator, ctx)
+        self.connections[cid] = conn
+        self.metrics.chargers_connected.labels(admission.version.value).inc()
+        log.info("charger_connected", ocpp_version=admission.version.value, csms=admission.route.primary,
+                 csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
+        await conn.run()
+
+    def connection_closed(self, conn: ChargerConnection) -> None:
+        self.metrics.chargers_connected.labels(conn.version.value).dec()
+        if self.connections.get(conn.charger_id) is conn:
+            del self.connections[conn.charger_id]
+
+    def describe_chargers(self) -> list[dict[str, Any]]:
+        """Connected chargers plus configured ones that are not connected."""
+        out = [c.describe() for c in self.connections.values()]
+        for cid, entry in self.config.chargers.items():
+            if cid not in self.connections:
+                route = entry.route or self.config.default_route
+                out.append({"id": cid, "ocpp_version": entry.ocpp.value if entry.ocpp else None, "connected": False,
+                            "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
+                            "upstream": {"state": "down"}, "last_message_at": None})
+        return sorted(out, key=lambda d: d["id"])
+
+
+def _offered(headers: Headers) -> list[str]:
+    out: list[str] = []
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        out.extend(p.strip() for p in value.split(",") if p.strip())
+    return out
+
+
+def _remote(ws: ServerConnection) -> str | None:
+    try:
+        addr = ws.remote_address
+        return f"{addr[0]}:{addr[1]}" if addr else None
+    except Exception:
+        return None
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

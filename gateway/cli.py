@@ -1,0 +1,153 @@
+"""``ocpp-gateway``: the command line.
+
+    ocpp-gateway run --config gateway.yaml
+    ocpp-gateway demo [--chargers N] [--duration S]
+    ocpp-gateway logs <charger_id> [--limit N] [--jsonl] [--follow] [--config F | --store URL]
+    ocpp-gateway conformance [--charger V] [--csms V] [--markdown]
+    ocpp-gateway check-config --config gateway.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ocpp-gateway",
+        description="OCPP migration gateway: chargers connect to it as to their CSMS; it relays and translates "
+        "every frame between OCPP 1.6J, 2.0.1 and 2.1 to the CSMS each charger is routed to.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the gateway service", description="Run the gateway until SIGTERM/SIGINT.")
+    run.add_argument("--config", "-c", required=True, help="YAML configuration file")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and its mapping tables, then exit")
+    check.add_argument("--config", "-c", required=True)
+
+    demo = sub.add_parser(
+        "demo", help="self-contained demo: gateway + demo CSMS + simulated chargers with a live summary",
+        description="Start the gateway, an embedded demo CSMS per OCPP version and simulated 1.6J/2.0.1/2.1 "
+        "chargers that boot, heartbeat, authorize and charge; print a live summary.",
+    )
+    demo.add_argument("--chargers", type=int, default=12, help="number of simulated chargers (default 12)")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds to run; 0 = until Ctrl-C (default 60)")
+    demo.add_argument("--port", type=int, default=9000, help="charger-facing port (default 9000; 0 = any)")
+    demo.add_argument("--admin-port", type=int, default=9100, help="admin/metrics port (default 9100; 0 = any)")
+    demo.add_argument("--store", default="sqlite:///ocpp-gateway-demo.db", help="message log store URL")
+    demo.add_argument("--translate", action=argparse.BooleanOptionalAction, default=True,
+                      help="route some chargers to a CSMS of another OCPP version (default on)")
+
+    logs = sub.add_parser("logs", help="print a charger's message log",
+                          description="Print a charger's message log, oldest first.")
+    logs.add_argument("charger_id")
+    logs.add_argument("--limit", "-n", type=int, default=50)
+    logs.add_argument("--jsonl", action="store_true", help="one JSON record per line")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    src = logs.add_mutually_exclusive_group()
+    src.add_argument("--config", "-c", help="read the store URL from this configuration file")
+    src.add_argument("--store", help="store URL (default: the demo's sqlite:///ocpp-gateway-demo.db)")
+
+    conf = sub.add_parser("conformance", help="print the conformance list of a charger/CSMS version pair",
+                          description="Print, from the translators' own tables, what becomes of each message.")
+    conf.add_argument("--charger", help="charger OCPP version (1.6, 2.0.1, 2.1); default: every pair")
+    conf.add_argument("--csms", help="CSMS OCPP version (1.6, 2.0.1, 2.1); default: every pair")
+    conf.add_argument("--markdown", action="store_true", help="Markdown (docs/conformance.md) instead of text")
+
+    bench = sub.add_parser("bench", help="benchmark the gateway against a direct connection (see README)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+    return p
+
+
+def _load(path: str) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"ocpp-gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _serve(config: GatewayConfig) -> int:
+    from gateway.app import Gateway
+
+    gw = Gateway(config)
+    await gw.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await gw.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from gateway import logs as logsetup
+
+    if args.command == "run":
+        config = _load(args.config)
+        logsetup.configure(config.logging.format, config.logging.level)
+        try:
+            from gateway.app import Gateway  # noqa: F401  (import errors surface before the loop starts)
+            return asyncio.run(_serve(config))
+        except Exception as exc:  # start-up failures: one clear line, non-zero exit
+            from mappings import MappingError
+
+            if isinstance(exc, MappingError | OSError):
+                print(f"ocpp-gateway: cannot start: {exc}", file=sys.stderr)
+                return 1
+            raise
+    if args.command == "check-config":
+        config = _load(args.config)
+        from pathlib import Path
+
+        import mappings
+
+        try:
+            mappings.set_extra_dirs([Path(d) for d in config.mapping_dirs])
+            rows = mappings.check_all()
+        except mappings.MappingError as exc:
+            print(f"ocpp-gateway: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.config}: OK ({len(config.csms)} CSMS, {len(config.chargers)} chargers, {rows} mapping rows)")
+        return 0
+    if args.command == "demo":
+        logsetup.configure("console", "warning")
+        from gateway.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "logs":
+        store_url = args.store or "sqlite:///ocpp-gateway-demo.db"
+        if args.config:
+            store_url = _load(args.config).store
+        from gateway.store.cli import logs_command
+
+        try:
+            return asyncio.run(logs_command(store_url, args.charger_id, args.limit, args.jsonl, args.follow))
+        except KeyboardInterrupt:
+            return 0
+    if args.command == "conformance":
+        from gateway.conformance import conformance_command
+
+        return conformance_command(args.charger, args.csms, args.markdown)
+    if args.command == "bench":
+        from gateway.bench import bench_command
+
+        return bench_command(args.args)
+    raise AssertionError(args.command)
+
+
+def entry() -> Any:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

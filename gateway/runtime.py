@@ -1,0 +1,303 @@
+"""The asyncio runner: sockets, timers and the store around each ``ChargerSession``.
+
+``ChargerConnection`` owns one charger's WebSocket, its ``UpstreamLink`` to the
+routed CSMS and its session, and carries out the session's actions. All
+protocol decisions are the session's; this module only moves bytes, keeps
+time and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from adapters.base import Context, Side, Translator
+from gateway.config import CsmsEndpoint, Route
+from gateway.logs import get_logger
+from gateway.ocppj import Version
+from gateway.records import FrameRecord
+from gateway.session import (
+    Action,
+    CancelTimer,
+    ChargerSession,
+    Problem,
+    RoundTrip,
+    SaveState,
+    Send,
+    SessionLimits,
+    StartTimer,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+class UpstreamLink:
+    """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays."""
+
+    def __init__(self, owner: ChargerConnection, name: str, endpoint: CsmsEndpoint) -> None:
+        self.owner = owner
+        self.name = name
+        self.endpoint = endpoint
+        self.url = f"{endpoint.url}/{owner.charger_id}"
+        self.ws: ClientConnection | None = None
+        self.state = "down"
+        self._stopping = False
+        self.connected_once = asyncio.Event()
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.endpoint.headers)
+        env = self.endpoint.basic_auth_password_env
+        if env:
+            secret = os.environ.get(env, "")
+            token = base64.b64encode(f"{self.owner.charger_id}:{secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    async def run(self) -> None:
+        gw = self.owner.gateway
+        cfg = gw.config.upstream
+        delay = cfg.reconnect_initial
+        log = self.owner.log
+        while not self._stopping:
+            try:
+                async with gw.connect_slots:
+                    ws = await connect(
+                        self.url,
+                        subprotocols=[self.endpoint.ocpp.subprotocol],  # type: ignore[list-item]
+                        additional_headers=self._headers(),
+                        open_timeout=self.endpoint.connect_timeout,
+                        ping_interval=gw.config.csms_keepalive.ping_interval,
+                        ping_timeout=gw.config.csms_keepalive.ping_timeout,
+                        compression=None,
+                        max_size=gw.ws_max_size,
+                        proxy=None,
+                        user_agent_header="ocpp-migration-gateway",
+                    )
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                gw.metrics.upstream_connects.labels(self.name, "failed").inc()
+                reason = f"HTTP {exc.response.status_code}" if isinstance(exc, InvalidStatus) else repr(exc)
+                jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
+                wait = min(delay, cfg.reconnect_max) * jitter
+                log.warning("upstream_connect_failed", csms=self.name, url=self.url, error=reason,
+                            retry_in=round(wait, 2))
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, cfg.reconnect_max)
+                continue
+            if self._stopping:
+                await ws.close()
+                break
+            if ws.subprotocol != self.endpoint.ocpp.subprotocol:
+                log.warning("upstream_subprotocol_mismatch", csms=self.name, offered=self.endpoint.ocpp.subprotocol,
+                            selected=ws.subprotocol)
+            gw.metrics.upstream_connects.labels(self.name, "ok").inc()
+            delay = cfg.reconnect_initial
+            self.ws = ws
+            self._set_state("up")
+            self.connected_once.set()
+            log.info("upstream_connected", csms=self.name, url=self.url)
+            await self.owner.apply(self.owner.session.link_up(Side.CSMS, time.time()))
+            try:
+                async for message in ws:
+                    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                    await self.owner.apply(self.owner.session.receive(Side.CSMS, text, time.time()))
+            except ConnectionClosed:
+                pass
+            finally:
+                self.ws = None
+                self._set_state("down")
+                await self.owner.apply(self.owner.session.link_down(Side.CSMS, time.time()))
+            if not self._stopping:
+                code = ws.close_code
+                log.warning("upstream_disconnected", csms=self.name, code=code, reason=ws.close_reason)
+                jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
+                await asyncio.sleep(cfg.reconnect_initial * jitter)
+
+    def _set_state(self, state: str) -> None:
+        metrics = self.owner.gateway.metrics
+        if self.state != state:
+            if self.state in ("up", "down") and self.owner.counted_link:
+                metrics.upstream_links.labels(self.name, self.state).dec()
+            metrics.upstream_links.labels(self.name, state).inc()
+            self.owner.counted_link = True
+            self.state = state
+
+    async def send(self, text: str) -> bool:
+        ws = self.ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(text)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._stopping = True
+        ws = self.ws
+        if ws is not None:
+            await ws.close()
+        if self.owner.counted_link:
+            self.owner.gateway.metrics.upstream_links.labels(self.name, self.state).dec()
+            self.owner.counted_link = False
+
+
+class ChargerConnection:
+    """One connected charger: its WebSocket, its upstream link and its session."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        charger_id: str,
+        ws: ServerConnection,
+        version: Version,
+        route: Route,
+        translator: Translator,
+        ctx: Context,
+    ) -> None:
+        self.gateway = gateway
+        self.charger_id = charger_id
+        self.ws = ws
+        self.version = version
+        self.route = route
+        self.translator = translator
+        self.log = get_logger(charger_id=charger_id)
+        self.connected_at = time.time()
+        self.last_message_at: float | None = None
+        self.counted_link = False
+        endpoint = gateway.config.csms[route.primary]
+        limits = SessionLimits(
+            call_timeout=endpoint.call_timeout or gateway.config.call_timeout,
+            max_frame_bytes=gateway.config.max_frame_bytes,
+        )
+        self.session = ChargerSession(charger_id, translator, ctx, limits)
+        self.upstream = UpstreamLink(self, route.primary, endpoint)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._closed = False
+
+    @property
+    def upstream_state(self) -> str:
+        return self.upstream.state
+
+    async def run(self) -> None:
+        """Relay until the charger goes away (or is replaced), then clean up."""
+        gw = self.gateway
+        upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
+        try:
+            async for message in self.ws:
+                self.last_message_at = now = time.time()
+                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                await self.apply(self.session.receive(Side.CHARGER, text, now))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed = True
+            await self.upstream.close()
+            upstream_task.cancel()
+            try:
+                await upstream_task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # the link's own errors must not hide the charger's disconnect
+                self.log.error("upstream_task_failed", error=repr(exc))
+            for handle in self._timers.values():
+                handle.cancel()
+            self._timers.clear()
+            self.session.close(time.time())
+            gw.connection_closed(self)
+            self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
+
+    async def apply(self, actions: list[Action]) -> None:
+        """Carry out what the session decided, in order."""
+        gw = self.gateway
+        for action in actions:
+            if isinstance(action, Send):
+                if action.to is Side.CHARGER:
+                    try:
+                        await self.ws.send(action.text)
+                    except ConnectionClosed:
+                        pass  # run() sees the close and cleans up
+                elif not await self.upstream.send(action.text):
+                    # The link dropped under us: the session learns it from the link's own loop.
+                    pass
+            elif isinstance(action, FrameRecord):
+                gw.store.record(action)
+                gw.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)
+                if action.error_code is not None:
+                    gw.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
+            elif isinstance(action, StartTimer):
+                if not self._closed:
+                    loop = asyncio.get_running_loop()
+                    self._timers[action.key] = loop.call_later(action.delay, self._timer_fired, action.key)
+            elif isinstance(action, CancelTimer):
+                handle = self._timers.pop(action.key, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(action, SaveState):
+                gw.store.save_state(self.charger_id, action.state)
+            elif isinstance(action, RoundTrip):
+                gw.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
+            elif isinstance(action, ValidationFailed):
+                gw.metrics.validation_failure(action.side.value, action.version.value, action.action, self.charger_id)
+                self.log.warning("validation_failed", side=action.side.value, ocpp_version=action.version.value,
+                                 action=action.action, path=action.path, error=action.message)
+            elif isinstance(action, Problem):
+                gw.metrics.problem(action.event)
+                self.log.warning(action.event, **action.detail)
+
+    def _timer_fired(self, key: str) -> None:
+        self._timers.pop(key, None)
+        if not self._closed:
+            task = asyncio.ensure_future(self.apply(self.session.timer_fired(key, time.time())))
+            self.gateway.background(task)
+
+    async def replace(self) -> None:
+        """A newer connection with the same id arrived: this one steps aside at once.
+
+        The old socket may be silently dead (NAT drop), so its close handshake
+        runs in the background instead of holding up the new connection.
+        """
+        self.log.info("charger_replaced")
+        self._closed = True
+        await self.upstream.close()
+        closing = asyncio.ensure_future(
+            self.ws.close(code=1000, reason="replaced by a newer connection with the same charger id")
+        )
+        self.gateway.background(closing)
+
+    async def shutdown(self) -> None:
+        await self.ws.close(code=1001, reason="gateway shutting down")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.charger_id,
+            "ocpp_version": self.version.value,
+            "csms_ocpp_version": self.translator.csms_version.value,
+            "translator": self.translator.name,
+            "connected": not self._closed,
+            "connected_since": _iso(self.connected_at),
+            "route": {"primary": self.route.primary, "shadow": self.route.shadow},
+            "upstream": {"csms": self.upstream.name, "state": self.upstream.state, "url": self.upstream.url},
+            "last_message_at": _iso(self.last_message_at) if self.last_message_at else None,
+            "pending_calls": {"to_charger": self.session.pending(Side.CHARGER),
+                              "to_csms": self.session.pending(Side.CSMS)},
+        }
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["ChargerConnection", "UpstreamLink", "websockets"]

@@ -1,0 +1,572 @@
+"""The charger session: sans-I/O protocol logic between one charger and its CSMS.
+
+``ChargerSession`` takes events (a frame received from a side, a link going up
+or down, a timer firing) and returns actions (send this text to that side,
+log this frame, start or cancel a timer, persist the translation state, count
+this). A thin asyncio runner (``gateway.runtime``) carries the actions out.
+Nothing here touches a socket, a clock (time comes in with each event) or the
+store, so every rule below is testable frame-in, frames-out.
+
+Rules kept here:
+- every received frame is validated against its version's schema; an invalid
+  CALL is answered with a CALLERROR in the sender's version and not forwarded;
+- at most one outstanding CALL per direction: calls to a side wait in that
+  side's queue until the previous one is answered (or times out);
+- a CALL that the other side does not answer within ``call_timeout`` (counted
+  from when it was queued, so a CSMS that is down counts too) is answered with
+  a CALLERROR in the originator's version;
+- a CALLRESULT carries no action: the pending request per side is kept as
+  explicit state and matched by unique id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refuse, Reply, Side, Translator
+from gateway import ocppj, schemas
+from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
+from gateway.records import FrameRecord
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(slots=True)
+class Send:
+    """Send ``text`` to ``to``."""
+
+    to: Side
+    text: str
+
+
+@dataclass(slots=True)
+class StartTimer:
+    """Call ``ChargerSession.timer_fired(key, now)`` after ``delay`` seconds."""
+
+    key: str
+    delay: float
+
+
+@dataclass(slots=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(slots=True)
+class SaveState:
+    """Persist the translation state (a JSON-serialisable dict)."""
+
+    state: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ValidationFailed:
+    """A frame broke its schema (or the OCPP-J framing): log and count it."""
+
+    side: Side
+    version: Version
+    action: str | None
+    path: str
+    message: str
+
+
+@dataclass(slots=True)
+class RoundTrip:
+    """An originator's CALL was answered: ``seconds`` from its arrival to its answer."""
+
+    origin: Side
+    action: str
+    seconds: float
+    outcome: str  # "result" or "error"
+
+
+@dataclass(slots=True)
+class Problem:
+    """Something an operator should see in the service log (a refused or dropped message, a bug)."""
+
+    event: str
+    detail: dict[str, Any]
+
+
+Action = Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
+
+
+# ---------------------------------------------------------------- internal state
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One originator CALL being handled: its handler and where it stands."""
+
+    origin: Side
+    call: Call
+    started: float
+    handler: Any  # the translator's generator
+    replied: bool = False
+    waiting_on: _Outgoing | None = None
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A CALL the gateway sends to a side, queued or in flight."""
+
+    to: Side
+    unique_id: str
+    action: str
+    text: str
+    exchange: _Exchange | None  # None for Notify (answer only logged)
+    no_answer: bool = False  # a 2.1 SEND
+    in_flight: bool = False
+    timer_key: str = ""
+
+
+@dataclass(slots=True)
+class _SideState:
+    version: Version
+    up: bool = False
+    queue: deque[_Outgoing] = field(default_factory=deque)
+    in_flight: _Outgoing | None = None
+    # Calls this side sent us, waiting for the one before them to be answered.
+    incoming: deque[tuple[Call, str, float]] = field(default_factory=deque)
+    current: _Exchange | None = None
+
+
+_UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    call_timeout: float = 30.0
+    max_frame_bytes: int = 65536
+
+
+class ChargerSession:
+    """The protocol state of one charger and its upstream CSMS link."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        translator: Translator,
+        ctx: Context,
+        limits: SessionLimits = SessionLimits(),
+        csms_peer: str = "csms",
+    ) -> None:
+        self.charger_id = charger_id
+        self.translator = translator
+        self.ctx = ctx
+        self.limits = limits
+        self._sides = {
+            Side.CHARGER: _SideState(translator.charger_version, up=True),
+            Side.CSMS: _SideState(translator.csms_version),
+        }
+        self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
+        self._seq = 0
+        self._timer_owner: dict[str, _Outgoing] = {}
+
+    # ------------------------------------------------------------ events
+
+    def receive(self, side: Side, text: str, now: float) -> list[Action]:
+        """A frame arrived from ``side``."""
+        out: list[Action] = []
+        st = self._sides[side]
+        if len(text) > self.limits.max_frame_bytes:
+            m = _UID_RE.match(text[:80])
+            uid = m.group(1) if m else "-1"
+            out.append(self._record(side, "in", now, text, "INVALID", None, uid, note="oversized frame"))
+            desc = f"frame of {len(text)} bytes exceeds the gateway's limit of {self.limits.max_frame_bytes}"
+            out.append(ValidationFailed(side, st.version, None, "$", desc))
+            if text.lstrip()[:3].replace(" ", "").startswith("[2"):
+                self._send_error(out, side, uid, ErrorKind.FORMAT, desc, now)
+            return out
+        try:
+            frame = ocppj.parse(text, st.version)
+        except FrameError as exc:
+            out.append(self._record(side, "in", now, text, "INVALID", None, exc.unique_id, note=exc.description))
+            out.append(ValidationFailed(side, st.version, None, "$", exc.description))
+            self._send_error(out, side, exc.unique_id, exc.kind, exc.description, now)
+            return out
+        if isinstance(frame, Call):
+            action = frame.action
+            out.append(self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id))
+            self._on_call(out, side, frame, text, now)
+        elif isinstance(frame, CallResult):
+            pending = st.in_flight
+            action = pending.action if pending and pending.unique_id == frame.unique_id else None
+            out.append(self._record(side, "in", now, text, "CALLRESULT", action, frame.unique_id))
+            self._on_result(out, side, frame, text, now)
+        else:
+            pending = st.in_flight
+            action = pending.action if pending and pending.unique_id == frame.unique_id else None
+            out.append(
+                self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id, frame.code)
+            )
+            self._on_error(out, side, frame, now)
+        return out
+
+    def link_up(self, side: Side, now: float) -> list[Action]:
+        """The connection to ``side`` is (again) open: send what waited for it."""
+        out: list[Action] = []
+        self._sides[side].up = True
+        self._pump(out, side, now)
+        return out
+
+    def link_down(self, side: Side, now: float) -> list[Action]:
+        """The connection to ``side`` is lost: the CALL in flight there will not be answered."""
+        out: list[Action] = []
+        st = self._sides[side]
+        st.up = False
+        pending = st.in_flight
+        if pending is not None:
+            st.in_flight = None
+            out.append(CancelTimer(pending.timer_key))
+            self._timer_owner.pop(pending.timer_key, None)
+            if pending.exchange is not None:
+                err = PeerError(
+                    ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                    f"connection to the {self._peer_names[side]} was lost before it answered {pending.action}",
+                )
+                self._advance(out, pending.exchange, now, throw=err)
+        return out
+
+    def timer_fired(self, key: str, now: float) -> list[Action]:
+        """A CALL's deadline passed."""
+        out: list[Action] = []
+        pending = self._timer_owner.pop(key, None)
+        if pending is None:
+            return out
+        st = self._sides[pending.to]
+        if st.in_flight is pending:
+            st.in_flight = None
+        else:
+            try:
+                st.queue.remove(pending)
+            except ValueError:
+                pass
+        out.append(
+            Problem(
+                "call_timeout",
+                {"to": pending.to.value, "action": pending.action, "unique_id": pending.unique_id,
+                 "sent": pending.in_flight, "timeout": self.limits.call_timeout},
+            )
+        )
+        if pending.exchange is not None:
+            what = "did not answer" if pending.in_flight else "could not be reached"
+            err = PeerTimeout(
+                ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                f"the {self._peer_names[pending.to]} {what} {pending.action} within {self.limits.call_timeout:g} s",
+            )
+            self._advance(out, pending.exchange, now, throw=err)
+        self._pump(out, pending.to, now)
+        return out
+
+    def close(self, now: float) -> list[Action]:
+        """The session ends: cancel every timer; state was saved as it changed."""
+        out: list[Action] = [CancelTimer(k) for k in self._timer_owner]
+        self._timer_owner.clear()
+        return out
+
+    # ------------------------------------------------------------ calls
+
+    def _on_call(self, out: list[Action], side: Side, call: Call, text: str, now: float) -> None:
+        st = self._sides[side]
+        version = st.version
+        if call.action not in schemas.actions(version):
+            if call.message_type is MessageType.CALL:
+                self._send_error(
+                    out, side, call.unique_id, ErrorKind.NOT_IMPLEMENTED,
+                    f"{call.action} is not an OCPP {version.value} action", now,
+                )
+            out.append(ValidationFailed(side, version, call.action, "$", "unknown action"))
+            return
+        violation = schemas.validate(version, call.action, call.payload)
+        if violation is not None:
+            out.append(ValidationFailed(side, version, call.action, violation.path, violation.message))
+            if call.message_type is MessageType.CALL:
+                self._send_error(out, side, call.unique_id, violation.kind, violation.describe(), now,
+                                 details={"path": violation.path, "rule": violation.rule})
+            return
+        busy_ids = {c.unique_id for c, _, _ in st.incoming}
+        if st.current is not None:
+            busy_ids.add(st.current.call.unique_id)
+        if call.unique_id in busy_ids:
+            self._send_error(
+                out, side, call.unique_id, ErrorKind.RPC_FRAMEWORK,
+                f"messageId {call.unique_id} is already in use by a CALL that is not answered yet", now,
+            )
+            return
+        if st.current is not None:
+            # The sender broke the one-outstanding-CALL rule: queue, don't interleave.
+            st.incoming.append((call, text, now))
+            return
+        self._start_exchange(out, side, call, now)
+
+    def _start_exchange(self, out: list[Action], side: Side, call: Call, now: float) -> None:
+        try:
+            handler = self.translator.handle_call(side, call, self.ctx)
+        except Refuse as exc:
+            self._send_error(out, side, call.unique_id, exc.kind, exc.description, now, exc.details)
+            return
+        ex = _Exchange(side, call, now, handler)
+        self._sides[side].current = ex
+        self._advance(out, ex, now)
+
+    def _advance(
+        self, out: list[Action], ex: _Exchange, now: float,
+        value: dict[str, Any] | None = None, throw: BaseException | None = None,
+    ) -> None:
+        """Run the exchange's handler until it waits for an answer or finishes."""
+        ex.waiting_on = None
+        while True:
+            try:
+                step = ex.handler.throw(throw) if throw is not None else ex.handler.send(value)
+            except StopIteration as stop:
+                self._save_if_dirty(out)
+                if not ex.replied and ex.call.message_type is MessageType.CALL:
+                    if stop.value is None:
+                        self._fail(out, ex, ErrorKind.INTERNAL, f"no answer was produced for {ex.call.action}", now)
+                    else:
+                        self._reply(out, ex, stop.value, now)
+                self._finish(out, ex, now)
+                return
+            except Refuse as exc:
+                self._save_if_dirty(out)
+                self._fail(out, ex, exc.kind, exc.description, now, exc.details)
+                self._finish(out, ex, now)
+                return
+            except PeerError as exc:
+                self._save_if_dirty(out)
+                self._forward_peer_error(out, ex, exc, now)
+                self._finish(out, ex, now)
+                return
+            except Exception as exc:  # a translator bug must not take the connection down
+                self._save_if_dirty(out)
+                out.append(Problem("translator_error", {"action": ex.call.action, "error": repr(exc)}))
+                self._fail(out, ex, ErrorKind.INTERNAL, f"the gateway failed to translate {ex.call.action}", now)
+                self._finish(out, ex, now)
+                return
+            throw = None
+            value = None
+            self._save_if_dirty(out)
+            if isinstance(step, OutCall):
+                problem = self._enqueue(out, step.to, step.action, step.payload, ex, now, step.unique_id,
+                                        no_answer=step.send, origin_call=ex.call)
+                if problem is not None:
+                    throw = problem
+                    continue
+                if step.send:
+                    continue  # a SEND is not answered: carry on at once
+                return  # wait for the answer
+            if isinstance(step, Notify):
+                problem = self._enqueue(out, step.to, step.action, step.payload, None, now, None)
+                if problem is not None:
+                    out.append(Problem("notify_invalid", {"action": step.action, "error": str(problem)}))
+                continue
+            if isinstance(step, Reply):
+                if not ex.replied:
+                    self._reply(out, ex, step.payload, now)
+                continue
+            out.append(Problem("translator_error", {"action": ex.call.action, "error": f"bad step {step!r}"}))
+            throw = RuntimeError("unknown step")
+
+    def _finish(self, out: list[Action], ex: _Exchange, now: float) -> None:
+        st = self._sides[ex.origin]
+        if st.current is ex:
+            st.current = None
+            if st.incoming:
+                call, _text, _t = st.incoming.popleft()
+                self._start_exchange(out, ex.origin, call, now)
+
+    def _enqueue(
+        self, out: list[Action], to: Side, action: str, payload: dict[str, Any], ex: _Exchange | None,
+        now: float, unique_id: str | None, no_answer: bool = False, origin_call: Call | None = None,
+    ) -> PeerError | None:
+        """Queue a CALL to ``to``; a payload that breaks the target's schema is refused here."""
+        st = self._sides[to]
+        passthrough = (
+            origin_call is not None and payload is origin_call.payload and action == origin_call.action
+            and self._sides[to.other].version is st.version
+        )
+        if not passthrough:
+            violation = schemas.validate(st.version, action, payload)
+            if violation is not None:
+                out.append(ValidationFailed(to, st.version, action, violation.path,
+                                            "translation produced an invalid frame: " + violation.message))
+                return PeerError(
+                    ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                    f"the gateway could not build a valid {action} for OCPP {st.version.value}: {violation.describe()}",
+                )
+        if unique_id is None:
+            unique_id = self._new_id()
+        mtype = MessageType.SEND if no_answer and st.version is Version.V21 else MessageType.CALL
+        text = ocppj.serialize(Call(unique_id, action, payload, mtype))
+        if no_answer and mtype is MessageType.SEND:
+            # Not a CALL: no slot in the queue, no answer to wait for.
+            if st.up:
+                out.append(Send(to, text))
+                out.append(self._record(to, "out", now, text, "SEND", action, unique_id))
+            else:
+                out.append(Problem("send_dropped", {"action": action, "reason": f"{to.value} link down"}))
+            return None
+        item = _Outgoing(to, unique_id, action, text, ex, timer_key=f"{to.value}:{unique_id}:{self._new_seq()}")
+        st.queue.append(item)
+        self._timer_owner[item.timer_key] = item
+        out.append(StartTimer(item.timer_key, self.limits.call_timeout))
+        if ex is not None:
+            ex.waiting_on = item
+        self._pump(out, to, now)
+        return None
+
+    def _pump(self, out: list[Action], to: Side, now: float) -> None:
+        """Send the next queued CALL to ``to`` if nothing is in flight there."""
+        st = self._sides[to]
+        if st.in_flight is not None or not st.up or not st.queue:
+            return
+        item = st.queue.popleft()
+        item.in_flight = True
+        st.in_flight = item
+        out.append(Send(to, item.text))
+        out.append(self._record(to, "out", now, item.text, "CALL", item.action, item.unique_id))
+
+    # ------------------------------------------------------------ answers
+
+    def _take_in_flight(self, out: list[Action], side: Side, unique_id: str, what: str) -> _Outgoing | None:
+        st = self._sides[side]
+        pending = st.in_flight
+        if pending is None or pending.unique_id != unique_id:
+            out.append(Problem("unmatched_answer", {"from": side.value, "unique_id": unique_id, "type": what,
+                                                    "note": "no CALL with this id is waiting (late or unknown)"}))
+            return None
+        st.in_flight = None
+        out.append(CancelTimer(pending.timer_key))
+        self._timer_owner.pop(pending.timer_key, None)
+        return pending
+
+    def _on_result(self, out: list[Action], side: Side, frame: CallResult, text: str, now: float) -> None:
+        pending = self._take_in_flight(out, side, frame.unique_id, "CALLRESULT")
+        if pending is None:
+            return
+        version = self._sides[side].version
+        violation = schemas.validate(version, pending.action, frame.payload, response=True)
+        if violation is not None:
+            out.append(ValidationFailed(side, version, pending.action, violation.path, violation.message))
+            if pending.exchange is not None:
+                err = PeerError(
+                    ocppj.error_code(version, violation.kind),
+                    f"the {self._peer_names[side]}'s {pending.action} response is invalid: {violation.describe()}",
+                )
+                self._advance(out, pending.exchange, now, throw=err)
+        elif pending.exchange is not None:
+            self._last_result = (frame.payload, text)
+            self._advance(out, pending.exchange, now, value=frame.payload)
+            self._last_result = None
+        self._pump(out, side, now)
+
+    _last_result: tuple[dict[str, Any], str] | None = None
+
+    def _on_error(self, out: list[Action], side: Side, frame: CallError, now: float) -> None:
+        if frame.message_type is MessageType.CALLRESULTERROR:
+            # The peer rejects a CALLRESULT we sent; there is nothing left to answer.
+            out.append(Problem("callresulterror_received", {"from": side.value, "unique_id": frame.unique_id,
+                                                            "code": frame.code, "description": frame.description}))
+            return
+        pending = self._take_in_flight(out, side, frame.unique_id, "CALLERROR")
+        if pending is None:
+            return
+        if pending.exchange is not None:
+            self._advance(out, pending.exchange, now, throw=PeerError(frame.code, frame.description, frame.details))
+        self._pump(out, side, now)
+
+    # ------------------------------------------------------------ replies to the originator
+
+    def _reply(self, out: list[Action], ex: _Exchange, payload: dict[str, Any], now: float) -> None:
+        version = self._sides[ex.origin].version
+        last = self._last_result
+        if last is not None and last[0] is payload and self._sides[ex.origin.other].version is version:
+            # Pass-through: the other side's answer goes back byte for byte when the ids agree.
+            text = last[1] if _uid_of_result(last[1]) == ex.call.unique_id else None
+            if text is None:
+                text = ocppj.serialize(CallResult(ex.call.unique_id, payload))
+        else:
+            violation = schemas.validate(version, ex.call.action, payload, response=True)
+            if violation is not None:
+                out.append(ValidationFailed(ex.origin, version, ex.call.action, violation.path,
+                                            "translation produced an invalid response: " + violation.message))
+                self._fail(out, ex, ErrorKind.INTERNAL,
+                           f"the gateway could not build a valid {ex.call.action} response: {violation.describe()}",
+                           now)
+                return
+            text = ocppj.serialize(CallResult(ex.call.unique_id, payload))
+        ex.replied = True
+        out.append(Send(ex.origin, text))
+        out.append(self._record(ex.origin, "out", now, text, "CALLRESULT", ex.call.action, ex.call.unique_id))
+        out.append(RoundTrip(ex.origin, ex.call.action, now - ex.started, "result"))
+
+    def _forward_peer_error(self, out: list[Action], ex: _Exchange, err: PeerError, now: float) -> None:
+        if ex.replied or ex.call.message_type is not MessageType.CALL:
+            out.append(Problem("peer_error_after_reply", {"action": ex.call.action, "code": err.code}))
+            return
+        version = self._sides[ex.origin].version
+        code = ocppj.translate_error_code(err.code, version)
+        self._send_error(out, ex.origin, ex.call.unique_id, None, err.description, now, err.details or None,
+                         code=code, action=ex.call.action)
+        ex.replied = True
+        out.append(RoundTrip(ex.origin, ex.call.action, now - ex.started, "error"))
+
+    def _fail(
+        self, out: list[Action], ex: _Exchange, kind: ErrorKind, description: str, now: float,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        if ex.replied or ex.call.message_type is not MessageType.CALL:
+            out.append(Problem("refused_after_reply", {"action": ex.call.action, "description": description}))
+            return
+        self._send_error(out, ex.origin, ex.call.unique_id, kind, description, now, details, action=ex.call.action)
+        ex.replied = True
+        out.append(RoundTrip(ex.origin, ex.call.action, now - ex.started, "error"))
+
+    def _send_error(
+        self, out: list[Action], to: Side, unique_id: str, kind: ErrorKind | None, description: str, now: float,
+        details: dict[str, Any] | None = None, code: str | None = None, action: str | None = None,
+    ) -> None:
+        version = self._sides[to].version
+        if code is None:
+            assert kind is not None
+            code = ocppj.error_code(version, kind)
+        text = ocppj.serialize(CallError(unique_id, code, description[:255], details or {}))
+        out.append(Send(to, text))
+        out.append(self._record(to, "out", now, text, "CALLERROR", action, unique_id, code))
+
+    # ------------------------------------------------------------ helpers
+
+    def _record(
+        self, side: Side, direction: str, now: float, text: str, mtype: str, action: str | None,
+        unique_id: str | None, error_code: str | None = None, note: str | None = None,
+    ) -> FrameRecord:
+        return FrameRecord(now, self.charger_id, direction, self._peer_names[side], self._sides[side].version.value,
+                           mtype, action, unique_id, text, error_code, note)
+
+    def _save_if_dirty(self, out: list[Action]) -> None:
+        if self.ctx.dirty:
+            self.ctx.dirty = False
+            out.append(SaveState(self.ctx.state))
+
+    def _new_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _new_id(self) -> str:
+        return self.ctx.new_uuid()
+
+    # ------------------------------------------------------------ introspection
+
+    def pending(self, side: Side) -> int:
+        """CALLs queued or in flight towards ``side``."""
+        st = self._sides[side]
+        return len(st.queue) + (st.in_flight is not None)
+
+
+def _uid_of_result(text: str) -> str | None:
+    m = _UID_RE.match(text[:80])
+    return m.group(1) if m else None

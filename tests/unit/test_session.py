@@ -1,0 +1,262 @@
+"""Playbooks for the sans-I/O charger session: frames in, frames out."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.base import Context, OutCall, Refuse, Side
+from adapters.passthrough import PassThrough
+from gateway.ocppj import Call, ErrorKind, Version
+from gateway.records import FrameRecord
+from gateway.session import (
+    CancelTimer,
+    ChargerSession,
+    Problem,
+    RoundTrip,
+    SaveState,
+    Send,
+    SessionLimits,
+    StartTimer,
+    ValidationFailed,
+)
+
+BOOT16 = {"chargePointVendor": "ACME", "chargePointModel": "One"}
+BOOT16_CONF = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
+
+
+def make(version: Version = Version.V16, translator: Any = None, **limits: Any) -> ChargerSession:
+    ids = itertools.count(1)
+    ctx = Context("CP1", version, version, new_uuid=lambda: f"gw-{next(ids)}")
+    session = ChargerSession("CP1", translator or PassThrough(version), ctx, SessionLimits(**limits))
+    session.link_up(Side.CSMS, 0.0)
+    return session
+
+
+def sent(actions: list[Any], to: Side | None = None) -> list[list[Any]]:
+    return [orjson.loads(a.text) for a in actions if isinstance(a, Send) and (to is None or a.to is to)]
+
+
+def frame(*parts: Any) -> str:
+    return orjson.dumps(list(parts)).decode()
+
+
+def test_charger_call_is_forwarded_byte_for_byte_and_the_answer_comes_back() -> None:
+    """Pass-through sends the charger's frame upstream unchanged and the CSMS's answer back unchanged."""
+    s = make()
+    text = frame(2, "u1", "BootNotification", BOOT16)
+    out = s.receive(Side.CHARGER, text, 1.0)
+    assert [a.text for a in out if isinstance(a, Send)] == [text]
+    answer = frame(3, "u1", BOOT16_CONF)
+    out = s.receive(Side.CSMS, answer, 1.5)
+    assert [(a.to, a.text) for a in out if isinstance(a, Send)] == [(Side.CHARGER, answer)]
+    rt = [a for a in out if isinstance(a, RoundTrip)]
+    assert rt and rt[0].seconds == pytest.approx(0.5) and rt[0].outcome == "result"
+
+
+def test_every_frame_is_logged_on_both_sides() -> None:
+    """A relayed exchange leaves four log records: in from charger, out to CSMS, in from CSMS, out to charger."""
+    s = make()
+    out = s.receive(Side.CHARGER, frame(2, "u1", "Heartbeat", {}), 1.0)
+    out += s.receive(Side.CSMS, frame(3, "u1", {"currentTime": "2026-01-01T00:00:00Z"}), 1.1)
+    recs = [(r.direction, r.peer, r.message_type, r.action) for r in out if isinstance(r, FrameRecord)]
+    assert recs == [
+        ("in", "charger", "CALL", "Heartbeat"),
+        ("out", "csms", "CALL", "Heartbeat"),
+        ("in", "csms", "CALLRESULT", "Heartbeat"),
+        ("out", "charger", "CALLRESULT", "Heartbeat"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "payload", "code"),
+    [
+        (Version.V16, {"chargePointVendor": "ACME"}, "OccurenceConstraintViolation"),
+        (Version.V201, {"reason": "PowerUp"}, "OccurrenceConstraintViolation"),
+        (Version.V16, {"chargePointVendor": "A" * 21, "chargePointModel": "x"}, "PropertyConstraintViolation"),
+        (Version.V16, {"chargePointVendor": 5, "chargePointModel": "x"}, "TypeConstraintViolation"),
+        (Version.V16, {**BOOT16, "extra": 1}, "FormationViolation"),
+        (Version.V201, {"reason": "PowerUp", "chargingStation": {"model": "m", "vendorName": "v"}, "x": 1},
+         "FormatViolation"),
+        (Version.V21, {"reason": "Nope", "chargingStation": {"model": "m", "vendorName": "v"}},
+         "PropertyConstraintViolation"),
+    ],
+)
+def test_invalid_call_gets_the_senders_callerror_and_is_not_forwarded(
+    version: Version, payload: dict[str, Any], code: str
+) -> None:
+    """A CALL that breaks its schema is answered in the sender's version's spelling and goes nowhere else."""
+    s = make(version)
+    out = s.receive(Side.CHARGER, frame(2, "u9", "BootNotification", payload), 1.0)
+    assert sent(out, Side.CSMS) == []
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "u9", code]
+    assert any(isinstance(a, ValidationFailed) for a in out)
+
+
+@pytest.mark.parametrize(
+    ("version", "text", "uid", "code"),
+    [
+        (Version.V16, "[2, \"u1\", \"Heartbeat\", {", "-1", "FormationViolation"),
+        (Version.V201, "not json at all", "-1", "FormatViolation"),
+        (Version.V201, "{\"a\": 1}", "-1", "RpcFrameworkError"),
+        (Version.V201, "[7, \"u2\", \"Heartbeat\", {}]", "u2", "MessageTypeNotSupported"),
+        (Version.V16, "[6, \"u2\", \"Heartbeat\", {}]", "u2", "ProtocolError"),
+        (Version.V16, "[2, \"u3\", \"Heartbeat\"]", "u3", "FormationViolation"),
+        (Version.V16, "[2, \"u4\", \"NoSuchAction\", {}]", "u4", "NotImplemented"),
+        (Version.V201, "[2, \"u5\", \"StartTransaction\", {}]", "u5", "NotImplemented"),
+    ],
+)
+def test_malformed_frames_get_a_callerror_and_the_session_carries_on(
+    version: Version, text: str, uid: str, code: str
+) -> None:
+    """Broken JSON, wrong message types and unknown actions are answered, not forwarded, and not fatal."""
+    s = make(version)
+    out = s.receive(Side.CHARGER, text, 1.0)
+    assert sent(out, Side.CSMS) == []
+    [err] = sent(out, Side.CHARGER)
+    assert err[0] == 4 and err[1] == uid and err[2] == code
+    out = s.receive(Side.CHARGER, frame(2, "ok", "Heartbeat", {}), 2.0)
+    assert sent(out, Side.CSMS) == [[2, "ok", "Heartbeat", {}]]
+
+
+def test_oversized_frame_is_refused_with_its_unique_id() -> None:
+    """A frame over max_frame_bytes is answered with a format CALLERROR carrying the frame's own id."""
+    s = make(max_frame_bytes=2000)
+    big = frame(2, "big1", "DataTransfer", {"vendorId": "x", "data": "y" * 5000})
+    out = s.receive(Side.CHARGER, big, 1.0)
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "big1", "FormationViolation"]
+    assert sent(out, Side.CSMS) == []
+
+
+def test_second_call_waits_for_the_first_answer() -> None:
+    """A charger that sends two CALLs at once gets them relayed one at a time, in order."""
+    s = make()
+    out1 = s.receive(Side.CHARGER, frame(2, "a", "Heartbeat", {}), 1.0)
+    out2 = s.receive(Side.CHARGER, frame(2, "b", "Heartbeat", {}), 1.0)
+    assert [m[1] for m in sent(out1, Side.CSMS)] == ["a"]
+    assert sent(out2, Side.CSMS) == []
+    out3 = s.receive(Side.CSMS, frame(3, "a", {"currentTime": "2026-01-01T00:00:00Z"}), 1.2)
+    assert [m[1] for m in sent(out3, Side.CHARGER)] == ["a"]
+    assert [m[1] for m in sent(out3, Side.CSMS)] == ["b"]
+
+
+def test_duplicate_unique_id_of_a_pending_call_is_refused() -> None:
+    """Reusing the id of a CALL still waiting for its answer gets a CALLERROR, not a second relay."""
+    s = make(Version.V201)
+    s.receive(Side.CHARGER, frame(2, "dup", "Heartbeat", {}), 1.0)
+    out = s.receive(Side.CHARGER, frame(2, "dup", "Heartbeat", {}), 1.1)
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "dup", "RpcFrameworkError"]
+    assert sent(out, Side.CSMS) == []
+
+
+def test_csms_silence_becomes_a_callerror_for_the_charger_after_the_timeout() -> None:
+    """When the CSMS does not answer within call_timeout, the charger gets an InternalError in its version."""
+    s = make(Version.V16, call_timeout=5)
+    out = s.receive(Side.CHARGER, frame(2, "t1", "Heartbeat", {}), 1.0)
+    [timer] = [a for a in out if isinstance(a, StartTimer)]
+    assert timer.delay == 5
+    out = s.timer_fired(timer.key, 6.0)
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "t1", "InternalError"]
+    assert any(isinstance(a, Problem) and a.event == "call_timeout" for a in out)
+    late = s.receive(Side.CSMS, frame(3, "t1", {"currentTime": "2026-01-01T00:00:00Z"}), 7.0)
+    assert sent(late) == []
+    assert any(isinstance(a, Problem) and a.event == "unmatched_answer" for a in late)
+
+
+def test_calls_wait_while_the_csms_is_down_and_go_out_when_it_is_back() -> None:
+    """A CALL arriving before the upstream link is up is sent as soon as it comes up."""
+    ids = itertools.count(1)
+    ctx = Context("CP1", Version.V16, Version.V16, new_uuid=lambda: f"gw-{next(ids)}")
+    s = ChargerSession("CP1", PassThrough(Version.V16), ctx)
+    out = s.receive(Side.CHARGER, frame(2, "b1", "BootNotification", BOOT16), 1.0)
+    assert sent(out, Side.CSMS) == []
+    out = s.link_up(Side.CSMS, 2.0)
+    assert sent(out, Side.CSMS) == [[2, "b1", "BootNotification", BOOT16]]
+
+
+def test_link_loss_fails_the_call_in_flight() -> None:
+    """If the CSMS connection drops with a CALL in flight, the charger gets a CALLERROR at once."""
+    s = make(Version.V201)
+    s.receive(Side.CHARGER, frame(2, "x", "Heartbeat", {}), 1.0)
+    out = s.link_down(Side.CSMS, 1.5)
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "x", "InternalError"]
+    assert any(isinstance(a, CancelTimer) for a in out)
+
+
+def test_csms_callerror_is_relayed_to_the_charger() -> None:
+    """A CALLERROR from the CSMS reaches the charger with the same code (same version)."""
+    s = make(Version.V201)
+    s.receive(Side.CHARGER, frame(2, "e1", "Heartbeat", {}), 1.0)
+    out = s.receive(Side.CSMS, frame(4, "e1", "SecurityError", "nope", {}), 1.1)
+    [err] = sent(out, Side.CHARGER)
+    assert err[:4] == [4, "e1", "SecurityError", "nope"]
+
+
+def test_csms_initiated_call_is_relayed_to_the_charger() -> None:
+    """A CALL from the CSMS goes to the charger and the charger's answer goes back to the CSMS."""
+    s = make(Version.V16)
+    out = s.receive(Side.CSMS, frame(2, "c1", "Reset", {"type": "Soft"}), 1.0)
+    assert sent(out, Side.CHARGER) == [[2, "c1", "Reset", {"type": "Soft"}]]
+    out = s.receive(Side.CHARGER, frame(3, "c1", {"status": "Accepted"}), 1.1)
+    assert sent(out, Side.CSMS) == [[3, "c1", {"status": "Accepted"}]]
+
+
+def test_invalid_response_from_the_csms_is_not_relayed() -> None:
+    """A CALLRESULT that breaks its schema turns into a CALLERROR for the charger."""
+    s = make(Version.V16)
+    s.receive(Side.CHARGER, frame(2, "r1", "BootNotification", BOOT16), 1.0)
+    out = s.receive(Side.CSMS, frame(3, "r1", {"status": "Maybe"}), 1.1)
+    [err] = sent(out, Side.CHARGER)
+    assert err[0] == 4 and err[1] == "r1"
+    assert any(isinstance(a, ValidationFailed) and a.side is Side.CSMS for a in out)
+
+
+class _Fanout:
+    """A toy translator: each Heartbeat becomes two upstream calls and saves state."""
+
+    name = "fanout"
+    charger_version = Version.V16
+    csms_version = Version.V16
+
+    def handle_call(self, origin: Side, call: Call, ctx: Context) -> Any:
+        if call.action == "DataTransfer":
+            raise Refuse(ErrorKind.NOT_SUPPORTED, "no data transfer here")
+        first = yield OutCall(Side.CSMS, "Heartbeat", {})
+        yield OutCall(Side.CSMS, "Heartbeat", {})
+        ctx.namespace("toy")["beats"] = ctx.namespace("toy").get("beats", 0) + 1
+        ctx.save()
+        return first
+
+    def coverage(self) -> list[Any]:
+        return []
+
+
+def test_fan_out_keeps_one_outstanding_call_and_persists_state() -> None:
+    """A translator's sub-calls go out one after another, and changed state is saved."""
+    s = make(translator=_Fanout())
+    out = s.receive(Side.CHARGER, frame(2, "h", "Heartbeat", {}), 1.0)
+    [first] = sent(out, Side.CSMS)
+    out = s.receive(Side.CSMS, frame(3, first[1], {"currentTime": "2026-01-01T00:00:00Z"}), 1.1)
+    [second] = sent(out, Side.CSMS)
+    assert second[1] != first[1]
+    out = s.receive(Side.CSMS, frame(3, second[1], {"currentTime": "2026-01-01T00:00:01Z"}), 1.2)
+    assert sent(out, Side.CHARGER) == [[3, "h", {"currentTime": "2026-01-01T00:00:00Z"}]]
+    saves = [a for a in out if isinstance(a, SaveState)]
+    assert saves and saves[-1].state == {"toy": {"beats": 1}}
+
+
+def test_refusal_by_the_translator_is_a_callerror_in_the_senders_version() -> None:
+    """A message the translator cannot carry gets NotSupported in the sender's version and is not forwarded."""
+    s = make(translator=_Fanout())
+    out = s.receive(Side.CHARGER, frame(2, "d", "DataTransfer", {"vendorId": "x"}), 1.0)
+    assert sent(out, Side.CSMS) == []
+    [err] = sent(out, Side.CHARGER)
+    assert err[:3] == [4, "d", "NotSupported"]

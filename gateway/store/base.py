@@ -1,0 +1,623 @@
+"""The store's engine: an in-memory queue on the hot path, one writer thread, reads off the loop.
+
+``record()`` runs on the event loop for every frame, so it only appends to a
+deque (atomic under the GIL, no lock). One writer thread per store owns the
+write connection: it wakes every ``flush_interval`` or as soon as
+``batch_max`` records are queued, and inserts them with one ``executemany``
+per batch. Translation state goes through the same writer (the latest save
+per charger wins) so a state save is never behind a log record that
+describes the frame that caused it by more than one cycle.
+
+Backends (SQLite, PostgreSQL) supply the SQL; everything about queues,
+batching, retries, back-pressure and retention lives here.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import orjson
+import structlog
+
+from gateway.records import FrameRecord
+
+log = structlog.get_logger("gateway.store")
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_QUEUE = 200_000
+DEFAULT_PRUNE_INTERVAL = 3600.0  # retention is in days; hourly is plenty
+PRUNE_CHUNK = 10_000  # rows per DELETE, so pruning never holds the write lock for long
+_GIVE_UP_AFTER = 3  # failed attempts of a non-transient error (or any error while closing)
+_MAX_BACKOFF = 5.0
+_LOG_EVERY = 10.0  # seconds between repeated drop/failure log lines
+
+# Column order of a message row as the backends select it.
+MESSAGE_COLUMNS = (
+    "id",
+    "ts",
+    "charger_id",
+    "direction",
+    "peer",
+    "ocpp_version",
+    "message_type",
+    "action",
+    "unique_id",
+    "frame",
+    "error_code",
+    "note",
+)
+
+# Index of the payload in an OCPP-J array, by message type id: CALL and SEND
+# carry it after the action, CALLRESULT after the id, errors carry details last.
+_PAYLOAD_INDEX = {2: 3, 6: 3, 3: 2, 4: 4, 5: 4}
+
+_T = TypeVar("_T")
+Connection = Any  # sqlite3.Connection or psycopg.Connection; backends know which
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unreachable, unreadable, closed, ...)."""
+
+
+def frame_payload(frame: str) -> Any:
+    """The payload of an OCPP-J frame's text, or None when it is not a readable frame."""
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(msg, list) or not msg or type(msg[0]) is not int:
+        return None
+    idx = _PAYLOAD_INDEX.get(msg[0])
+    if idx is None or len(msg) <= idx:
+        return None
+    return msg[idx]
+
+
+def iso_utc(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds and a Z, the way OCPP writes times."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A selected message row as the API returns it: ISO timestamp, payload parsed from the frame."""
+    (id_, ts, charger_id, direction, peer, version, mtype, action, unique_id, frame, code, note) = row
+    return {
+        "id": id_,
+        "ts": iso_utc(ts),
+        "charger_id": charger_id,
+        "direction": direction,
+        "peer": peer,
+        "ocpp_version": version,
+        "message_type": mtype,
+        "action": action,
+        "unique_id": unique_id,
+        "payload": frame_payload(frame),
+        "frame": frame,
+        "error_code": code,
+        "note": note,
+    }
+
+
+def record_row(rec: FrameRecord) -> tuple[Any, ...]:
+    """The insert parameters of a record, in the backends' column order."""
+    return (
+        rec.ts,
+        rec.charger_id,
+        rec.direction,
+        rec.peer,
+        rec.ocpp_version,
+        rec.message_type,
+        rec.action,
+        rec.unique_id,
+        rec.frame,
+        rec.error_code,
+        rec.note,
+    )
+
+
+@dataclass(slots=True)
+class _Control:
+    """A request from the loop that the writer answers after its next cycle."""
+
+    kind: Literal["flush", "prune"]
+    future: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
+    now: float | None = None
+
+
+class Store(abc.ABC):
+    """The gateway's persistent store: message log and per-charger translation state.
+
+    Use ``open_store(url)``; see the package docstring for the contract.
+    """
+
+    #: True when reader and writer must share one connection (SQLite in memory).
+    shares_connection = False
+
+    def __init__(
+        self,
+        *,
+        description: str,
+        retention_days: float | None = 30.0,
+        batch_max: int = 500,
+        flush_interval: float = 0.2,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        prune_interval: float = DEFAULT_PRUNE_INTERVAL,
+    ) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        if retention_days is not None and retention_days <= 0:
+            raise ValueError("retention_days must be positive (or None to keep records forever)")
+        if max_queue < batch_max:
+            raise ValueError("max_queue must be at least batch_max")
+        self.description = description
+        self.retention_days = retention_days
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.prune_interval = prune_interval
+
+        self._records: deque[FrameRecord] = deque()
+        self._retry_batch: list[FrameRecord] = []
+        self._retry_attempts = 0
+        # charger id -> state serialised at save time (a snapshot: the caller keeps mutating its dict)
+        self._states: dict[str, bytes] = {}
+        self._inflight_states: dict[str, bytes] = {}
+        self._state_lock = threading.Lock()
+        self._controls: deque[_Control] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._closed = False
+
+        self._read_lock = threading.Lock()
+        self._reader: Connection | None = None
+
+        self._written = 0
+        self._batches = 0
+        self._dropped = 0
+        self._states_written = 0
+        self._states_lost = 0
+        self._write_errors = 0
+        self._pruned = 0
+        self._last_drop_log = 0.0
+        self._last_error_log = 0.0
+        self._last_error = ""
+        self._is_transient_last = False
+
+    # ----------------------------------------------------------------- backend
+
+    @abc.abstractmethod
+    def _connect_writer(self) -> Connection:
+        """A new connection for the writer thread."""
+
+    @abc.abstractmethod
+    def _connect_reader(self) -> Connection:
+        """A new connection for reads (raise StoreError when there is nothing to read)."""
+
+    @abc.abstractmethod
+    def _create_schema(self, conn: Connection) -> None:
+        """Create tables and indexes if missing; refuse a schema newer than SCHEMA_VERSION."""
+
+    @abc.abstractmethod
+    def _insert_messages(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows (``record_row`` order) and commit."""
+
+    @abc.abstractmethod
+    def _upsert_states(self, conn: Connection, items: list[tuple[str, str, float]]) -> None:
+        """Insert or replace (charger_id, state JSON, updated_at) and commit."""
+
+    @abc.abstractmethod
+    def _delete_before(self, conn: Connection, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` message rows with ts < cutoff, commit, return how many."""
+
+    @abc.abstractmethod
+    def _select_messages(
+        self, conn: Connection, charger_id: str | None, limit: int, after_id: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Rows in MESSAGE_COLUMNS order, oldest first (see ``messages``)."""
+
+    @abc.abstractmethod
+    def _select_state(self, conn: Connection, charger_id: str) -> str | None:
+        """The stored state JSON of a charger."""
+
+    @abc.abstractmethod
+    def _is_transient(self, exc: BaseException) -> bool:
+        """Whether an error is worth retrying forever (lost connection, locked database)."""
+
+    @abc.abstractmethod
+    def _close_connection(self, conn: Connection) -> None:
+        """Close a connection, ignoring errors."""
+
+    # ---------------------------------------------------------------- hot path
+
+    def record(self, rec: FrameRecord) -> None:
+        """Queue a frame for the log; never blocks, never raises on a full queue."""
+        q = self._records
+        if self._closed:
+            self._note_drop(1, "store closed")
+            return
+        if len(q) >= self.max_queue:
+            # Keep the newest: when the store cannot keep up, the frames of the
+            # live fault are the ones an operator will look for.
+            try:
+                q.popleft()
+            except IndexError:
+                pass
+            else:
+                self._note_drop(1, "queue full")
+        q.append(rec)
+        if len(q) >= self.batch_max and not self._wake.is_set():
+            self._wake.set()
+
+    def save_state(self, charger_id: str, state: dict[str, Any]) -> None:
+        """Queue a charger's translation state; the latest save per charger wins, saves are never dropped.
+
+        The dict is serialised now (a snapshot), so a non-JSON value raises TypeError here,
+        at the caller, rather than in the writer.
+        """
+        data = orjson.dumps(state)
+        if self._closed:
+            self._states_lost += 1
+            log.error("store.state_lost", charger_id=charger_id, reason="store closed", store=self.description)
+            return
+        with self._state_lock:
+            self._states[charger_id] = data
+
+    # ------------------------------------------------------------------- reads
+
+    async def load_state(self, charger_id: str) -> dict[str, Any] | None:
+        """The latest saved state of a charger (including saves not yet written), or None."""
+        with self._state_lock:
+            data = self._states.get(charger_id) or self._inflight_states.get(charger_id)
+        if data is not None:
+            return _as_state(orjson.loads(data))
+        text = await self._read(lambda conn: self._select_state(conn, charger_id))
+        return None if text is None else _as_state(orjson.loads(text))
+
+    async def messages(
+        self, charger_id: str | None, limit: int = 100, after_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A charger's log records (all chargers' when ``charger_id`` is None), newest last.
+
+        Without ``after_id``: the newest ``limit`` records. With it: the oldest
+        ``limit`` records whose id is greater, so a follower pages forward with
+        the last id it saw. Only written records are visible (``flush()`` first
+        to see everything queued).
+        """
+        if limit < 1:
+            return []
+        rows = await self._read(lambda conn: self._select_messages(conn, charger_id, limit, after_id))
+        return [message_dict(r) for r in rows]
+
+    async def _read(self, op: Callable[[Connection], Any]) -> Any:
+        return await asyncio.to_thread(self._read_sync, op)
+
+    def _read_sync(self, op: Callable[[Connection], Any]) -> Any:
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._connect_reader()
+            try:
+                return op(self._reader)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if self._is_transient(exc) and not self.shares_connection:
+                    # A lost connection is reopened on the next read rather than retried here.
+                    self._close_connection(self._reader)
+                    self._reader = None
+                raise StoreError(f"cannot read {self.description}: {exc}") from exc
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open the store, create the schema and start the writer thread; raises StoreError if it cannot."""
+        if self._thread is not None:
+            raise StoreError("store already started")
+        if self._closed:
+            raise StoreError("store is closed")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="gateway-store-writer", daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            raise
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is written (StoreError if a write failed)."""
+        await self._control(_Control("flush"))
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete message records older than the retention now (the writer also does it periodically).
+
+        Returns the number of records deleted; 0 when retention is None.
+        """
+        return await self._control(_Control("prune", now=now))
+
+    async def _control(self, ctl: _Control) -> int:
+        if self._thread is None or not self._thread.is_alive():
+            if ctl.kind == "flush" and self._thread is None and not self._records and not self._states:
+                return 0
+            raise StoreError("store is not running (start() it first)")
+        self._controls.append(ctl)
+        self._wake.set()
+        return await asyncio.wrap_future(ctl.future)
+
+    async def close(self) -> None:
+        """Write everything still queued, stop the writer and close connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._close_reader)
+
+    def _close_reader(self) -> None:
+        with self._read_lock:
+            if self._reader is not None and not self.shares_connection:
+                self._close_connection(self._reader)
+            self._reader = None
+        self._after_close()
+
+    def _after_close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Release what the backend holds beyond its connections (hook)."""
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics: records written, batches, queue depth, dropped, state saves, errors, pruned."""
+        with self._state_lock:
+            pending_states = len(self._states) + len(self._inflight_states)
+        return {
+            "records_written": self._written,
+            "batches": self._batches,
+            "queue_depth": len(self._records) + len(self._retry_batch),
+            "dropped": self._dropped,
+            "states_written": self._states_written,
+            "states_pending": pending_states,
+            "states_lost": self._states_lost,
+            "write_errors": self._write_errors,
+            "pruned": self._pruned,
+        }
+
+    # ------------------------------------------------------------------ writer
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """The write connection, opened on demand, guarded when readers share it."""
+        lock = self._read_lock if self.shares_connection else contextlib.nullcontext()
+        with lock:
+            if self._conn is None:
+                self._conn = self._connect_writer()
+            yield self._conn
+
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            with self._writing() as conn:
+                self._create_schema(conn)
+        except BaseException as exc:
+            self._drop_connection()
+            err = exc if isinstance(exc, StoreError) else StoreError(f"cannot open {self.description}: {exc}")
+            ready.set_exception(err)
+            return
+        ready.set_result(None)
+        next_prune = time.monotonic()  # prune once at start: the gateway may have been down for days
+        backoff = 0.0
+        failed_cycles = 0
+        while True:
+            if not backoff:
+                self._wake.wait(self.flush_interval)
+            elif self._stop.is_set():
+                time.sleep(backoff)  # closing: a few spaced attempts, then give up
+            else:
+                self._stop.wait(backoff)  # not _wake: record() keeps setting it while we back off
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            controls = _take(self._controls, len(self._controls))
+            ok = self._write_pending()
+            if self.retention_days is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.prune_interval
+                with contextlib.suppress(Exception):  # logged in _prune
+                    self._prune(None)
+            self._answer(controls, ok)
+            if ok:
+                backoff = 0.0
+                failed_cycles = 0
+            else:
+                backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF)
+                failed_cycles += 1
+            if stopping and ((ok and self._idle()) or failed_cycles >= _GIVE_UP_AFTER):
+                break
+        if not self._idle():
+            self._abandon()
+        self._answer(_take(self._controls, len(self._controls)), False)
+        self._drop_connection()
+
+    def _idle(self) -> bool:
+        with self._state_lock:
+            states = bool(self._states or self._inflight_states)
+        return not (states or self._records or self._retry_batch)
+
+    def _answer(self, controls: list[_Control], ok: bool) -> None:
+        for ctl in controls:
+            if ctl.kind == "prune":
+                if ctl.future.set_running_or_notify_cancel():
+                    try:
+                        ctl.future.set_result(self._prune(ctl.now))
+                    except Exception as exc:
+                        ctl.future.set_exception(StoreError(f"prune failed: {exc}"))
+            elif ctl.future.set_running_or_notify_cancel():
+                if ok:
+                    ctl.future.set_result(0)
+                else:
+                    ctl.future.set_exception(StoreError(f"write to {self.description} failed; will retry"))
+
+    def _write_pending(self) -> bool:
+        """Write all queued states, then all queued records in batches. False if a write failed."""
+        with self._state_lock:
+            if self._states:
+                # Newer saves replace in-flight ones that failed to write.
+                self._inflight_states.update(self._states)
+                self._states = {}
+            items = list(self._inflight_states.items())
+        if items:
+            now = time.time()
+            srows = [(cid, data.decode(), now) for cid, data in items]
+            if not self._attempt(functools.partial(self._upsert_states, items=srows), may_give_up=False):
+                return False
+            with self._state_lock:
+                for cid, data in items:
+                    if self._inflight_states.get(cid) is data:
+                        del self._inflight_states[cid]
+            self._states_written += len(items)
+        while True:
+            batch = self._retry_batch or _take(self._records, self.batch_max)
+            if not batch:
+                return True
+            self._retry_batch = batch
+            rows = [record_row(r) for r in batch]
+            if not self._attempt(functools.partial(self._insert_messages, rows=rows)):
+                if self._retry_attempts >= _GIVE_UP_AFTER and not self._is_transient_last:
+                    log.error(
+                        "store.batch_dropped",
+                        records=len(batch),
+                        error=self._last_error,
+                        store=self.description,
+                    )
+                    self._dropped += len(batch)
+                    self._retry_batch = []
+                    self._retry_attempts = 0
+                return False
+            self._retry_batch = []
+            self._retry_attempts = 0
+            self._written += len(batch)
+            self._batches += 1
+
+    def _attempt(self, op: Callable[[Connection], None], may_give_up: bool = True) -> bool:
+        try:
+            with self._writing() as conn:
+                op(conn)
+            return True
+        except Exception as exc:
+            transient = self._is_transient(exc)
+            self._write_errors += 1
+            if may_give_up:
+                self._retry_attempts += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._is_transient_last = transient
+            now = time.monotonic()
+            if now - self._last_error_log >= _LOG_EVERY:
+                self._last_error_log = now
+                log.error(
+                    "store.write_failed",
+                    error=self._last_error,
+                    transient=transient,
+                    queued=len(self._records),
+                    store=self.description,
+                )
+            if transient:
+                self._drop_connection()
+            else:
+                self._rollback()
+            return False
+
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except Exception:
+                self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None and not self.shares_connection:
+            self._close_connection(self._conn)
+            self._conn = None
+
+    def _prune(self, now: float | None) -> int:
+        if self.retention_days is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400.0
+        total = 0
+        try:
+            while True:
+                with self._writing() as conn:
+                    n = self._delete_before(conn, cutoff, PRUNE_CHUNK)
+                total += n
+                if n < PRUNE_CHUNK:
+                    break
+        except Exception as exc:
+            log.error("store.prune_failed", error=str(exc), store=self.description)
+            self._rollback()
+            raise
+        finally:
+            self._pruned += total
+        if total:
+            log.info("store.pruned", records=total, retention_days=self.retention_days, store=self.description)
+        return total
+
+    def _abandon(self) -> None:
+        """Closing with a store that keeps failing: count what is lost, loudly."""
+        lost = len(self._records) + len(self._retry_batch)
+        self._records.clear()
+        self._retry_batch = []
+        self._dropped += lost
+        with self._state_lock:
+            states = len(self._states) + len(self._inflight_states)
+            self._states.clear()
+            self._inflight_states.clear()
+        self._states_lost += states
+        log.error(
+            "store.closed_with_unwritten_data",
+            records=lost,
+            states=states,
+            error=self._last_error,
+            store=self.description,
+        )
+
+    def _note_drop(self, n: int, reason: str) -> None:
+        self._dropped += n
+        now = time.monotonic()
+        if now - self._last_drop_log >= _LOG_EVERY:
+            self._last_drop_log = now
+            log.warning(
+                "store.records_dropped",
+                reason=reason,
+                dropped_total=self._dropped,
+                max_queue=self.max_queue,
+                store=self.description,
+            )
+
+
+def _take(q: deque[_T], n: int) -> list[_T]:
+    """Pop up to n items from the left; safe while other threads append."""
+    out: list[_T] = []
+    pop = q.popleft
+    try:
+        for _ in range(n):
+            out.append(pop())
+    except IndexError:
+        pass
+    return out
+
+
+def _as_state(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise StoreError(f"stored state is not a JSON object: {type(value).__name__}")
+    return value

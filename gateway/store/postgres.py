@@ -1,0 +1,178 @@
+"""PostgreSQL backend (psycopg 3), for fleets and for gateway instances that share state.
+
+``postgresql://user:pass@host:port/db`` with any libpq parameter in the query
+string, plus ``?schema=NAME`` (ours, not libpq's): put the tables in that
+schema, created if missing. The writer uses one connection in transactions;
+reads use another in autocommit so they never leave a transaction open.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from gateway.store.base import MESSAGE_COLUMNS, SCHEMA_VERSION, Store, StoreError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SCHEMA_LOCK = 0x0C99_6A7E  # advisory lock key: two instances starting together create tables once
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """(libpq URL, schema) from a store URL; accepts postgres:// and postgresql+psycopg:// too."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql URL: {url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    rest = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            rest.append((key, value))
+    if schema is not None and not _IDENT.match(schema):
+        raise ValueError(f"bad schema name {schema!r} in store URL (letters, digits and _ only)")
+    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment)), schema
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PostgresStore(Store):
+    """The store in a PostgreSQL database."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        conninfo, self.schema = split_url(url)
+        where = f"postgresql {redact(conninfo)}" + (f" schema {self.schema}" if self.schema else "")
+        super().__init__(description=where, **kwargs)
+        self._params: dict[str, Any] = conninfo_to_dict(conninfo)
+        self._params.setdefault("connect_timeout", 10)
+        self._params.setdefault("application_name", "ocpp-gateway")
+
+        def table(name: str) -> sql.Identifier:
+            return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
+
+        log, state, meta = table("message_log"), table("charger_state"), table("store_meta")
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in MESSAGE_COLUMNS)
+        self._ddl: list[sql.Composed] = [
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(meta),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " ts DOUBLE PRECISION NOT NULL, charger_id TEXT NOT NULL, direction TEXT NOT NULL,"
+                " peer TEXT NOT NULL, ocpp_version TEXT NOT NULL, message_type TEXT NOT NULL,"
+                " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT)"
+            ).format(log),
+            sql.SQL("CREATE INDEX IF NOT EXISTS message_log_charger_id ON {} (charger_id, id)").format(log),
+            sql.SQL("CREATE INDEX IF NOT EXISTS message_log_ts ON {} (ts)").format(log),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (charger_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+                " updated_at DOUBLE PRECISION NOT NULL)"
+            ).format(state),
+        ]
+        if self.schema:
+            self._ddl.insert(0, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        self._meta_get = sql.SQL("SELECT value FROM {} WHERE key = 'schema_version'").format(meta)
+        self._meta_set = sql.SQL("INSERT INTO {} (key, value) VALUES ('schema_version', %s)").format(meta)
+        self._insert = sql.SQL(
+            "INSERT INTO {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
+            " frame, error_code, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(log)
+        self._upsert = sql.SQL(
+            "INSERT INTO {} (charger_id, state, updated_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (charger_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at"
+        ).format(state)
+        self._delete = sql.SQL("DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE ts < %s LIMIT %s)").format(log)
+        self._newest = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY id DESC LIMIT %s").format(cols, log)
+        self._newest_all = sql.SQL("SELECT {} FROM {} ORDER BY id DESC LIMIT %s").format(cols, log)
+        self._after = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s AND id > %s ORDER BY id LIMIT %s").format(
+            cols, log
+        )
+        self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
+        self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
+
+    def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(autocommit=autocommit, **self._params)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
+
+    def _connect_writer(self) -> psycopg.Connection[Any]:
+        return self._connect(autocommit=False)
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        return self._connect(autocommit=True)
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for stmt in self._ddl:
+                conn.execute(stmt)
+            row = conn.execute(self._meta_get).fetchone()
+            if row is None:
+                conn.execute(self._meta_set, (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.description} has store schema version {row[0]}, newer than this gateway's {SCHEMA_VERSION}"
+                )
+
+    def _insert_messages(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(self._insert, [_no_nul(r) for r in rows])
+        conn.commit()
+
+    def _upsert_states(self, conn: psycopg.Connection[Any], items: list[tuple[str, str, float]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(self._upsert, [_no_nul(i) for i in items])
+        conn.commit()
+
+    def _delete_before(self, conn: psycopg.Connection[Any], cutoff: float, limit: int) -> int:
+        cur = conn.execute(self._delete, (cutoff, limit))
+        conn.commit()
+        return cur.rowcount
+
+    def _select_messages(
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
+    ) -> list[tuple[Any, ...]]:
+        if after_id is None:
+            if charger_id is None:
+                rows = conn.execute(self._newest_all, (limit,)).fetchall()
+            else:
+                rows = conn.execute(self._newest, (charger_id, limit)).fetchall()
+            return list(reversed(rows))
+        if charger_id is None:
+            return conn.execute(self._after_all, (after_id, limit)).fetchall()
+        return conn.execute(self._after, (charger_id, after_id, limit)).fetchall()
+
+    def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
+        row = conn.execute(self._get_state, (charger_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | StoreError)
+
+    def _close_connection(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
+def _no_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # PostgreSQL text cannot hold NUL, which a WebSocket text frame can; one bad
+    # frame must not make its whole batch fail.
+    if any(isinstance(v, str) and "\x00" in v for v in row):
+        return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in row)
+    return row

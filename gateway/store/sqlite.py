@@ -1,0 +1,173 @@
+"""SQLite backend: one file in WAL mode (readers never wait for the writer), or memory for tests."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from gateway.store.base import SCHEMA_VERSION, Store, StoreError
+
+MEMORY = ":memory:"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- AUTOINCREMENT: ids are never reused after pruning, so a follower's after_id stays valid.
+CREATE TABLE IF NOT EXISTS message_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    charger_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    ocpp_version TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    action TEXT,
+    unique_id TEXT,
+    frame TEXT NOT NULL,
+    error_code TEXT,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS message_log_charger_id ON message_log (charger_id, id);
+CREATE INDEX IF NOT EXISTS message_log_ts ON message_log (ts);
+CREATE TABLE IF NOT EXISTS charger_state (
+    charger_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
+_INSERT = (
+    "INSERT INTO message_log (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
+    " frame, error_code, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STATE = (
+    "INSERT INTO charger_state (charger_id, state, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite://`` URL, SQLAlchemy style.
+
+    ``sqlite:///rel/x.db`` is relative to the working directory,
+    ``sqlite:////abs/x.db`` is absolute, ``sqlite://:memory:`` (or
+    ``sqlite:///:memory:``) is an in-memory database.
+    """
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    rest = url.removeprefix("sqlite://")
+    if rest in (MEMORY, "/" + MEMORY):
+        return MEMORY
+    if len(rest) < 2 or not rest.startswith("/"):
+        raise ValueError(f"bad sqlite URL {url!r}: use sqlite:///relative.db, sqlite:////abs.db or sqlite://:memory:")
+    return os.path.expanduser(rest[1:])
+
+
+class SQLiteStore(Store):
+    """The default store: a local SQLite file."""
+
+    def __init__(self, path: str, **kwargs: Any) -> None:
+        self.path = path
+        self.shares_connection = path == MEMORY
+        super().__init__(description=f"sqlite {path}", **kwargs)
+        # In memory there is only one database per connection, so reader and writer share it.
+        self._memory: sqlite3.Connection | None = self._open(MEMORY) if self.shares_connection else None
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        # check_same_thread=False: the reader connection is used from asyncio.to_thread's pool,
+        # always under the store's read lock.
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        if self._memory is not None:
+            return self._memory
+        parent = Path(self.path).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        conn = self._open(self.path)
+        # WAL: readers (API, CLI) never block the writer nor it them; NORMAL is durable
+        # across application crashes in WAL mode and loses at most the last commits on power loss.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        if self._memory is not None:
+            return self._memory
+        if not os.path.exists(self.path):
+            raise StoreError(f"no message log at {self.path} (has the gateway run with this store URL?)")
+        return self._open(self.path)
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema version {row[0]}, newer than this gateway's {SCHEMA_VERSION}"
+            )
+        conn.commit()
+
+    def _insert_messages(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        conn.executemany(_INSERT, rows)
+        conn.commit()
+
+    def _upsert_states(self, conn: sqlite3.Connection, items: list[tuple[str, str, float]]) -> None:
+        conn.executemany(_UPSERT_STATE, items)
+        conn.commit()
+
+    def _delete_before(self, conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
+        cur = conn.execute(
+            "DELETE FROM message_log WHERE id IN (SELECT id FROM message_log WHERE ts < ? LIMIT ?)",
+            (cutoff, limit),
+        )
+        conn.commit()
+        return cur.rowcount
+
+    def _select_messages(
+        self, conn: sqlite3.Connection, charger_id: str | None, limit: int, after_id: int | None
+    ) -> list[tuple[Any, ...]]:
+        where, params = _where(charger_id, after_id)
+        if after_id is None:
+            sql = f"SELECT {_COLUMNS} FROM message_log{where} ORDER BY id DESC LIMIT ?"
+            return list(reversed(conn.execute(sql, (*params, limit)).fetchall()))
+        sql = f"SELECT {_COLUMNS} FROM message_log{where} ORDER BY id LIMIT ?"
+        return conn.execute(sql, (*params, limit)).fetchall()
+
+    def _select_state(self, conn: sqlite3.Connection, charger_id: str) -> str | None:
+        row = conn.execute("SELECT state FROM charger_state WHERE charger_id = ?", (charger_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        # "database is locked", disk I/O errors: retry; constraint or type errors: the batch is bad.
+        return isinstance(exc, sqlite3.OperationalError)
+
+    def _close_connection(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _after_close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+
+
+def _where(charger_id: str | None, after_id: int | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if charger_id is not None:
+        clauses.append("charger_id = ?")
+        params.append(charger_id)
+    if after_id is not None:
+        clauses.append("id > ?")
+        params.append(after_id)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

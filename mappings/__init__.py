@@ -71,6 +71,13 @@ def _read(path: Path) -> list[Row]:
     return out
 
 
+def read_rows(path: Path) -> tuple[Row, ...]:
+    """The rows of one table file named directly (e.g. a per-charger file), not looked up by table name."""
+    if not Path(path).is_file():
+        raise MappingError(f"{path}: no such mapping file")
+    return tuple(_read(Path(path)))
+
+
 @cache
 def rows(name: str) -> tuple[Row, ...]:
     """All rows of table ``name``: the built-in file's, then each operator file's."""

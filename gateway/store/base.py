@@ -386,7 +386,7 @@ class Store(abc.ABC):
         with self._state_lock:
             pending_states = len(self._states) + len(self._inflight_states)
         return {
-            "records_written": self._written,
+            "written": self._written,
             "batches": self._batches,
             "queue_depth": len(self._records) + len(self._retry_batch),
             "dropped": self._dropped,

@@ -368,6 +368,8 @@ class Store(abc.ABC):
             self._stop.set()
             self._wake.set()
             await asyncio.to_thread(self._thread.join)
+        elif not self._idle():
+            self._abandon()  # never started: nothing could write what was queued
         await asyncio.to_thread(self._close_reader)
 
     def _close_reader(self) -> None:
@@ -425,7 +427,7 @@ class Store(abc.ABC):
             if not backoff:
                 self._wake.wait(self.flush_interval)
             elif self._stop.is_set():
-                time.sleep(backoff)  # closing: a few spaced attempts, then give up
+                time.sleep(min(backoff, 0.5))  # closing: a few quick attempts, then give up
             else:
                 self._stop.wait(backoff)  # not _wake: record() keeps setting it while we back off
             self._wake.clear()

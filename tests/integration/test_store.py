@@ -375,6 +375,17 @@ async def test_records_after_close_are_counted_as_dropped(stores: Callable[..., 
     assert store.stats["states_lost"] == 1
 
 
+async def test_closing_a_store_that_never_started_counts_what_it_held(
+    stores: Callable[..., Store], sqlite_url: str
+) -> None:
+    """Records and states queued on a store that was never started are reported lost, not silently gone."""
+    store = stores(sqlite_url)
+    store.record(heartbeat(1))
+    store.save_state("CP1", {"seq": 1})
+    await store.close()
+    assert (store.stats["dropped"], store.stats["states_lost"]) == (1, 1)
+
+
 async def test_a_failed_write_is_retried(
     stores: Callable[..., Store], sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -54,4 +54,6 @@ def _load_builtin() -> None:
 
 
 # Built-in translator modules; each calls ``register`` at import.
-_BUILTIN_MODULES: list[str] = []
+_BUILTIN_MODULES: list[str] = [
+    "adapters.v16_v201",  # 1.6J charger -> 2.0.1 CSMS
+]

@@ -1,0 +1,150 @@
+"""The translator's persisted per-charger state: a typed view over ``ctx.namespace("v16_v201")``.
+
+Everything here is plain JSON (str/int/bool/list/dict, string keys) so the
+runtime can store it; every mutator calls ``ctx.save()``. Layout::
+
+    next_tx:        the next 1.6 integer transactionId (never reused)
+    tx:             {"<int>": {id, int, seq, connector, evse, evse_connector, id_token, key,
+                               charging_state, remote_start_id}}   running transactions
+    ended:          the last few ended transactions (same shape), for a repeated StopTransaction
+    connectors:     {"<connectorId>": {status, charging_state, problem}}
+    remote_starts:  [{remote_start_id, id_tag, type, evse}]          RequestStartTransaction not yet started
+    token_types:    {"<idTag>": "<IdTokenEnumType>"}                 types learnt from the CSMS
+    log_request_id / firmware_request_id: requestId of the GetLog / UpdateFirmware in progress
+    pending_reset:  true while a Reset(OnIdle) waits for the last transaction to end
+    boot_reason:    the BootNotification reason the gateway expects next (RemoteReset, Triggered, ...)
+    next_event_id:  NotifyEvent eventId counter
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.base import Context
+
+NAMESPACE = "v16_v201"
+MAX_REMOTE_STARTS = 16
+MAX_TOKEN_TYPES = 256
+MAX_ENDED = 8
+
+
+class State:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.d = ctx.namespace(NAMESPACE)
+
+    def save(self) -> None:
+        self.ctx.save()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @property
+    def transactions(self) -> dict[str, dict[str, Any]]:
+        return self.d.setdefault("tx", {})  # type: ignore[no-any-return]
+
+    def start_transaction(self, **fields: Any) -> dict[str, Any]:
+        """A new running transaction with a fresh UUID and a never-reused integer id; seqNo starts at 0."""
+        n = int(self.d.get("next_tx", 1))
+        self.d["next_tx"] = n + 1
+        tx = {"id": self.ctx.new_uuid(), "int": n, "seq": 0, **fields}
+        self.transactions[str(n)] = tx
+        self.save()
+        return tx
+
+    def tx_by_int(self, n: int) -> dict[str, Any] | None:
+        return self.transactions.get(str(n))
+
+    def tx_by_id(self, transaction_id: str) -> dict[str, Any] | None:
+        return next((tx for tx in self.transactions.values() if tx["id"] == transaction_id), None)
+
+    def tx_on_connector(self, connector: int) -> dict[str, Any] | None:
+        return next((tx for tx in self.transactions.values() if tx["connector"] == connector), None)
+
+    def tx_by_key(self, key: str) -> dict[str, Any] | None:
+        return next((tx for tx in self.transactions.values() if tx.get("key") == key), None)
+
+    def next_seq(self, tx: dict[str, Any]) -> int:
+        """The seqNo for the transaction's next event (0, 1, 2, ... per transaction)."""
+        seq = int(tx["seq"])
+        tx["seq"] = seq + 1
+        self.save()
+        return seq
+
+    def end_transaction(self, tx: dict[str, Any]) -> None:
+        """Forget a running transaction, keeping a few ended ones so a repeated StopTransaction still maps."""
+        self.transactions.pop(str(tx["int"]), None)
+        ended: list[dict[str, Any]] = self.d.setdefault("ended", [])
+        if all(e["int"] != tx["int"] for e in ended):
+            ended.append(tx)
+        del ended[:-MAX_ENDED]
+        self.save()
+
+    def ended_tx(self, n: int) -> dict[str, Any] | None:
+        return next((tx for tx in self.d.get("ended", []) if tx["int"] == n), None)
+
+    # -- connectors ---------------------------------------------------------------------------
+
+    def connector(self, connector: int) -> dict[str, Any]:
+        conns: dict[str, dict[str, Any]] = self.d.setdefault("connectors", {})
+        return conns.setdefault(str(connector), {})
+
+    def connectors(self) -> dict[int, dict[str, Any]]:
+        return {int(k): v for k, v in self.d.get("connectors", {}).items()}
+
+    # -- remote starts and tokens -------------------------------------------------------------
+
+    def add_remote_start(self, remote_start_id: int, id_tag: str, token_type: str, evse: int | None) -> None:
+        pending: list[dict[str, Any]] = self.d.setdefault("remote_starts", [])
+        pending.append({"remote_start_id": remote_start_id, "id_tag": id_tag, "type": token_type, "evse": evse})
+        del pending[:-MAX_REMOTE_STARTS]
+        self.save()
+
+    def drop_remote_start(self, remote_start_id: int) -> None:
+        pending: list[dict[str, Any]] = self.d.get("remote_starts", [])
+        pending[:] = [p for p in pending if p["remote_start_id"] != remote_start_id]
+        self.save()
+
+    def take_remote_start(self, id_tag: str, evse: int) -> dict[str, Any] | None:
+        """The oldest pending remote start for this token on this EVSE (or on any EVSE), removed."""
+        pending: list[dict[str, Any]] = self.d.get("remote_starts", [])
+        for p in pending:
+            if p["id_tag"] == id_tag and p["evse"] in (None, evse):
+                pending.remove(p)
+                self.save()
+                return p
+        return None
+
+    def remember_token_type(self, id_tag: str, token_type: str) -> None:
+        types: dict[str, str] = self.d.setdefault("token_types", {})
+        if types.get(id_tag) == token_type:
+            return
+        types.pop(id_tag, None)
+        types[id_tag] = token_type
+        for old in list(types)[:-MAX_TOKEN_TYPES]:
+            del types[old]
+        self.save()
+
+    def token_type(self, id_tag: str) -> str | None:
+        types: dict[str, str] = self.d.get("token_types", {})
+        return types.get(id_tag)
+
+    # -- scalars ------------------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.d.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if value is None:
+            if key in self.d:
+                del self.d[key]
+                self.save()
+            return
+        if self.d.get(key) != value:
+            self.d[key] = value
+            self.save()
+
+    def next_event_id(self) -> int:
+        n = int(self.d.get("next_event_id", 1))
+        self.d["next_event_id"] = n + 1
+        self.save()
+        return n

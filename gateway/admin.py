@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.store import StoreError
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
@@ -62,7 +64,11 @@ async def messages(request: web.Request) -> web.Response:
     cid = request.match_info["id"]
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT) or 100
     after = _int_param(request, "after_id", None, 0, 2**62)
-    records = await gw.store.messages(cid, limit=limit, after_id=after)
+    try:
+        records = await gw.store.messages(cid, limit=limit, after_id=after)
+    except StoreError as exc:
+        raise web.HTTPServiceUnavailable(text=f'{{"error": "message log unavailable: {exc}"}}',
+                                         content_type="application/json") from None
     return web.json_response(records)
 
 

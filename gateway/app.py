@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from gateway.config import GatewayConfig, Route
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
+from gateway.repair import RepairRule, load_rules
 from gateway.runtime import ChargerConnection
 
 # Preference when a charger offers several versions and none equals its CSMS's.
@@ -56,18 +58,24 @@ class Gateway:
         self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
         self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
         self.started_at = time.time()
-        self._admissions: dict[int, _Admission] = {}
+        # Handshake decisions by connection; weak so a handshake that fails later leaves nothing behind.
+        self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = weakref.WeakKeyDictionary()
+        self._setting_up = 0
         self._server: Server | None = None
         self._admin_runner: web.AppRunner | None = None
         self._admin_site: web.TCPSite | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._stopping = False
+        self.repair_rules: tuple[RepairRule, ...] = ()
+        adm = config.admission
+        self._bucket = TokenBucket(adm.rate, adm.burst)
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         mappings.set_extra_dirs([Path(d) for d in self.config.mapping_dirs])
         mappings.check_all()
+        self.repair_rules = load_rules()
         registry.supported_pairs()  # import the translators now: a broken table stops start-up, not a charger
         await self.store.start()
         versions = {e.ocpp for e in self.config.csms.values()} | {Version.V16, Version.V201, Version.V21}
@@ -85,6 +93,7 @@ class Gateway:
             max_size=self.ws_max_size,
             ping_interval=keep.ping_interval,
             ping_timeout=keep.ping_timeout,
+            close_timeout=keep.close_timeout,
             server_header="ocpp-migration-gateway",
         )
         from gateway.admin import make_admin_app
@@ -140,6 +149,13 @@ class Gateway:
         if not charger_id or len(charger_id) > 48:
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "no_charger_id",
                                 "the URL must end with the charger id: ws://host:port/<prefix>/<charger_id>\n")
+        busy = len(self._admissions) + self._setting_up >= self.config.admission.max_pending
+        if busy or not self._bucket.take(time.monotonic()):
+            # A reconnect flood: ask the charger to come back shortly rather than queue without bound.
+            self.metrics.connections_refused.labels("busy").inc()
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "gateway busy, retry shortly\n")
+            response.headers["Retry-After"] = "1"
+            return response
         route = self.config.route_for(charger_id)
         if route is None:
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown_charger",
@@ -164,7 +180,7 @@ class Gateway:
                           f"ocpp{csms_version.value}")
                 return self._refuse(connection, HTTPStatus.BAD_REQUEST, "unsupported_version",
                                     f"{reason} (offered: {', '.join(offered)})\n", charger_id)
-        self._admissions[id(connection)] = _Admission(charger_id, version, route)
+        self._admissions[connection] = _Admission(charger_id, version, route)
         return None
 
     def _negotiate(self, offered: list[str], csms_version: Version) -> Version | None:
@@ -177,7 +193,7 @@ class Gateway:
         return None
 
     def _select_subprotocol(self, connection: ServerConnection, subprotocols: Sequence[str]) -> str | None:
-        admission = self._admissions.get(id(connection))
+        admission = self._admissions.get(connection)
         if admission is None:
             return None
         chosen = admission.version.subprotocol
@@ -194,7 +210,7 @@ class Gateway:
     # ------------------------------------------------------------ connections
 
     async def _handle(self, ws: ServerConnection) -> None:
-        admission = self._admissions.pop(id(ws), None)
+        admission = self._admissions.pop(ws, None)
         if admission is None:  # cannot happen: process_request admits every connection that gets here
             await ws.close(code=1011, reason="not admitted")
             return
@@ -210,15 +226,22 @@ class Gateway:
         if translator is None:
             await ws.close(code=1008, reason="no translator for this version pair")
             return
-        old = self.connections.get(cid)
-        if old is not None:
-            # OCPP: the newest connection for an id wins; the old one's state carries over.
+        self._setting_up += 1
+        try:
+            state = self.states.get(cid)
+            if state is None:
+                state = await self.store.load_state(cid) or {}
+                self.states[cid] = state
+        finally:
+            self._setting_up -= 1
+        while (old := self.connections.get(cid)) is not None:
+            # OCPP: the newest connection for an id wins.
             self.metrics.sessions_replaced.inc()
+            if old.can_take_over(admission.version, admission.route):
+                await old.serve(ws)
+                return
+            del self.connections[cid]
             await old.replace()
-        state = self.states.get(cid)
-        if state is None:
-            state = await self.store.load_state(cid) or {}
-            self.states[cid] = state
         ctx = Context(cid, admission.version, csms_version, options=options, state=state)
         conn = ChargerConnection(self, cid, ws, admission.version, admission.route, translator, ctx)
         self.connections[cid] = conn
@@ -242,6 +265,24 @@ class Gateway:
                             "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
                             "upstream": {"state": "down"}, "last_message_at": None})
         return sorted(out, key=lambda d: d["id"])
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 def _offered(headers: Headers) -> list[str]:

@@ -39,6 +39,7 @@ class Keepalive(_Model):
 
     ping_interval: float | None = Field(20.0, gt=0)
     ping_timeout: float | None = Field(20.0, gt=0)
+    close_timeout: float = Field(5.0, gt=0, description="how long a closing handshake may take before the socket is cut")
 
 
 class CsmsEndpoint(_Model):
@@ -94,6 +95,14 @@ class Upstream(_Model):
     max_concurrent_connects: int = Field(200, ge=1)
 
 
+class Admission(_Model):
+    """Admission control on accept, so a reconnect flood neither stalls the gateway nor hammers the CSMS."""
+
+    rate: float = Field(200.0, gt=0, description="new charger connections admitted per second (token bucket)")
+    burst: int = Field(400, ge=1, description="connections admitted at once before the rate applies")
+    max_pending: int = Field(500, ge=1, description="handshakes being set up at once; more get HTTP 503")
+
+
 class Metrics(_Model):
     per_charger: bool = Field(False, description="label frame counters with charger_id (off for large estates)")
 
@@ -123,7 +132,7 @@ class VendorAccount(_Model):
 class GatewayConfig(_Model):
     listen: Listen = Field(default_factory=Listen)
     admin: Admin = Field(default_factory=Admin)
-    store: str = "sqlite:///var/lib/ocpp-gateway/gateway.db"
+    store: str = "sqlite:////var/lib/ocpp-gateway/gateway.db"
     retention_days: float | None = Field(30.0, gt=0)
     csms: dict[str, CsmsEndpoint]
     default_route: Route | None = None
@@ -138,6 +147,10 @@ class GatewayConfig(_Model):
     logging: Logging = Field(default_factory=Logging)
     mapping_dirs: list[str] = Field(default_factory=list, description="operator mapping tables, read at start-up")
     validation: Literal["strict", "repair", "observe"] = "strict"
+    validation_by_model: dict[str, Literal["strict", "repair", "observe"]] = Field(
+        default_factory=dict, description="policy by the model a charger reports at boot"
+    )
+    admission: Admission = Field(default_factory=Admission)
     vendors: dict[str, VendorAccount] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -79,6 +79,7 @@ class UpstreamLink:
                         open_timeout=self.endpoint.connect_timeout,
                         ping_interval=gw.config.csms_keepalive.ping_interval,
                         ping_timeout=gw.config.csms_keepalive.ping_timeout,
+                        close_timeout=gw.config.csms_keepalive.close_timeout,
                         compression=None,
                         max_size=gw.ws_max_size,
                         proxy=None,
@@ -176,46 +177,86 @@ class ChargerConnection:
         self.last_message_at: float | None = None
         self.counted_link = False
         endpoint = gateway.config.csms[route.primary]
+        config = gateway.config
+        entry = config.chargers.get(charger_id)
         limits = SessionLimits(
-            call_timeout=endpoint.call_timeout or gateway.config.call_timeout,
-            max_frame_bytes=gateway.config.max_frame_bytes,
+            call_timeout=endpoint.call_timeout or config.call_timeout,
+            max_frame_bytes=config.max_frame_bytes,
+            validation=(entry.validation if entry and entry.validation else config.validation),
+            validation_fixed=bool(entry and entry.validation),
+            model_validation=tuple(config.validation_by_model.items()),
+            repair_rules=gateway.repair_rules,
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
         self.upstream = UpstreamLink(self, route.primary, endpoint)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
+        # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
+        self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
+        self._generation = 0
+        self._upstream_task: asyncio.Task[None] | None = None
+
+    def can_take_over(self, version: Version, route: Route) -> bool:
+        """Whether a reconnect with this version and route can continue this session."""
+        return not self._closed and version is self.version and route == self.route
 
     @property
     def upstream_state(self) -> str:
         return self.upstream.state
 
     async def run(self) -> None:
-        """Relay until the charger goes away (or is replaced), then clean up."""
-        gw = self.gateway
-        upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
+        """Relay until the charger goes away, then clean up."""
+        self._upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
+        await self.serve(self.ws)
+
+    async def serve(self, ws: ServerConnection) -> None:
+        """Read from ``ws`` until it closes; a later ``serve`` (a reconnect) takes over the session.
+
+        A charger whose network dropped silently reconnects while the old
+        socket still looks open. The new socket takes over this connection's
+        session and upstream link, so the CSMS sees no disconnect and answers
+        in flight reach the charger on its new socket.
+        """
+        old = self.ws
+        self.ws = ws
+        self._generation += 1
+        generation = self._generation
+        if old is not ws:
+            self.log.info("charger_reconnected", note="new socket takes over the session and upstream link")
+            closing = asyncio.ensure_future(
+                old.close(code=1000, reason="replaced by a newer connection with the same charger id")
+            )
+            self.gateway.background(closing)
         try:
-            async for message in self.ws:
+            async for message in ws:
                 self.last_message_at = now = time.time()
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 await self.apply(self.session.receive(Side.CHARGER, text, now))
         except ConnectionClosed:
             pass
         finally:
-            self._closed = True
-            await self.upstream.close()
-            upstream_task.cancel()
+            if generation == self._generation:
+                await self._teardown()
+
+    async def _teardown(self) -> None:
+        # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
+        await self.apply(self.session.close(time.time()))
+        self._closed = True
+        await self.upstream.close()
+        task = self._upstream_task
+        if task is not None:
+            task.cancel()
             try:
-                await upstream_task
+                await task
             except asyncio.CancelledError:
                 pass
             except Exception as exc:  # the link's own errors must not hide the charger's disconnect
                 self.log.error("upstream_task_failed", error=repr(exc))
-            for handle in self._timers.values():
-                handle.cancel()
-            self._timers.clear()
-            self.session.close(time.time())
-            gw.connection_closed(self)
-            self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self.gateway.connection_closed(self)
+        self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
     async def apply(self, actions: list[Action]) -> None:
         """Carry out what the session decided, in order."""
@@ -249,8 +290,16 @@ class ChargerConnection:
                 gw.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
             elif isinstance(action, ValidationFailed):
                 gw.metrics.validation_failure(action.side.value, action.version.value, action.action, self.charger_id)
+                key = (action.side.value, action.action or "", action.path, action.outcome)
+                seen = self.violations.get(key)
+                if seen is None and len(self.violations) < 200:
+                    self.violations[key] = [1, action.message]
+                elif seen is not None:
+                    seen[0] += 1
+                    seen[1] = action.message
                 self.log.warning("validation_failed", side=action.side.value, ocpp_version=action.version.value,
-                                 action=action.action, path=action.path, error=action.message)
+                                 action=action.action, path=action.path, error=action.message,
+                                 outcome=action.outcome)
             elif isinstance(action, Problem):
                 gw.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
@@ -291,6 +340,11 @@ class ChargerConnection:
             "last_message_at": _iso(self.last_message_at) if self.last_message_at else None,
             "pending_calls": {"to_charger": self.session.pending(Side.CHARGER),
                               "to_csms": self.session.pending(Side.CSMS)},
+            "validation_policy": self.session.policy,
+            "violations": [
+                {"side": k[0], "action": k[1], "path": k[2], "outcome": k[3], "count": v[0], "last_error": v[1]}
+                for k, v in self.violations.items()
+            ],
         }
 
 

@@ -49,6 +49,9 @@ class Violation:
     path: str
     message: str
     rule: str
+    keys: tuple[str | int, ...] = ()  # the path as keys and list indexes, for repairs
+    value: Any = None  # the offending value
+    definition: Any = None  # the schema fragment it broke
 
     def describe(self) -> str:
         return f"{self.path}: {self.message}"
@@ -119,7 +122,9 @@ def validate(version: Version, action: str, payload: dict[str, Any], response: b
     try:
         validator(version, action, response)(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
-        path = "$" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in (exc.path or [])[1:])
+        keys = tuple(int(p) if p.isdigit() else p for p in (exc.path or [])[1:])
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in keys)
         rule = exc.rule or ""
-        return Violation(_KIND_BY_RULE.get(rule, ErrorKind.FORMAT), path, exc.message, rule)
+        return Violation(_KIND_BY_RULE.get(rule, ErrorKind.FORMAT), path, exc.message, rule, keys, exc.value,
+                         exc.definition)
     return None

@@ -30,6 +30,7 @@ from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refu
 from gateway import ocppj, schemas
 from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
 from gateway.records import FrameRecord
+from gateway.repair import RepairRule, repair
 
 # ---------------------------------------------------------------- actions
 
@@ -71,6 +72,7 @@ class ValidationFailed:
     action: str | None
     path: str
     message: str
+    outcome: str = "refused"  # refused, repaired, forwarded (observe), or the translation's own fault
 
 
 @dataclass(slots=True)
@@ -106,6 +108,7 @@ class _Exchange:
     started: float
     handler: Any  # the translator's generator
     replied: bool = False
+    lenient: bool = False  # observe policy: what it produces is forwarded even if invalid
     waiting_on: _Outgoing | None = None
 
 
@@ -130,17 +133,27 @@ class _SideState:
     queue: deque[_Outgoing] = field(default_factory=deque)
     in_flight: _Outgoing | None = None
     # Calls this side sent us, waiting for the one before them to be answered.
-    incoming: deque[tuple[Call, str, float]] = field(default_factory=deque)
+    incoming: deque[tuple[Call, str, float, bool]] = field(default_factory=deque)
     current: _Exchange | None = None
 
 
 _UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
 
 
+STRICT, REPAIR, OBSERVE = "strict", "repair", "observe"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
     call_timeout: float = 30.0
     max_frame_bytes: int = 65536
+    # Validation policy for what the charger sends: strict (refuse), repair (fix known quirks, then
+    # strict), observe (forward as is). ``model_validation`` picks one by the model the charger
+    # reports at boot, unless ``validation_fixed`` (set per charger in the config).
+    validation: str = STRICT
+    validation_fixed: bool = False
+    model_validation: tuple[tuple[str, str], ...] = ()
+    repair_rules: tuple[RepairRule, ...] = ()
 
 
 class ChargerSession:
@@ -165,6 +178,10 @@ class ChargerSession:
         self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
         self._seq = 0
         self._timer_owner: dict[str, _Outgoing] = {}
+        self.policy = limits.validation
+        model = ctx.state.get("charger", {}).get("model")
+        if model:
+            self._apply_model_policy(model)
 
     # ------------------------------------------------------------ events
 
@@ -263,8 +280,26 @@ class ChargerSession:
         return out
 
     def close(self, now: float) -> list[Action]:
-        """The session ends: cancel every timer; state was saved as it changed."""
-        out: list[Action] = [CancelTimer(k) for k in self._timer_owner]
+        """The charger is gone: CALLs waiting on it are answered with a CALLERROR, every timer is cancelled."""
+        out: list[Action] = []
+        st = self._sides[Side.CHARGER]
+        st.up = False
+        for _ in range(1000):  # failing one exchange may start a queued one that also needs the charger
+            items = ([st.in_flight] if st.in_flight is not None else []) + list(st.queue)
+            if not items:
+                break
+            st.in_flight = None
+            st.queue.clear()
+            for item in items:
+                self._timer_owner.pop(item.timer_key, None)
+                out.append(CancelTimer(item.timer_key))
+                if item.exchange is not None:
+                    err = PeerError(
+                        ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                        f"the charger disconnected before it answered {item.action}",
+                    )
+                    self._advance(out, item.exchange, now, throw=err)
+        out.extend(CancelTimer(k) for k in self._timer_owner)
         self._timer_owner.clear()
         return out
 
@@ -281,14 +316,21 @@ class ChargerSession:
                 )
             out.append(ValidationFailed(side, version, call.action, "$", "unknown action"))
             return
+        lenient = False
         violation = schemas.validate(version, call.action, call.payload)
         if violation is not None:
-            out.append(ValidationFailed(side, version, call.action, violation.path, violation.message))
-            if call.message_type is MessageType.CALL:
-                self._send_error(out, side, call.unique_id, violation.kind, violation.describe(), now,
-                                 details={"path": violation.path, "rule": violation.rule})
-            return
-        busy_ids = {c.unique_id for c, _, _ in st.incoming}
+            fixed = self._apply_policy(out, side, version, call.action, call.payload, violation, call.unique_id,
+                                       "CALL", now)
+            if fixed is None:
+                if call.message_type is MessageType.CALL:
+                    self._send_error(out, side, call.unique_id, violation.kind, violation.describe(), now,
+                                     details={"path": violation.path, "rule": violation.rule})
+                return
+            lenient = fixed is call.payload
+            call = Call(call.unique_id, call.action, fixed, call.message_type)
+        if side is Side.CHARGER and call.action == "BootNotification":
+            self._note_model(out, call.payload)
+        busy_ids = {c.unique_id for c, _, _, _ in st.incoming}
         if st.current is not None:
             busy_ids.add(st.current.call.unique_id)
         if call.unique_id in busy_ids:
@@ -299,17 +341,17 @@ class ChargerSession:
             return
         if st.current is not None:
             # The sender broke the one-outstanding-CALL rule: queue, don't interleave.
-            st.incoming.append((call, text, now))
+            st.incoming.append((call, text, now, lenient))
             return
-        self._start_exchange(out, side, call, now)
+        self._start_exchange(out, side, call, now, lenient)
 
-    def _start_exchange(self, out: list[Action], side: Side, call: Call, now: float) -> None:
+    def _start_exchange(self, out: list[Action], side: Side, call: Call, now: float, lenient: bool = False) -> None:
         try:
             handler = self.translator.handle_call(side, call, self.ctx)
         except Refuse as exc:
             self._send_error(out, side, call.unique_id, exc.kind, exc.description, now, exc.details)
             return
-        ex = _Exchange(side, call, now, handler)
+        ex = _Exchange(side, call, now, handler, lenient=lenient)
         self._sides[side].current = ex
         self._advance(out, ex, now)
 
@@ -376,8 +418,8 @@ class ChargerSession:
         if st.current is ex:
             st.current = None
             if st.incoming:
-                call, _text, _t = st.incoming.popleft()
-                self._start_exchange(out, ex.origin, call, now)
+                call, _text, _t, lenient = st.incoming.popleft()
+                self._start_exchange(out, ex.origin, call, now, lenient)
 
     def _enqueue(
         self, out: list[Action], to: Side, action: str, payload: dict[str, Any], ex: _Exchange | None,
@@ -391,9 +433,13 @@ class ChargerSession:
         )
         if not passthrough:
             violation = schemas.validate(st.version, action, payload)
-            if violation is not None:
+            if violation is not None and ex is not None and ex.lenient:
                 out.append(ValidationFailed(to, st.version, action, violation.path,
-                                            "translation produced an invalid frame: " + violation.message))
+                                            "forwarded under the observe policy: " + violation.message, "forwarded"))
+            elif violation is not None:
+                out.append(ValidationFailed(to, st.version, action, violation.path,
+                                            "translation produced an invalid frame: " + violation.message,
+                                            "translation"))
                 return PeerError(
                     ocppj.error_code(st.version, ErrorKind.INTERNAL),
                     f"the gateway could not build a valid {action} for OCPP {st.version.value}: {violation.describe()}",
@@ -451,7 +497,16 @@ class ChargerSession:
         version = self._sides[side].version
         violation = schemas.validate(version, pending.action, frame.payload, response=True)
         if violation is not None:
-            out.append(ValidationFailed(side, version, pending.action, violation.path, violation.message))
+            fixed = self._apply_policy(out, side, version, pending.action, frame.payload, violation,
+                                       frame.unique_id, "CALLRESULT", now, response=True)
+            if fixed is not None:
+                violation = None
+                if fixed is not frame.payload:
+                    frame = CallResult(frame.unique_id, fixed)
+                    text = ocppj.serialize(frame)
+                elif pending.exchange is not None:
+                    pending.exchange.lenient = True
+        if violation is not None:
             if pending.exchange is not None:
                 err = PeerError(
                     ocppj.error_code(version, violation.kind),
@@ -537,6 +592,52 @@ class ChargerSession:
         text = ocppj.serialize(CallError(unique_id, code, description[:255], details or {}))
         out.append(Send(to, text))
         out.append(self._record(to, "out", now, text, "CALLERROR", action, unique_id, code))
+
+    # ------------------------------------------------------------ validation policy
+
+    def _apply_policy(
+        self, out: list[Action], side: Side, version: Version, action: str, payload: dict[str, Any],
+        violation: schemas.Violation, unique_id: str, mtype: str, now: float, response: bool = False,
+    ) -> dict[str, Any] | None:
+        """What to carry on with after a violation: a repaired payload, the payload as is, or None (refuse)."""
+        policy = self.policy if side is Side.CHARGER else STRICT
+        if policy == REPAIR:
+            result = repair(version, action, payload, self.limits.repair_rules, response)
+            if result.violation is None:
+                out.append(ValidationFailed(side, version, action, violation.path, violation.message, "repaired"))
+                text = ocppj.serialize(
+                    CallResult(unique_id, result.payload) if response else Call(unique_id, action, result.payload)
+                )
+                out.append(self._record(side, "in", now, text, mtype, action, unique_id,
+                                        note="repaired: " + "; ".join(result.applied)))
+                return result.payload
+            violation = result.violation
+        elif policy == OBSERVE:
+            out.append(ValidationFailed(side, version, action, violation.path, violation.message, "forwarded"))
+            return payload
+        out.append(ValidationFailed(side, version, action, violation.path, violation.message, "refused"))
+        return None
+
+    def _note_model(self, out: list[Action], payload: dict[str, Any]) -> None:
+        """Remember the model a charger boots as: it may select the validation policy."""
+        station = payload.get("chargingStation")
+        model = station.get("model") if isinstance(station, dict) else payload.get("chargePointModel")
+        if not isinstance(model, str):
+            return
+        info = self.ctx.state.setdefault("charger", {})
+        if info.get("model") != model:
+            info["model"] = model
+            self.ctx.save()
+            self._save_if_dirty(out)
+        self._apply_model_policy(model)
+
+    def _apply_model_policy(self, model: str) -> None:
+        if self.limits.validation_fixed:
+            return
+        for name, policy in self.limits.model_validation:
+            if name == model:
+                self.policy = policy
+                return
 
     # ------------------------------------------------------------ helpers
 

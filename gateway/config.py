@@ -39,7 +39,7 @@ class Keepalive(_Model):
 
     ping_interval: float | None = Field(20.0, gt=0)
     ping_timeout: float | None = Field(20.0, gt=0)
-    close_timeout: float = Field(5.0, gt=0, description="how long a closing handshake may take before the socket is cut")
+    close_timeout: float = Field(5.0, gt=0, description="seconds a closing handshake may take before the cut")
 
 
 class CsmsEndpoint(_Model):

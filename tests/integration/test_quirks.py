@@ -32,7 +32,8 @@ QUIRKS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [
             {"value": "1200", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}],
     }),
-    ("BootNotification", LONG_SERIAL_BOOT, {**LONG_SERIAL_BOOT, "chargePointSerialNumber": "GRZ-2024-0000000000000000"}),
+    ("BootNotification", LONG_SERIAL_BOOT,
+     {**LONG_SERIAL_BOOT, "chargePointSerialNumber": "GRZ-2024-0000000000000000"}),
     ("StatusNotification", ERROR_STATUS, {**ERROR_STATUS, "errorCode": "OtherError"}),
 ]
 
@@ -225,7 +226,8 @@ async def test_thousand_simultaneous_reconnects_all_come_back_booted(
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as resp:
             text = await resp.text()
-    busy = [line for line in text.splitlines() if line.startswith('ocpp_gateway_connections_refused_total{reason="busy"}')]
+    busy = [line for line in text.splitlines()
+            if line.startswith('ocpp_gateway_connections_refused_total{reason="busy"}')]
     with capsys.disabled():
         print(f"\n1000 simultaneous reconnects: all booted in {elapsed:.2f} s; "
               f"{busy[0].split()[-1] if busy else 0} handshakes told to retry (503)")

@@ -128,10 +128,10 @@ class Context:
 
     def namespace(self, name: str) -> dict[str, Any]:
         """The adapter's own corner of ``state`` (created on first use)."""
-        ns = self.state.get(name)
+        ns: dict[str, Any] | None = self.state.get(name)
         if ns is None:
             ns = self.state[name] = {}
-        return ns  # type: ignore[no-any-return]
+        return ns
 
 
 class Translator(Protocol):

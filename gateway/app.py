@@ -88,7 +88,7 @@ class Gateway:
             self.config.listen.host,
             self.config.listen.port,
             process_request=self._process_request,
-            select_subprotocol=self._select_subprotocol,
+            select_subprotocol=self._select_subprotocol,  # type: ignore[arg-type]
             compression=None,  # per-connection deflate state costs ~300 KiB per charger
             max_size=self.ws_max_size,
             ping_interval=keep.ping_interval,
@@ -132,7 +132,7 @@ class Gateway:
     @property
     def admin_port(self) -> int:
         assert self._admin_site is not None and self._admin_site._server is not None
-        sockets = self._admin_site._server.sockets  # type: ignore[union-attr]
+        sockets = self._admin_site._server.sockets  # type: ignore[attr-defined]
         return int(sockets[0].getsockname()[1])
 
     def background(self, fut: asyncio.Future[Any]) -> None:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.store.cli import logs_command
 
         try:
-            return asyncio.run(logs_command(store_url, args.charger_id, args.limit, args.jsonl, args.follow))
+            return int(asyncio.run(logs_command(store_url, args.charger_id, args.limit, args.jsonl, args.follow)))
         except KeyboardInterrupt:
             return 0
     if args.command == "conformance":
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from gateway.bench import bench_command
 
-        return bench_command(args.args)
+        return int(bench_command(args.args))
     raise AssertionError(args.command)
 
 

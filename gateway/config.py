@@ -130,8 +130,8 @@ class VendorAccount(_Model):
 
 
 class GatewayConfig(_Model):
-    listen: Listen = Field(default_factory=Listen)
-    admin: Admin = Field(default_factory=Admin)
+    listen: Listen = Listen()
+    admin: Admin = Admin()
     store: str = "sqlite:////var/lib/ocpp-gateway/gateway.db"
     retention_days: float | None = Field(30.0, gt=0)
     csms: dict[str, CsmsEndpoint]
@@ -140,17 +140,17 @@ class GatewayConfig(_Model):
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
     call_timeout: float = Field(30.0, gt=0)
     max_frame_bytes: int = Field(65536, ge=1024)
-    upstream: Upstream = Field(default_factory=Upstream)
-    charger_keepalive: Keepalive = Field(default_factory=Keepalive)
-    csms_keepalive: Keepalive = Field(default_factory=Keepalive)
-    metrics: Metrics = Field(default_factory=Metrics)
+    upstream: Upstream = Upstream()
+    charger_keepalive: Keepalive = Keepalive()
+    csms_keepalive: Keepalive = Keepalive()
+    metrics: Metrics = Metrics()
     logging: Logging = Field(default_factory=Logging)
     mapping_dirs: list[str] = Field(default_factory=list, description="operator mapping tables, read at start-up")
     validation: Literal["strict", "repair", "observe"] = "strict"
     validation_by_model: dict[str, Literal["strict", "repair", "observe"]] = Field(
         default_factory=dict, description="policy by the model a charger reports at boot"
     )
-    admission: Admission = Field(default_factory=Admission)
+    admission: Admission = Admission()
     vendors: dict[str, VendorAccount] = Field(default_factory=dict)
 
     @model_validator(mode="after")

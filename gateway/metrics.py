@@ -79,7 +79,7 @@ class GatewayMetrics:
         return child
 
     def frame(self, direction: str, peer: str, message_type: str, action: str | None, charger_id: str) -> None:
-        labels = (direction, peer, message_type, action or "")
+        labels: tuple[str, ...] = (direction, peer, message_type, action or "")
         if self.per_charger:
             labels = (*labels, charger_id)
         self._child(self.frames, labels).inc()

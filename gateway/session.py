@@ -205,6 +205,7 @@ class ChargerSession:
             out.append(ValidationFailed(side, st.version, None, "$", exc.description))
             self._send_error(out, side, exc.unique_id, exc.kind, exc.description, now)
             return out
+        action: str | None
         if isinstance(frame, Call):
             action = frame.action
             out.append(self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id))

@@ -89,6 +89,11 @@ async def _serve(config: GatewayConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # argparse.REMAINDER would reject `bench --quick`: the benchmark parses its own
+        from gateway.bench import bench_command
+
+        return bench_command(argv[1:])
     args = _parser().parse_args(argv)
     from gateway import logs as logsetup
 

@@ -1,0 +1,744 @@
+"""``ocpp-gateway bench``: the gateway's cost against a direct charger -> CSMS connection, on this machine.
+
+Starts, each in its own process, a fast CSMS simulator
+(``gateway.benchkit.csms``), a load generator of simulated 1.6J chargers
+(``gateway.benchkit.loadgen``) and, for the gateway scenarios, the gateway
+itself (``python -m gateway.cli run --config <tmp>``, message log in a
+temporary SQLite file, metrics on). Scenarios, side by side:
+
+- direct: chargers -> CSMS simulator (the reference);
+- passthrough: chargers (1.6) -> gateway -> CSMS simulator (1.6);
+- translate: chargers (1.6) -> gateway -> CSMS simulator (2.0.1), when a
+  1.6 -> 2.0.1 translator is registered ("not yet" otherwise).
+
+Figures per scenario: saturation throughput (answered CALLs/s), CALL
+round-trip p50/p99 at a fixed realistic load, gateway CPU seconds per 1,000
+CALLs, gateway RSS per idle charger (at each ``--idle`` count, against a
+freshly started, warmed-up gateway), time for ``--storm`` chargers to
+reconnect and finish BootNotification after a restart (of the gateway; of
+the CSMS for direct).
+
+One "message" in every figure is one CALL answered: the charger's CALL and
+its CALLRESULT, i.e. four frames through the gateway (two in, two out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.benchkit.procs import child_setup, fd_count, nofile_hard_limit, raise_nofile, rss_bytes
+
+SCENARIOS = ("direct", "passthrough", "translate")
+LOOPBACK = "127.0.0.1"
+_FD_RESERVE = 64  # listening sockets, epoll, the store's files, stdio, ... in the gateway process
+
+
+@dataclass
+class Options:
+    chargers: int = 5000
+    period: float = 10.0
+    window: float = 30.0
+    ramp: float | None = None
+    tx_prob: float = 0.1
+    tx_ticks: int = 3
+    sat_conns: int = 100
+    sat_warmup: float = 2.0
+    sat_window: float = 10.0
+    idle: list[int] = field(default_factory=lambda: [1000, 10000])
+    storm: int = 5000
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    settle: float = 2.0
+    timeout: float = 300.0  # upper bound of any single step
+    keep: str | None = None
+    quiet: bool = False
+
+
+QUICK = {"chargers": 500, "window": 10.0, "ramp": 5.0, "sat_conns": 50, "sat_warmup": 1.0, "sat_window": 4.0,
+         "idle": [200, 1000], "storm": 500, "settle": 1.0}
+
+
+class BenchError(Exception):
+    """A step of the benchmark failed; the message says which and why."""
+
+
+# ------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def _spawn(args: list[str], log: Path | None = None, pipe_stdout: bool = True) -> asyncio.subprocess.Process:
+    stdout: Any = asyncio.subprocess.PIPE if pipe_stdout else None
+    stderr: Any = None
+    if log is not None:
+        fh = log.open("ab")
+        stderr = fh
+        if not pipe_stdout:
+            stdout = fh
+    try:
+        return await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=stdout, stderr=stderr,
+            preexec_fn=child_setup, env=_child_env(), limit=1 << 22,
+        )
+    finally:
+        if log is not None:
+            fh.close()
+
+
+async def _stop(proc: asyncio.subprocess.Process, timeout: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; always reaps the process."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def _read_json_line(proc: asyncio.subprocess.Process, timeout: float, what: str) -> dict[str, Any]:
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    except TimeoutError:
+        raise BenchError(f"{what}: no answer within {timeout:.0f} s") from None
+    if not line:
+        raise BenchError(f"{what}: the process exited (status {proc.returncode})")
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+class Csms:
+    """The CSMS simulator process."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> float:
+        """Start and wait until it listens; returns the monotonic time it was ready."""
+        self.proc = await _spawn([sys.executable, "-m", "gateway.benchkit.csms", "--host", LOOPBACK,
+                                  "--port", str(self.port)], self.log)
+        await _read_json_line(self.proc, 30, "CSMS simulator start")
+        return time.monotonic()
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            await _stop(self.proc, 10)
+
+
+class GatewayProc:
+    """The gateway as operators run it: ``python -m gateway.cli run --config <file>``."""
+
+    def __init__(self, config: Path, listen_port: int, admin_port: int, log: Path) -> None:
+        self.config = config
+        self.listen_port = listen_port
+        self.admin_port = admin_port
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 60.0) -> float:
+        """Start and wait until /healthz answers; returns the monotonic time it was ready."""
+        self.proc = await _spawn([sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+                                 self.log, pipe_stdout=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise BenchError(f"the gateway exited with status {self.proc.returncode} at start-up:\n"
+                                 + _tail(self.log))
+            with contextlib.suppress(OSError, TimeoutError):
+                status, _ = await http_get(self.admin_port, "/healthz", 2.0)
+                if status == 200:
+                    return time.monotonic()
+            await asyncio.sleep(0.05)
+        raise BenchError(f"the gateway did not answer /healthz within {timeout:.0f} s:\n" + _tail(self.log))
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            await _stop(self.proc, 60)
+
+    async def metrics(self) -> dict[str, float]:
+        """Totals of the gateway's own counters, summed over labels."""
+        try:
+            status, body = await http_get(self.admin_port, "/metrics", 10.0)
+        except (OSError, TimeoutError):
+            return {}
+        return parse_metrics(body.decode("utf-8", "replace")) if status == 200 else {}
+
+
+class LoadGenProc:
+    """The load generator process, one JSON command and answer per line."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await _spawn([sys.executable, "-m", "gateway.benchkit.loadgen"], self.log)
+
+    async def call(self, op: str, wait: float, **args: Any) -> dict[str, Any]:
+        """Run one command; ``wait`` bounds how long its answer may take."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        reply = await _read_json_line(self.proc, wait, f"load generator {op}")
+        if not reply.pop("ok", False):
+            raise BenchError(f"load generator {op}: {reply.get('error')}")
+        return reply
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(BenchError, OSError, ConnectionError):
+            await self.call("quit", 20)
+        await _stop(self.proc, 10)
+
+
+async def http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    """A minimal HTTP/1.0 GET on loopback: (status, body)."""
+
+    async def go() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        try:
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            data = await reader.read(-1)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        parts = head.split(b" ", 2)
+        return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), body
+
+    return await asyncio.wait_for(go(), timeout)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Sum each ``ocpp_gateway_*`` sample over its labels (histogram buckets excluded)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("ocpp_gateway_") or "_bucket{" in line or "_created" in line:
+            continue
+        name_part, _, value = line.rpartition(" ")
+        name = name_part.split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def count_log_errors(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(1 for line in f if b'"level": "error"' in line or b"Traceback" in line)
+    except OSError:
+        return 0
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+def translator_status() -> str | None:
+    """None when a 1.6J -> 2.0.1 translator is registered, else why the scenario cannot run."""
+    try:
+        from adapters import registry
+        from gateway.ocppj import Version
+
+        if registry.translator_for(Version.V16, Version.V201) is None:
+            return "not yet"
+    except Exception as exc:  # a half-finished translator module must not stop the other scenarios
+        return f"not available ({type(exc).__name__}: {exc})"
+    return None
+
+
+def gateway_config(tmp: Path, listen: int, admin: int, csms_port: int, csms_version: str) -> dict[str, Any]:
+    return {
+        "listen": {"host": LOOPBACK, "port": listen},
+        "admin": {"host": LOOPBACK, "port": admin},
+        "store": f"sqlite:///{tmp / 'gateway.db'}",
+        "csms": {"sim": {"url": f"ws://{LOOPBACK}:{csms_port}/ocpp", "ocpp": csms_version}},
+        "default_route": {"primary": "sim"},
+        "allow_unknown_chargers": True,
+        "metrics": {"per_charger": False},
+        "logging": {"format": "json", "level": "info"},
+    }
+
+
+class Run:
+    """One benchmark run: every scenario, then the table."""
+
+    def __init__(self, opts: Options, tmp: Path) -> None:
+        self.opts = opts
+        self.tmp = tmp
+        self.results: dict[str, Any] = {}
+
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    async def run(self) -> dict[str, Any]:
+        gateway_capacity = (nofile_hard_limit() - _FD_RESERVE) // 2
+        self.results = {
+            "machine": machine_info(),
+            "options": {k: v for k, v in vars(self.opts).items() if k not in ("keep", "quiet")},
+            "gateway_fd_capacity": gateway_capacity,
+            "scenarios": {},
+        }
+        for name in self.opts.scenarios:
+            if name == "translate":
+                why = translator_status()
+                if why is not None:
+                    self.say(f"translate: {why}")
+                    self.results["scenarios"][name] = {"status": why}
+                    continue
+            self.say(f"scenario {name}")
+            try:
+                self.results["scenarios"][name] = await self.scenario(name)
+            except BenchError as exc:
+                self.say(f"scenario {name} failed: {exc}")
+                self.results["scenarios"][name] = {"status": f"failed: {exc}"}
+        self.results["summary"] = summarise(self.results["scenarios"], self.opts)
+        return self.results
+
+    @contextlib.asynccontextmanager
+    async def processes(self, name: str) -> AsyncIterator[tuple[Csms, GatewayProc | None, LoadGenProc]]:
+        work = self.tmp / name
+        work.mkdir(parents=True, exist_ok=True)
+        csms = Csms(free_port(), work / "csms.log")
+        loadgen = LoadGenProc(work / "loadgen.log")
+        gateway: GatewayProc | None = None
+        try:
+            await csms.start()
+            if name != "direct":
+                listen, admin = free_port(), free_port()
+                config = gateway_config(work, listen, admin, csms.port, "1.6" if name == "passthrough" else "2.0.1")
+                path = work / "gateway.yaml"
+                path.write_text(yaml.safe_dump(config, sort_keys=False))
+                gateway = GatewayProc(path, listen, admin, work / "gateway.log")
+                await gateway.start()
+            await loadgen.start()
+            yield csms, gateway, loadgen
+        finally:
+            await loadgen.stop()
+            if gateway is not None:
+                await gateway.stop()
+            await csms.stop()
+
+    async def scenario(self, name: str) -> dict[str, Any]:
+        o = self.opts
+        out: dict[str, Any] = {"status": "ok"}
+        async with self.processes(name) as (csms, gateway, loadgen):
+            port = csms.port if gateway is None else gateway.listen_port
+            url = f"ws://{LOOPBACK}:{port}/ocpp"
+            pids = {"csms": csms.pid} if gateway is None else {"csms": csms.pid, "gateway": gateway.pid}
+
+            self.say(f"{name}: saturation, {o.sat_conns} connections, {o.sat_window:g} s")
+            out["saturation"] = await loadgen.call(
+                "saturate", o.timeout, url=url, conns=o.sat_conns, warmup=o.sat_warmup, window=o.sat_window,
+                pids=pids)
+
+            self.say(f"{name}: realistic load, {o.chargers} chargers, every {o.period:g} s, {o.window:g} s window")
+            out["realistic"] = await loadgen.call(
+                "realistic", o.timeout + o.window + o.period, url=url, n=o.chargers, period=o.period,
+                window=o.window, ramp=o.ramp, tx_prob=o.tx_prob, tx_ticks=o.tx_ticks, pids=pids)
+
+            if gateway is not None:
+                out["metrics_after_load"] = await gateway.metrics()
+                out["idle"] = await self.idle(name, gateway, loadgen, url, pids)
+            out["storm"] = await self.storm(name, csms, gateway, loadgen, url)
+            if gateway is not None:
+                out["metrics_end"] = await gateway.metrics()
+                out["gateway_log_errors"] = count_log_errors(gateway.log)
+        return out
+
+    async def idle(self, name: str, gateway: GatewayProc, loadgen: LoadGenProc, url: str,
+                   pids: dict[str, int]) -> dict[str, Any]:
+        """RSS of a fresh gateway with 0, then each ``--idle`` count of connected, booted, idle chargers."""
+        o = self.opts
+        self.say(f"{name}: idle memory, fresh gateway")
+        await gateway.stop()
+        await gateway.start()
+        pids = {**pids, "gateway": gateway.pid}
+        # One short burst of every message kind: imports, compiled validators and caches are the
+        # process's, not the chargers'.
+        await loadgen.call("saturate", o.timeout, url=url, conns=min(20, o.sat_conns), warmup=0.5, window=0.5,
+                           pids=pids)
+        await asyncio.sleep(o.settle)
+        base = await self.settled_rss(gateway.pid)
+        capacity = (nofile_hard_limit() - _FD_RESERVE) // 2
+        levels: list[dict[str, Any]] = []
+        out: dict[str, Any] = {"rss_0": base, "fds_0": fd_count(gateway.pid), "levels": levels}
+        for n in sorted(o.idle):
+            target = min(n, capacity)
+            self.say(f"{name}: holding {target} idle chargers" + (" (fd limit)" if target < n else ""))
+            held = await loadgen.call("hold", o.timeout, url=url, n=target, timeout=min(o.timeout, 120.0))
+            await asyncio.sleep(o.settle)
+            rss = await self.settled_rss(gateway.pid)
+            count = held["held"]
+            levels.append({
+                "requested": n, "target": target, "fd_limited": target < n, "held": count,
+                "failed": held["failed"], "connect_seconds": held["seconds"], "rss": rss,
+                "fds": fd_count(gateway.pid),
+                "rss_per_charger_kib": (rss - base) / count / 1024 if count else None,
+            })
+        await loadgen.call("release", o.timeout)
+        return out
+
+    async def settled_rss(self, pid: int, max_wait: float = 10.0) -> int:
+        """RSS once it stops moving (two samples 0.5 s apart within 0.5 %), or after ``max_wait``."""
+        prev = rss_bytes(pid)
+        deadline = time.monotonic() + max_wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            cur = rss_bytes(pid)
+            if abs(cur - prev) <= prev * 0.005:
+                return cur
+            prev = cur
+        return prev
+
+    async def storm(self, name: str, csms: Csms, gateway: GatewayProc | None, loadgen: LoadGenProc,
+                    url: str) -> dict[str, Any]:
+        """Hold ``--storm`` chargers, restart the gateway (or the CSMS for direct), time their return."""
+        o = self.opts
+        n = o.storm
+        if gateway is not None:
+            n = min(n, (nofile_hard_limit() - _FD_RESERVE) // 2)
+        self.say(f"{name}: reconnect storm, {n} chargers, restarting the {'CSMS' if gateway is None else 'gateway'}")
+        held = await loadgen.call("hold", o.timeout, url=url, n=n, timeout=min(o.timeout, 120.0))
+        if held["held"] < n:
+            raise BenchError(f"storm: only {held['held']} of {n} chargers connected")
+        await loadgen.call("arm", 10, timeout=o.timeout)
+        t_stop = time.monotonic()
+        target: Csms | GatewayProc = csms if gateway is None else gateway
+        await target.stop()
+        t_spawn = time.monotonic()
+        t_ready = await target.start()
+        st = await loadgen.call("storm_wait", o.timeout + 10, n=n, timeout=o.timeout)
+        await loadgen.call("release", o.timeout)
+        rebooted = int(st.get("rebooted", 0))
+        t_last = st.get("t_last_boot")
+        return {
+            "chargers": n, "rebooted": rebooted, "complete": rebooted >= n,
+            "stop_seconds": t_spawn - t_stop, "startup_seconds": t_ready - t_spawn,
+            "reconnect_seconds": (t_last - t_ready) if t_last and rebooted >= n else None,
+            "from_spawn_seconds": (t_last - t_spawn) if t_last and rebooted >= n else None,
+            "attempts": st.get("attempts", 0), "gave_up": st.get("gave_up", 0),
+        }
+
+
+def machine_info() -> dict[str, Any]:
+    import platform
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform(), "nofile_hard_limit": nofile_hard_limit()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["mem_total_kib"] = int(line.split()[1])
+    return info
+
+
+# ------------------------------------------------------------------ summary and table
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def summarise(scenarios: dict[str, Any], opts: Options) -> dict[str, Any]:
+    """The headline figures per scenario, with ratios to direct and the issue's targets."""
+    out: dict[str, Any] = {}
+    direct = scenarios.get("direct", {})
+    for name, res in scenarios.items():
+        if res.get("status") != "ok":
+            out[name] = {"status": res.get("status")}
+            continue
+        sat = res["saturation"]
+        real = res["realistic"]
+        row: dict[str, Any] = {
+            "status": "ok",
+            "throughput_calls_per_s": sat["calls_per_s"],
+            "latency_p50_ms": real["p50_ms"],
+            "latency_p99_ms": real["p99_ms"],
+            "realistic_calls_per_s": real["calls_per_s"],
+            "reconnect_seconds": _get(res, "storm", "reconnect_seconds"),
+            "reconnect_chargers": _get(res, "storm", "chargers"),
+        }
+        gw_cpu = _get(sat, "cpu_seconds", "gateway")
+        if gw_cpu is not None and sat["calls"]:
+            row["gateway_cpu_s_per_1000"] = gw_cpu / sat["calls"] * 1000
+            real_cpu = _get(real, "cpu_seconds", "gateway")
+            if real_cpu is not None and real["calls"]:
+                row["gateway_cpu_s_per_1000_realistic"] = real_cpu / real["calls"] * 1000
+        for level in _get(res, "idle", "levels") or []:
+            row[f"rss_per_idle_charger_kib@{level['requested']}"] = level["rss_per_charger_kib"]
+            row[f"idle_chargers_held@{level['requested']}"] = level["held"]
+        if name != "direct" and direct.get("status") == "ok":
+            d_sat = direct["saturation"]["calls_per_s"]
+            row["throughput_ratio"] = sat["calls_per_s"] / d_sat if d_sat else None
+            d_real = direct["realistic"]
+            if real["p99_ms"] is not None and d_real["p99_ms"] is not None:
+                row["added_p99_ms"] = real["p99_ms"] - d_real["p99_ms"]
+                row["added_p50_ms"] = real["p50_ms"] - d_real["p50_ms"]
+            d_storm = _get(direct, "storm", "reconnect_seconds")
+            if d_storm and row["reconnect_seconds"] is not None:
+                row["reconnect_ratio"] = row["reconnect_seconds"] / d_storm
+        out[name] = row
+    out["targets"] = check_targets(out, opts)
+    return out
+
+
+def check_targets(summary: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and met / missed / not measured."""
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, ok: bool | None, note: str = "") -> None:
+        verdict = "not measured" if ok is None else ("met" if ok else "missed")
+        targets.append({"target": name, "measured": value, "verdict": verdict, "note": note})
+
+    pt = summary.get("passthrough", {})
+    tr = summary.get("translate", {})
+    r = pt.get("throughput_ratio")
+    add("pass-through throughput >= 50% of direct", r, None if r is None else r >= 0.5)
+    r = tr.get("throughput_ratio")
+    add("translated throughput >= 40% of direct", r, None if r is None else r >= 0.4,
+        "" if r is not None else str(tr.get("status", "")))
+    for name in ("passthrough", "translate"):
+        added = summary.get(name, {}).get("added_p99_ms")
+        add(f"{name}: p99 added latency < 5 ms at {opts.chargers} chargers", added,
+            None if added is None else added < 5.0)
+    for name in ("passthrough", "translate"):
+        row = summary.get(name, {})
+        per = [v for k, v in row.items() if k.startswith("rss_per_idle_charger_kib@") and v is not None]
+        worst = max(per) if per else None
+        add(f"{name}: <= 40 KiB RSS per idle charger", worst, None if worst is None else worst <= 40.0)
+    for name in ("passthrough", "translate"):
+        row = summary.get(name, {})
+        held = [v for k, v in row.items() if k.startswith("idle_chargers_held@")]
+        most = max(held) if held else None
+        add(f"{name}: 10,000 concurrent chargers on {os.cpu_count()} cores", most,
+            None if most is None else most >= 10000,
+            "" if most is None or most >= 10000 else
+            f"RLIMIT_NOFILE hard limit {nofile_hard_limit()} allows at most "
+            f"{(nofile_hard_limit() - _FD_RESERVE) // 2} (two sockets per charger)")
+    return targets
+
+
+def _fmt(value: Any, spec: str = ",.0f", suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:{spec}}{suffix}"
+
+
+def render_table(results: dict[str, Any]) -> str:
+    summary = results["summary"]
+    names = [n for n in results["scenarios"]]
+    headers = {"direct": "Direct", "passthrough": "Gateway 1.6->1.6", "translate": "Gateway 1.6->2.0.1"}
+    rows: list[tuple[str, list[str]]] = []
+
+    def cell(name: str, key: str, spec: str, suffix: str = "", ratio_key: str | None = None,
+             ratio_spec: str = ".0%") -> str:
+        row = summary.get(name, {})
+        if row.get("status") != "ok":
+            return str(row.get("status") or "-")
+        text = _fmt(row.get(key), spec, suffix)
+        if ratio_key and row.get(ratio_key) is not None:
+            text += f" ({_fmt(row[ratio_key], ratio_spec)})"
+        return text
+
+    rows.append(("Saturation (CALLs/s)", [cell(n, "throughput_calls_per_s", ",.0f", "", "throughput_ratio")
+                                           for n in names]))
+    rows.append(("Realistic load (CALLs/s)", [cell(n, "realistic_calls_per_s", ",.0f") for n in names]))
+    rows.append(("Latency p50 (ms)", [cell(n, "latency_p50_ms", ".2f", "", "added_p50_ms", "+.2f")
+                                      for n in names]))
+    rows.append(("Latency p99 (ms)", [cell(n, "latency_p99_ms", ".2f", "", "added_p99_ms", "+.2f")
+                                      for n in names]))
+    rows.append(("Gateway CPU s / 1,000 CALLs", [cell(n, "gateway_cpu_s_per_1000", ".3f") for n in names]))
+    rows.append(("  same, at realistic load", [cell(n, "gateway_cpu_s_per_1000_realistic", ".3f")
+                                               for n in names]))
+    levels = sorted({int(k.split("@")[1]) for row in summary.values() if isinstance(row, dict)
+                     for k in row if k.startswith("rss_per_idle_charger_kib@")})
+    for level in levels:
+        rows.append((f"RSS / idle charger @{level:,} (KiB)",
+                     [cell(n, f"rss_per_idle_charger_kib@{level}", ".1f") for n in names]))
+        rows.append((f"  chargers held @{level:,}", [cell(n, f"idle_chargers_held@{level}", ",.0f")
+                                                      for n in names]))
+    storm_n = next((row.get("reconnect_chargers") for row in summary.values()
+                    if isinstance(row, dict) and row.get("reconnect_chargers")), None)
+    rows.append((f"Reconnect {_fmt(storm_n, ',.0f')} chargers (s)",
+                 [cell(n, "reconnect_seconds", ".2f", "", "reconnect_ratio", ".1f") for n in names]))
+    cols = [headers.get(n, n) for n in names]
+    width0 = max(len(r[0]) for r in rows)
+    widths = [max(len(c), *(len(r[1][i]) for r in rows)) for i, c in enumerate(cols)]
+    lines = ["  ".join([" " * width0, *(c.rjust(w) for c, w in zip(cols, widths, strict=True))])]
+    for label, cells in rows:
+        lines.append("  ".join([label.ljust(width0), *(c.rjust(w) for c, w in zip(cells, widths, strict=True))]))
+    lines.append("")
+    lines.append("(ratio) = gateway / direct; latency: (+ms added over direct); reconnect: (x direct).")
+    lines.append("")
+    lines.append("Targets:")
+    for t in summary["targets"]:
+        value = t["measured"]
+        shown = _fmt(value, ".2f") if isinstance(value, float) else _fmt(value, ",")
+        note = f"  [{t['note']}]" if t["note"] else ""
+        lines.append(f"  {t['verdict']:>12}  {t['target']}: {shown}{note}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated counts, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("counts must be positive")
+    return values
+
+
+def _scenarios(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ocpp-gateway bench",
+        description="Measure the gateway against a direct charger -> CSMS connection on this machine: throughput "
+        "at saturation, latency at a realistic load, CPU per message, memory per idle charger and the "
+        "reconnect storm after a restart. Everything runs on 127.0.0.1 in separate processes.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="smaller counts and shorter windows (~1-2 minutes); explicit options still win")
+    p.add_argument("--json", metavar="PATH", help="write every figure as JSON to PATH")
+    p.add_argument("--chargers", type=int, help="chargers at the realistic load (default 5000; quick 500)")
+    p.add_argument("--period", type=float, help="seconds between a charger's Heartbeat+MeterValues (default 10)")
+    p.add_argument("--window", type=float, help="realistic-load measurement window, s (default 30; quick 10)")
+    p.add_argument("--ramp", type=float, help="seconds of realistic load before measuring (default one period)")
+    p.add_argument("--tx-prob", type=float, help="chance per period that an idle charger starts a transaction "
+                   "(default 0.1)")
+    p.add_argument("--tx-ticks", type=int, help="periods a transaction lasts (default 3)")
+    p.add_argument("--sat-conns", type=int, help="connections at saturation (default 100; quick 50)")
+    p.add_argument("--sat-warmup", type=float, help="seconds of saturation before measuring (default 2)")
+    p.add_argument("--sat-window", type=float, help="saturation measurement window, s (default 10; quick 4)")
+    p.add_argument("--idle", type=_counts, help="idle charger counts for the memory figure (default 1000,10000)")
+    p.add_argument("--storm", type=int, help="chargers in the reconnect storm (default 5000; quick 500)")
+    p.add_argument("--scenarios", type=_scenarios, help=f"subset of {','.join(SCENARIOS)} (default all)")
+    p.add_argument("--settle", type=float, help="seconds to let memory settle before reading RSS (default 2)")
+    p.add_argument("--timeout", type=float, help="upper bound of any single step, s (default 300)")
+    p.add_argument("--keep", metavar="DIR", help="keep logs, configs and the message log in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    opts = Options()
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(opts, key, value)
+    for key in ("chargers", "period", "window", "ramp", "tx_prob", "tx_ticks", "sat_conns", "sat_warmup",
+                "sat_window", "idle", "storm", "scenarios", "settle", "timeout", "keep"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(opts, key, value)
+    opts.quiet = args.quiet
+    return opts
+
+
+async def run_bench(opts: Options) -> dict[str, Any]:
+    if opts.keep:
+        tmp = Path(opts.keep)
+        tmp.mkdir(parents=True, exist_ok=True)
+        return await Run(opts, tmp).run()
+    with tempfile.TemporaryDirectory(prefix="ocpp-bench-") as d:
+        return await Run(opts, Path(d)).run()
+
+
+def bench_command(argv: list[str]) -> int:
+    if argv[:1] == ["--"]:  # `ocpp-gateway bench -- --quick`
+        argv = argv[1:]
+    args = parser().parse_args(argv)
+    opts = options_from(args)
+    raise_nofile()
+    started = time.monotonic()
+    try:
+        results = asyncio.run(run_bench(opts))
+    except KeyboardInterrupt:
+        return 130
+    results["elapsed_seconds"] = time.monotonic() - started
+    print(render_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        print(f"\nfigures written to {args.json}")
+    failed = [n for n, r in results["scenarios"].items() if str(r.get("status", "")).startswith("failed")]
+    return 1 if failed else 0
+
+
+__all__ = ["bench_command", "parse_metrics", "render_table", "summarise"]
+
+
+if __name__ == "__main__":
+    sys.exit(bench_command(sys.argv[1:]))

@@ -206,6 +206,26 @@ class Fleet:
             return False
         return True
 
+    async def _pause(self, charger: SimCharger, seconds: float) -> bool:
+        """Idle on a connected charger: True if the fleet stops; ConnectionError if the link drops."""
+        if self._stopping.is_set():
+            return True
+        if charger.closed.is_set():
+            raise ConnectionError(f"{charger.charger_id}: connection lost")
+        loop = asyncio.get_running_loop()
+        stop = loop.create_task(self._stopping.wait())
+        lost = loop.create_task(charger.closed.wait())
+        try:
+            done, _ = await asyncio.wait({stop, lost}, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            lost.cancel()
+        if stop in done:
+            return True
+        if lost in done:
+            raise ConnectionError(f"{charger.charger_id}: connection lost")
+        return False
+
     def _rng(self, cid: str) -> random.Random:
         return random.Random(f"{self.seed}-{cid}") if self.seed is not None else random.Random()
 
@@ -270,7 +290,7 @@ class Fleet:
             response = await charger.boot()
             if charger.booted:
                 break
-            if await self._sleep(min(float(response.get("interval") or 5), 10.0) * rng.uniform(0.8, 1.2)):
+            if await self._pause(charger, min(float(response.get("interval") or 5), 10.0) * rng.uniform(0.8, 1.2)):
                 return
         self.stats.boots += 1
         next_heartbeat = time.monotonic() + self.heartbeat_interval * rng.uniform(0.5, 1.0)
@@ -278,7 +298,7 @@ class Fleet:
             pause_end = time.monotonic() + rng.uniform(*self.session_pause)
             while time.monotonic() < pause_end:
                 wake = min(pause_end, next_heartbeat)
-                if await self._sleep(wake - time.monotonic()):
+                if await self._pause(charger, wake - time.monotonic()):
                     return
                 if time.monotonic() >= next_heartbeat:
                     await charger.heartbeat()

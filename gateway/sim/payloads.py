@@ -63,6 +63,8 @@ def _minimal(schema: dict[str, Any], root: dict[str, Any]) -> Any:
     if kind == "string":
         if schema.get("format") == "date-time":
             return now_iso()
+        if schema.get("format") == "uri":
+            return "ftp://localhost/upload"
         return "x" * int(schema.get("minLength", 0))
     if kind in ("integer", "number"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))

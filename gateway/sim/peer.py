@@ -178,6 +178,11 @@ class Changes:
                 pass
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # nobody may await a raw CALL's answer: don't warn about it
+
+
 def _looks_like_answer(text: str) -> bool:
     try:
         msg = orjson.loads(text)
@@ -226,6 +231,7 @@ class Endpoint:
         self._ids = itertools.count(1)
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.closed = asyncio.Event()  # set when the current connection is gone
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -237,6 +243,7 @@ class Endpoint:
         self.ws = ws
         self.close_code = None
         self.close_reason = None
+        self.closed = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(ws), name=f"ocpp-read-{self.charger_id}")
 
     async def wait_closed(self, timeout: float | None = None) -> None:
@@ -327,10 +334,32 @@ class Endpoint:
         await self.ws.send(text)
         self._record(rec)
 
-    async def send_raw(self, text: str | bytes) -> None:
-        """Put exactly ``text`` on the wire (a bytes value goes as a binary frame)."""
+    async def send_raw(self, text: str | bytes) -> asyncio.Future[dict[str, Any]] | None:
+        """Put exactly ``text`` on the wire (a bytes value goes as a binary frame).
+
+        If the text is not an answer and has a readable unique id, an answer is expected:
+        the returned future resolves with it (or fails with ``OcppCallError``).
+        """
         shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        await self._send_text(text, SimFrame(time.time(), "out", shown, "RAW"))
+        rec = SimFrame(time.time(), "out", shown, "RAW")
+        future: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            msg = orjson.loads(text) if isinstance(text, str) else None
+        except orjson.JSONDecodeError:
+            msg = None
+        if isinstance(msg, list) and len(msg) >= 2 and msg[0] not in (3, 4, 5) and isinstance(msg[1], str):
+            # Anything but an answer, with a readable id, gets answered (even if only with a CALLERROR).
+            rec.unique_id, rec.action = msg[1], str(msg[2]) if len(msg) > 2 else "?"
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._pending.setdefault(msg[1], deque()).append((rec.action, future))
+        try:
+            await self._send_text(text, rec)
+        except BaseException:
+            if future is not None and rec.unique_id is not None:
+                self._forget(rec.unique_id, future)
+            raise
+        return future
 
     def send_call(
         self,
@@ -421,6 +450,7 @@ class Endpoint:
                         future.set_exception(ConnectionError(f"{self.charger_id}: connection closed before {action}"))
             self._pending.clear()
             self._open_incoming.clear()
+            self.closed.set()
             self.on_closed()
             self.changes.notify()
 
@@ -483,7 +513,8 @@ class Endpoint:
         rec.action = action
         self._record(rec)
         self.counters.calls_answered += 1
-        bad = schemas.validate(self.version, action, frame.payload, response=True)
+        known = action in schemas.actions(self.version)
+        bad = schemas.validate(self.version, action, frame.payload, response=True) if known else None
         if bad is not None:
             self._violation(f"{action} response invalid: {bad.describe()}", rec)
             if not future.done():

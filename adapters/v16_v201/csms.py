@@ -85,7 +85,7 @@ def request_stop(env: Env, p: Payload, ctx: Context) -> Sub:
 @handles(
     CSMS,
     "GetTransactionStatus",
-    "",
+    "(answered by the gateway)",
     Support.LOCAL,
     "answered from the gateway's transaction table; messagesInQueue is always false (a 1.6 charger's "
     "offline queue is invisible)",

@@ -13,6 +13,7 @@ import base64
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import websockets
@@ -42,33 +43,54 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 
-class UpstreamLink:
-    """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays."""
+LinkCallback = Callable[[], Awaitable[None]]
 
-    def __init__(self, owner: ChargerConnection, name: str, endpoint: CsmsEndpoint) -> None:
-        self.owner = owner
+
+class UpstreamLink:
+    """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays.
+
+    It knows nothing of OCPP: it hands every frame to ``on_frame`` and says
+    when the link comes up or goes down.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        charger_id: str,
+        name: str,
+        endpoint: CsmsEndpoint,
+        on_up: LinkCallback,
+        on_frame: Callable[[str], Awaitable[None]],
+        on_down: LinkCallback,
+    ) -> None:
+        self.gateway = gateway
+        self.charger_id = charger_id
         self.name = name
         self.endpoint = endpoint
-        self.url = f"{endpoint.url}/{owner.charger_id}"
+        self.url = f"{endpoint.url}/{charger_id}"
+        self.log = get_logger(charger_id=charger_id)
+        self._on_up = on_up
+        self._on_frame = on_frame
+        self._on_down = on_down
         self.ws: ClientConnection | None = None
         self.state = "down"
+        self._counted = False
         self._stopping = False
-        self.connected_once = asyncio.Event()
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self.endpoint.headers)
         env = self.endpoint.basic_auth_password_env
         if env:
             secret = os.environ.get(env, "")
-            token = base64.b64encode(f"{self.owner.charger_id}:{secret}".encode()).decode()
+            token = base64.b64encode(f"{self.charger_id}:{secret}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         return headers
 
     async def run(self) -> None:
-        gw = self.owner.gateway
+        gw = self.gateway
         cfg = gw.config.upstream
         delay = cfg.reconnect_initial
-        log = self.owner.log
+        self._set_state("down")
         while not self._stopping:
             try:
                 async with gw.connect_slots:
@@ -90,8 +112,8 @@ class UpstreamLink:
                 reason = f"HTTP {exc.response.status_code}" if isinstance(exc, InvalidStatus) else repr(exc)
                 jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
                 wait = min(delay, cfg.reconnect_max) * jitter
-                log.warning("upstream_connect_failed", csms=self.name, url=self.url, error=reason,
-                            retry_in=round(wait, 2))
+                self.log.warning("upstream_connect_failed", csms=self.name, url=self.url, error=reason,
+                                 retry_in=round(wait, 2))
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, cfg.reconnect_max)
                 continue
@@ -99,39 +121,37 @@ class UpstreamLink:
                 await ws.close()
                 break
             if ws.subprotocol != self.endpoint.ocpp.subprotocol:
-                log.warning("upstream_subprotocol_mismatch", csms=self.name, offered=self.endpoint.ocpp.subprotocol,
-                            selected=ws.subprotocol)
+                self.log.warning("upstream_subprotocol_mismatch", csms=self.name,
+                                 offered=self.endpoint.ocpp.subprotocol, selected=ws.subprotocol)
             gw.metrics.upstream_connects.labels(self.name, "ok").inc()
             delay = cfg.reconnect_initial
             self.ws = ws
             self._set_state("up")
-            self.connected_once.set()
-            log.info("upstream_connected", csms=self.name, url=self.url)
-            await self.owner.apply(self.owner.session.link_up(Side.CSMS, time.time()))
+            self.log.info("upstream_connected", csms=self.name, url=self.url)
+            await self._on_up()
             try:
                 async for message in ws:
-                    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                    await self.owner.apply(self.owner.session.receive(Side.CSMS, text, time.time()))
+                    await self._on_frame(message if isinstance(message, str) else message.decode("utf-8", "replace"))
             except ConnectionClosed:
                 pass
             finally:
                 self.ws = None
                 self._set_state("down")
-                await self.owner.apply(self.owner.session.link_down(Side.CSMS, time.time()))
+                await self._on_down()
             if not self._stopping:
-                code = ws.close_code
-                log.warning("upstream_disconnected", csms=self.name, code=code, reason=ws.close_reason)
+                self.log.warning("upstream_disconnected", csms=self.name, code=ws.close_code, reason=ws.close_reason)
                 jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
                 await asyncio.sleep(cfg.reconnect_initial * jitter)
 
     def _set_state(self, state: str) -> None:
-        metrics = self.owner.gateway.metrics
-        if self.state != state:
-            if self.state in ("up", "down") and self.owner.counted_link:
-                metrics.upstream_links.labels(self.name, self.state).dec()
-            metrics.upstream_links.labels(self.name, state).inc()
-            self.owner.counted_link = True
-            self.state = state
+        gauge = self.gateway.metrics.upstream_links
+        if self._counted and self.state == state:
+            return
+        if self._counted:
+            gauge.labels(self.name, self.state).dec()
+        gauge.labels(self.name, state).inc()
+        self._counted = True
+        self.state = state
 
     async def send(self, text: str) -> bool:
         ws = self.ws
@@ -148,9 +168,9 @@ class UpstreamLink:
         ws = self.ws
         if ws is not None:
             await ws.close()
-        if self.owner.counted_link:
-            self.owner.gateway.metrics.upstream_links.labels(self.name, self.state).dec()
-            self.owner.counted_link = False
+        if self._counted:
+            self.gateway.metrics.upstream_links.labels(self.name, self.state).dec()
+            self._counted = False
 
 
 class ChargerConnection:
@@ -175,7 +195,6 @@ class ChargerConnection:
         self.log = get_logger(charger_id=charger_id)
         self.connected_at = time.time()
         self.last_message_at: float | None = None
-        self.counted_link = False
         endpoint = gateway.config.csms[route.primary]
         config = gateway.config
         entry = config.chargers.get(charger_id)
@@ -188,7 +207,12 @@ class ChargerConnection:
             repair_rules=gateway.repair_rules,
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
-        self.upstream = UpstreamLink(self, route.primary, endpoint)
+        self.upstream = UpstreamLink(
+            gateway, charger_id, route.primary, endpoint,
+            on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
+            on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
+            on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
+        )
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].

@@ -25,6 +25,7 @@ import asyncio
 import base64
 import itertools
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -293,7 +294,7 @@ class SimCharger(Endpoint):
         self.register_wh: dict[int, int] = {c: meter_start_wh for c in range(1, connectors + 1)}
         self.connector_status: dict[int, str] = {c: "Available" for c in range(0, connectors + 1)}
         self.transactions: dict[int, ActiveTransaction] = {}  # connector -> running transaction
-        self.finished: list[ActiveTransaction] = []
+        self.finished: deque[ActiveTransaction] = deque(maxlen=100)  # most recent first out
         self.configuration = default_configuration(connectors)
         self.device_model = default_device_model(connectors)
         self.charging_profiles: list[dict[str, Any]] = []
@@ -417,6 +418,7 @@ class SimCharger(Endpoint):
         """Change a connector's state (1.6 vocabulary) and tell the CSMS the way the version does."""
         previous = self.connector_status.get(connector, "Available")
         self.connector_status[connector] = status
+        self.changes.notify()
         if self.v16:
             await self._status_notification(connector, status)
             return

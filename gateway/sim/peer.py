@@ -173,7 +173,8 @@ class Changes:
             if remaining <= 0:
                 raise TimeoutError(f"condition not met within {timeout}s: {predicate!r}")
             try:
-                await asyncio.wait_for(event.wait(), remaining)
+                # Also re-check now and then: predicates may read state that changes without a frame.
+                await asyncio.wait_for(event.wait(), min(remaining, 0.05))
             except TimeoutError:
                 pass
 
@@ -226,6 +227,7 @@ class Endpoint:
         self._pending: dict[str, deque[tuple[str, asyncio.Future[dict[str, Any]]]]] = {}
         self._call_lock = asyncio.Lock()
         self._open_incoming: set[str] = set()
+        self._abandoned: dict[str, None] = {}  # unique ids of CALLs we stopped waiting for
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -262,6 +264,19 @@ class Endpoint:
             except TimeoutError:
                 self._reader.cancel()
         await self._cancel_tasks()
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until background work (answers, follow-up messages) is done, e.g. before asserting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+            if not tasks:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.charger_id}: {len(tasks)} background tasks still running")
+            await asyncio.wait(tasks, timeout=remaining)
 
     async def _cancel_tasks(self) -> None:
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
@@ -367,31 +382,42 @@ class Endpoint:
         payload: dict[str, Any],
         unique_id: str | None = None,
         message_type: MessageType = MessageType.CALL,
-    ) -> Awaitable[dict[str, Any]]:
+    ) -> asyncio.Task[dict[str, Any]]:
         """Send a CALL now, bypassing validation and the one-outstanding-CALL rule.
 
         For misbehaviour tests (invalid payloads, overlapping CALLs, duplicate
-        unique ids). Returns an awaitable of the answer; for a 2.1 SEND it
-        resolves to {} once sent.
+        unique ids). Frames go out in the order of the calls. Returns a task
+        with the answer; for a 2.1 SEND it resolves to {} once sent.
         """
         uid = unique_id or self.new_unique_id()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future.add_done_callback(_retrieve)
         if message_type is not MessageType.SEND:
             self._pending.setdefault(uid, deque()).append((action, future))
 
         async def go() -> dict[str, Any]:
             try:
                 await self._send_frame(Call(uid, action, payload, message_type), action)
-            except BaseException:
-                self._forget(uid, future)
-                raise
-            self.counters.calls_sent += 1
-            if message_type is MessageType.SEND:
-                return {}
-            return await future
+                self.counters.calls_sent += 1
+                if message_type is MessageType.SEND:
+                    return {}
+                return await future
+            finally:
+                if not future.done():
+                    self._abandon(uid, future)
 
-        return go()
+        task = loop.create_task(go(), name=f"call-{action}")
+        task.add_done_callback(_retrieve)
+        return task
+
+    def _abandon(self, uid: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        # We gave up waiting (timeout, cancellation): a late answer is no protocol violation.
+        self._forget(uid, future)
+        future.cancel()
+        self._abandoned[uid] = None
+        if len(self._abandoned) > 1000:
+            del self._abandoned[next(iter(self._abandoned))]
 
     def _forget(self, uid: str, future: asyncio.Future[dict[str, Any]]) -> None:
         queue = self._pending.get(uid)
@@ -420,6 +446,8 @@ class Endpoint:
         link is gone.
         """
         if validate:
+            if action not in schemas.actions(self.version):
+                raise ValueError(f"{action} is not an OCPP {self.version.value} action")
             bad = schemas.validate(self.version, action, payload)
             if bad is not None:
                 raise ValueError(f"{action} payload invalid for OCPP {self.version.value}: {bad.describe()}")
@@ -430,7 +458,6 @@ class Endpoint:
                 return await asyncio.wait_for(answer, timeout)
             except TimeoutError:
                 self.counters.timeouts += 1
-                self._pending.pop(uid, None)
                 raise TimeoutError(f"{self.charger_id}: no answer to {action} within {timeout}s") from None
 
     # ----------------------------------------------------------------- receiving
@@ -507,7 +534,8 @@ class Endpoint:
         pending = self._take_pending(frame.unique_id)
         if pending is None:
             self._record(rec)
-            self._violation(f"CALLRESULT {frame.unique_id} answers no outstanding CALL", rec)
+            if self._abandoned.pop(frame.unique_id, 0) is not None:
+                self._violation(f"CALLRESULT {frame.unique_id} answers no outstanding CALL", rec)
             return
         action, future = pending
         rec.action = action
@@ -536,7 +564,7 @@ class Endpoint:
             spelled = "another version's" if frame.code in _ERROR_CODES_ALL else "an unknown"
             self._violation(f"CALLERROR code {frame.code!r} is {spelled} code, not OCPP {self.version.value}", rec)
         if pending is None:
-            if frame.unique_id != "-1":
+            if frame.unique_id != "-1" and self._abandoned.pop(frame.unique_id, 0) is not None:
                 self._violation(f"CALLERROR {frame.unique_id} answers no outstanding CALL", rec)
             return
         self.counters.calls_answered += 1

@@ -55,5 +55,8 @@ def _load_builtin() -> None:
 
 # Built-in translator modules; each calls ``register`` at import.
 _BUILTIN_MODULES: list[str] = [
+    "adapters.v201_v21",  # 2.0.1 <-> 2.1, both orientations
+    "adapters.v201_v16",  # 2.0.1 charger -> 1.6J CSMS
     "adapters.v16_v201",  # 1.6J charger -> 2.0.1 CSMS
+    "adapters.composed",  # 2.1 -> 1.6J and 1.6J -> 2.1 by chaining; keep last
 ]

@@ -31,7 +31,10 @@ MAX_ENDED = 8
 class State:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        fresh = NAMESPACE not in ctx.state
         self.d = ctx.namespace(NAMESPACE)
+        if fresh:
+            ctx.save()
 
     def save(self) -> None:
         self.ctx.save()

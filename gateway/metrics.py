@@ -69,6 +69,10 @@ class GatewayMetrics:
         self.store_dropped = Gauge(
             "ocpp_gateway_store_records_dropped", "Message-log records dropped under back-pressure", registry=r,
         )
+        self.shadow_comparisons = Counter(
+            "ocpp_gateway_shadow_comparisons", "Shadow CSMS answers compared with the primary's, by outcome",
+            ["csms", "action", "outcome"], registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
@@ -98,6 +102,9 @@ class GatewayMetrics:
 
     def observe_roundtrip(self, origin: str, action: str, seconds: float) -> None:
         self._child(self.roundtrip, (origin, action)).observe(seconds)
+
+    def shadow_comparison(self, csms: str, action: str, outcome: str) -> None:
+        self._child(self.shadow_comparisons, (csms, action, outcome)).inc()
 
     def problem(self, event: str) -> None:
         self._child(self.problems, (event,)).inc()

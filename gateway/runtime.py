@@ -21,7 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from adapters import registry
 from adapters.base import Context, Side, Translator
+from gateway import ocppj
 from gateway.config import CsmsEndpoint, Route
 from gateway.logs import get_logger
 from gateway.ocppj import Version
@@ -41,6 +43,7 @@ from gateway.session import (
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.shadow import ShadowLink
 
 
 LinkCallback = Callable[[], Awaitable[None]]
@@ -219,6 +222,24 @@ class ChargerConnection:
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
         self._generation = 0
         self._upstream_task: asyncio.Task[None] | None = None
+        self.shadow: ShadowLink | None = None
+        if route.shadow is not None:
+            self.shadow = self._make_shadow(route.shadow, limits)
+
+    def _make_shadow(self, name: str, limits: SessionLimits) -> ShadowLink | None:
+        from gateway.shadow import ShadowLink
+
+        endpoint = self.gateway.config.csms[name]
+        translator = registry.translator_for(self.version, endpoint.ocpp, self.session.ctx.options)
+        if translator is None:
+            self.log.warning("shadow_unsupported", csms=name, ocpp_version=self.version.value,
+                             csms_ocpp_version=endpoint.ocpp.value)
+            return None
+        state = self.session.ctx.state.setdefault("shadow", {}).setdefault(name, {})
+        return ShadowLink(self, name, endpoint, translator, state, limits)
+
+    def save_state(self) -> None:
+        self.gateway.store.save_state(self.charger_id, self.session.ctx.state)
 
     def can_take_over(self, version: Version, route: Route) -> bool:
         """Whether a reconnect with this version and route can continue this session."""
@@ -231,6 +252,8 @@ class ChargerConnection:
     async def run(self) -> None:
         """Relay until the charger goes away, then clean up."""
         self._upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
+        if self.shadow is not None:
+            self.shadow.start()
         await self.serve(self.ws)
 
     async def serve(self, ws: ServerConnection) -> None:
@@ -256,17 +279,30 @@ class ChargerConnection:
                 self.last_message_at = now = time.time()
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 await self.apply(self.session.receive(Side.CHARGER, text, now))
+                if self.shadow is not None:
+                    await self._mirror(text, now)
         except ConnectionClosed:
             pass
         finally:
             if generation == self._generation:
                 await self._teardown()
 
+    async def _mirror(self, text: str, now: float) -> None:
+        assert self.shadow is not None
+        try:
+            frame = ocppj.parse(text, self.version)
+        except ocppj.FrameError:
+            return
+        if isinstance(frame, ocppj.Call):
+            await self.shadow.mirror_call(frame, now)
+
     async def _teardown(self) -> None:
         # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
         await self.apply(self.session.close(time.time()))
         self._closed = True
         await self.upstream.close()
+        if self.shadow is not None:
+            await self.shadow.close()
         task = self._upstream_task
         if task is not None:
             task.cancel()
@@ -292,6 +328,8 @@ class ChargerConnection:
                         await self.ws.send(action.text)
                     except ConnectionClosed:
                         pass  # run() sees the close and cleans up
+                    if self.shadow is not None and action.text[1:2] in ("3", "4"):
+                        self.shadow.primary_answered(action.text)
                 elif not await self.upstream.send(action.text):
                     # The link dropped under us: the session learns it from the link's own loop.
                     pass
@@ -309,7 +347,7 @@ class ChargerConnection:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(action, SaveState):
-                gw.store.save_state(self.charger_id, action.state)
+                self.save_state()
             elif isinstance(action, RoundTrip):
                 gw.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
             elif isinstance(action, ValidationFailed):

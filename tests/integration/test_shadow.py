@@ -1,0 +1,61 @@
+"""Shadow routing: a second CSMS sees the charger's traffic, its answers are compared, never delivered."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from gateway.ocppj import Version
+from gateway.sim.csms import DemoCsms
+from gateway.sim.peer import OcppCallError
+from tests.conftest import GatewayFactory
+from tests.rawpeers import RawCharger
+
+BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
+START = {"connectorId": 1, "idTag": "GOODTAG", "meterStart": 1000, "timestamp": "2026-01-01T10:00:00Z"}
+
+
+async def test_shadow_gets_every_charger_call_and_its_answers_are_compared(start_gateway: GatewayFactory) -> None:
+    """The charger only hears the primary; the shadow's disagreements are counted; transaction ids line up."""
+    primary = await DemoCsms(versions=(Version.V16,)).start()
+    shadow = await DemoCsms(versions=(Version.V16,), auth={"BADTAG": "Invalid"}, first_transaction_id=500).start()
+    try:
+        gw = await start_gateway(
+            {"old": {"url": primary.url, "ocpp": "1.6"}, "new": {"url": shadow.url, "ocpp": "1.6"}},
+            default_route={"primary": "old", "shadow": "new"},
+        )
+        charger = await RawCharger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/SH1", ["ocpp1.6"])
+        boot = await charger.call("b1", "BootNotification", BOOT)
+        assert boot[0] == 3 and boot[2]["status"] == "Accepted"
+        auth = await charger.call("a1", "Authorize", {"idTag": "BADTAG"})
+        assert auth[2]["idTagInfo"]["status"] == "Accepted"  # the primary's answer, not the shadow's
+        start = await charger.call("s1", "StartTransaction", START)
+        tx = start[2]["transactionId"]
+        stop = {"transactionId": tx, "meterStop": 4000, "timestamp": "2026-01-01T11:00:00Z"}
+        assert (await charger.call("t1", "StopTransaction", stop))[0] == 3
+
+        await shadow.wait_for(lambda: len(shadow.charger("SH1").calls_in("StopTransaction")) == 1)
+        assert shadow.charger("SH1").calls_in("Authorize") == [{"idTag": "BADTAG"}]
+        assert shadow.charger("SH1").calls_in("StopTransaction")[0]["transactionId"] == 500
+        assert primary.charger("SH1").calls_in("StopTransaction")[0]["transactionId"] == tx
+        assert not shadow.violations and not primary.violations
+
+        with pytest.raises(OcppCallError) as exc:
+            await shadow.call("SH1", "Reset", {"type": "Hard"}, timeout=5)
+        assert exc.value.code == "SecurityError"
+        with pytest.raises(TimeoutError):
+            await charger.recv(timeout=0.3)  # the charger never heard of it
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as resp:
+                metrics = await resp.text()
+        assert 'ocpp_gateway_shadow_comparisons_total{action="Authorize",csms="new",outcome="differ"} 1.0' in metrics
+        assert 'ocpp_gateway_shadow_comparisons_total{action="BootNotification",csms="new",outcome="match"} 1.0' \
+            in metrics
+        await gw.store.flush()
+        records = await gw.store.messages("SH1", limit=200)
+        assert any(r["peer"] == "shadow:new" and r["action"] == "Authorize" for r in records)
+        await charger.close()
+    finally:
+        await primary.stop()
+        await shadow.stop()

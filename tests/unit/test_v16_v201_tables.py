@@ -199,3 +199,55 @@ def test_config_keys_cover_the_standard_16_keys() -> None:
         "ChargingScheduleMaxPeriods", "ConnectorSwitch3to1PhaseSupported", "MaxChargingProfilesInstalled",
     }  # fmt: skip
     assert standard <= {row["v16"] for row in mappings.rows("config_keys")}
+
+
+@pytest.mark.parametrize(
+    ("lookup", "expected"),
+    [
+        (lambda: tables.unit_to_v16("Wh", 3), "kWh"),
+        (lambda: tables.unit_to_v16("kWh", 0), "kWh"),
+        (lambda: tables.unit_to_v16("Wh", 6), None),
+        (lambda: tables.unit_to_v201("Celcius"), ("Celsius", 0)),
+        (lambda: tables.to_v16("stop_reasons", "MasterPass"), "Local"),
+        (lambda: tables.to_v16("stop_reasons", "ImmediateReset"), "HardReset"),
+        (lambda: tables.to_v16("connector_status", "Occupied"), "Preparing"),
+        (lambda: tables.to_v16("reset_type", "OnIdle"), "Soft"),
+        (lambda: tables.to_v201("reset_type", "Soft"), "Immediate"),
+        (lambda: tables.status_to_v16("UnlockConnector", "OngoingAuthorizedTransaction"), "UnlockFailed"),
+        (lambda: tables.status_to_v201("SendLocalList", "NotSupported"), "Failed"),
+        (lambda: tables.to_v16_row("trigger_message", "SignChargingStationCertificate")["v16_action"],  # type: ignore[index]
+         "ExtendedTriggerMessage"),
+    ],
+)  # fmt: skip
+def test_lookups_both_directions(lookup: Any, expected: Any) -> None:
+    """The typed views answer both directions, honouring one-way rows (the reverse translator relies on them)."""
+    assert lookup() == expected
+
+
+def test_config_keys_both_directions() -> None:
+    """A key maps to its variable and back; unknown keys live in the legacy component under their own name."""
+    keys = tables.ConfigKeys.load()
+    var = keys.for_key("TransactionMessageAttempts")
+    assert (var.component, var.variable, var.instance) == ("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent")
+    assert keys.for_variable("OCPPCommCtrlr", "MessageAttempts", "TransactionEvent") == var
+    assert keys.for_variable("OCPPCommCtrlr", "MessageAttempts", None) is None
+    vendor = keys.for_key("AcmeThing")
+    assert (vendor.component, vendor.variable) == (tables.LEGACY_COMPONENT, "AcmeThing")
+    assert keys.for_variable(tables.LEGACY_COMPONENT, "AcmeThing", None) == vendor
+
+
+def test_operator_rows_override_builtin_ones(tmp_path: Any) -> None:
+    """An operator table in an extra mapping directory overrides a built-in row, in both directions."""
+    (tmp_path / "stop_reasons.yaml").write_text(
+        "description: site policy\nrows:\n"
+        "  - {v16: UnlockCommand, v201: Local, trigger_reason: UnlockCommand, direction: to_v201}\n"
+        "  - {v16: Other, v201: MasterPass, trigger_reason: StopAuthorized, direction: to_v16}\n"
+    )
+    try:
+        mappings.set_extra_dirs([tmp_path])
+        assert tables.to_v201("stop_reasons", "UnlockCommand") == "Local"
+        assert tables.to_v16("stop_reasons", "MasterPass") == "Other"
+        assert tables.to_v201("stop_reasons", "Remote") == "Remote"
+    finally:
+        mappings.set_extra_dirs([])
+    assert tables.to_v201("stop_reasons", "UnlockCommand") == "Other"

@@ -66,6 +66,7 @@ class Options:
     timeout: float = 300.0  # upper bound of any single step
     keep: str | None = None
     quiet: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted gateway-config keys -> values
 
 
 QUICK = {"chargers": 500, "window": 10.0, "ramp": 5.0, "sat_conns": 50, "sat_warmup": 1.0, "sat_window": 4.0,
@@ -298,8 +299,10 @@ def translator_status() -> str | None:
     return None
 
 
-def gateway_config(tmp: Path, listen: int, admin: int, csms_port: int, csms_version: str) -> dict[str, Any]:
-    return {
+def gateway_config(tmp: Path, listen: int, admin: int, csms_port: int, csms_version: str,
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The gateway's configuration for one scenario: product defaults, loopback, a temporary message log."""
+    config: dict[str, Any] = {
         "listen": {"host": LOOPBACK, "port": listen},
         "admin": {"host": LOOPBACK, "port": admin},
         "store": f"sqlite:///{tmp / 'gateway.db'}",
@@ -309,14 +312,22 @@ def gateway_config(tmp: Path, listen: int, admin: int, csms_port: int, csms_vers
         "metrics": {"per_charger": False},
         "logging": {"format": "json", "level": "info"},
     }
+    for dotted, value in (overrides or {}).items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return config
 
 
 class Run:
     """One benchmark run: every scenario, then the table."""
 
-    def __init__(self, opts: Options, tmp: Path) -> None:
+    def __init__(self, opts: Options, tmp: Path, argv: list[str] | None = None) -> None:
         self.opts = opts
         self.tmp = tmp
+        self.argv = argv or []
         self.results: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
@@ -328,6 +339,7 @@ class Run:
         self.results = {
             "machine": machine_info(),
             "options": {k: v for k, v in vars(self.opts).items() if k not in ("keep", "quiet")},
+            "command": "ocpp-gateway bench " + " ".join(self.argv),
             "gateway_fd_capacity": gateway_capacity,
             "scenarios": {},
         }
@@ -358,7 +370,8 @@ class Run:
             await csms.start()
             if name != "direct":
                 listen, admin = free_port(), free_port()
-                config = gateway_config(work, listen, admin, csms.port, "1.6" if name == "passthrough" else "2.0.1")
+                config = gateway_config(work, listen, admin, csms.port, "1.6" if name == "passthrough" else "2.0.1",
+                                        self.opts.overrides)
                 path = work / "gateway.yaml"
                 path.write_text(yaml.safe_dump(config, sort_keys=False))
                 gateway = GatewayProc(path, listen, admin, work / "gateway.log")
@@ -664,6 +677,13 @@ def _scenarios(text: str) -> list[str]:
     return names
 
 
+def _override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ocpp-gateway bench",
@@ -689,6 +709,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", type=_scenarios, help=f"subset of {','.join(SCENARIOS)} (default all)")
     p.add_argument("--settle", type=float, help="seconds to let memory settle before reading RSS (default 2)")
     p.add_argument("--timeout", type=float, help="upper bound of any single step, s (default 300)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", type=_override, default=[],
+                   help="override a key of the gateway's configuration (dotted path, YAML value), e.g. "
+                   "--set admission.rate=1000; repeatable")
     p.add_argument("--keep", metavar="DIR", help="keep logs, configs and the message log in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -705,16 +728,17 @@ def options_from(args: argparse.Namespace) -> Options:
         if value is not None:
             setattr(opts, key, value)
     opts.quiet = args.quiet
+    opts.overrides = dict(args.set)
     return opts
 
 
-async def run_bench(opts: Options) -> dict[str, Any]:
+async def run_bench(opts: Options, argv: list[str] | None = None) -> dict[str, Any]:
     if opts.keep:
         tmp = Path(opts.keep)
         tmp.mkdir(parents=True, exist_ok=True)
-        return await Run(opts, tmp).run()
+        return await Run(opts, tmp, argv).run()
     with tempfile.TemporaryDirectory(prefix="ocpp-bench-") as d:
-        return await Run(opts, Path(d)).run()
+        return await Run(opts, Path(d), argv).run()
 
 
 def bench_command(argv: list[str]) -> int:
@@ -725,7 +749,7 @@ def bench_command(argv: list[str]) -> int:
     raise_nofile()
     started = time.monotonic()
     try:
-        results = asyncio.run(run_bench(opts))
+        results = asyncio.run(run_bench(opts, argv))
     except KeyboardInterrupt:
         return 130
     results["elapsed_seconds"] = time.monotonic() - started

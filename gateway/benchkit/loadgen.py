@@ -14,7 +14,7 @@ on stdout (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``):
   CALL round-trip latency over ``window`` seconds after a ramp of one period.
 - ``hold``: open and boot chargers until ``n`` are held; ``release``: close them.
 - ``arm``: from now on a held charger that loses its connection reconnects
-  (backoff 0.1 s .. 1 s) and sends BootNotification again;
+  (backoff 0.1 s .. 0.5 s) and sends BootNotification again;
   ``storm_wait``: wait until ``n`` of them have rebooted.
 - ``quit``.
 
@@ -44,6 +44,7 @@ from gateway.benchkit.procs import cpu_seconds, raise_nofile
 
 SATURATION_MIX = ("heartbeat", "meter", "available")
 CONNECT_CONCURRENCY = 256
+RECONNECT_MAX_DELAY = 0.5  # a charger's retry interval after a lost connection: 0.1 s growing to this, +-30 %
 _MAX_HEAD = 16384
 
 
@@ -58,7 +59,7 @@ class Charger(asyncio.Protocol):
 
     __slots__ = (
         "busy", "cid", "gen", "head", "idx", "in_tx", "lost", "mask", "opened", "pending_kind", "pending_uid",
-        "queue", "reader", "sat_next", "sent_at", "seq", "transport", "tx", "tx_ticks", "waiter",
+        "queue", "reader", "retry_after", "sat_next", "sent_at", "seq", "transport", "tx", "tx_ticks", "waiter",
     )
 
     def __init__(self, gen: LoadGen, idx: int) -> None:
@@ -83,6 +84,7 @@ class Charger(asyncio.Protocol):
         self.opened: asyncio.Future[bool] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
         self.waiter: asyncio.Future[bool] | None = None
+        self.retry_after: float | None = None  # set when the server answered 503 (busy)
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -114,15 +116,22 @@ class Charger(asyncio.Protocol):
                 if len(self.head) > _MAX_HEAD:
                     self.abort()
                 return
-            status = bytes(self.head[: self.head.find(b"\r\n")])
+            status, headers = ws.parse_headers(bytes(self.head[:end]))
             rest = bytes(self.head[end + 4 :])
             self.head = None
             ok = b" 101 " in status
+            if not ok:
+                if b" 503 " in status:
+                    try:
+                        self.retry_after = float(headers.get(b"retry-after", b"1"))
+                    except ValueError:
+                        self.retry_after = 1.0
+                else:
+                    self.gen._failed("refused: " + status.decode("latin-1")[:60])
+                self.abort()
             if not self.opened.done():
                 self.opened.set_result(ok)
             if not ok:
-                self.gen.handshake_refused += 1
-                self.abort()
                 return
             if not rest:
                 return
@@ -279,10 +288,11 @@ class LoadGen:
         self.error_samples: list[str] = []
         self.unmatched = 0
         self.overruns = 0
-        self.handshake_refused = 0
         self.tx_prob = 0.1
         self.tx_ticks = 3
         self.held: dict[int, Charger] = {}
+        self.failures: dict[str, int] = {}
+        self.busy_refusals = 0
         self.reconnect = False
         self.reconnect_deadline = 0.0
         self.storm: dict[str, Any] = {}
@@ -299,28 +309,61 @@ class LoadGen:
 
     def reset_counters(self) -> None:
         self.latencies = array("d")
-        self.recorded = self.answered = self.errors = self.unmatched = self.overruns = self.handshake_refused = 0
+        self.recorded = self.answered = self.errors = self.unmatched = self.overruns = 0
         self.error_samples = []
+        self.failures = {}
+        self.busy_refusals = 0
 
     # ------------------------------------------------------------ connections
 
     async def open_one(self, idx: int | None, kinds: tuple[str, ...], timeout: float) -> Charger | None:
-        """Connect, handshake and run ``kinds``; None (and the connection closed) if any step fails."""
+        """Connect, handshake and run ``kinds``, coming back after a 503 (busy) as its Retry-After asks.
+
+        None (and the connection closed) if any other step fails or ``timeout`` runs out.
+        """
         if idx is None:
             idx = self.next_idx
             self.next_idx += 1
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._failed("busy (503) until the deadline")
+                return None
+            result = await self._attempt(idx, kinds, left)
+            if not isinstance(result, float):
+                return result
+            self.busy_refusals += 1
+            await asyncio.sleep(min(result * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+
+    async def _attempt(self, idx: int, kinds: tuple[str, ...], timeout: float) -> Charger | float | None:
+        """One connection attempt: the booted charger, the Retry-After of a 503, or None."""
         loop = asyncio.get_running_loop()
         try:
             _, charger = await asyncio.wait_for(
                 loop.create_connection(lambda: Charger(self, idx), self.host, self.port), timeout)
-            if not await asyncio.wait_for(charger.opened, timeout):
-                return None
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
+            self._failed(f"connect: {type(exc).__name__} {getattr(exc, 'errno', '') or ''}".strip())
+            return None
+        try:
+            opened = await asyncio.wait_for(charger.opened, timeout)
+        except TimeoutError:
+            opened = False
+        if not opened:
+            if charger.retry_after is not None:
+                return charger.retry_after
+            if charger.head is not None:
+                self._failed("closed during handshake" if charger.lost.done() else "handshake timeout")
+            charger.abort()
             return None
         if await charger.run_calls(kinds, timeout):
             return charger
+        self._failed("boot timeout" if not charger.lost.done() else "closed during boot")
         charger.abort()
         return None
+
+    def _failed(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
 
     async def open_many(self, n: int, kinds: tuple[str, ...], timeout: float) -> tuple[list[Charger], int]:
         slots = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -358,7 +401,7 @@ class LoadGen:
         while self.reconnect and time.monotonic() < self.reconnect_deadline:
             await asyncio.sleep(delay * random.uniform(0.7, 1.3))
             st["attempts"] = st.get("attempts", 0) + 1
-            charger = await self.open_one(idx, ("boot",), 30.0)
+            charger = await self.open_one(idx, ("boot",), max(0.1, self.reconnect_deadline - time.monotonic()))
             if charger is not None:
                 self.held[idx] = charger
                 st["rebooted"] = st.get("rebooted", 0) + 1
@@ -367,7 +410,7 @@ class LoadGen:
                 if event is not None and st["rebooted"] >= st.get("expect", 1 << 30):
                     event.set()
                 return
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, RECONNECT_MAX_DELAY)
         st["gave_up"] = st.get("gave_up", 0) + 1
 
     # ------------------------------------------------------------ commands
@@ -403,7 +446,7 @@ class LoadGen:
         await self.close_all(chargers)
         lat = sorted(self.latencies)
         calls = a1 - a0
-        return {"connections": len(chargers), "failed_connections": failed, "calls": calls,
+        return {"connections": len(chargers), "failed_connections": failed, "failures": self.failures, "calls": calls,
                 "seconds": t1 - t0, "calls_per_s": calls / (t1 - t0), "errors": self.errors,
                 "error_samples": self.error_samples, "unmatched": self.unmatched,
                 "p50_ms": _ms(percentile(lat, 0.5)), "p99_ms": _ms(percentile(lat, 0.99)),
@@ -449,7 +492,8 @@ class LoadGen:
         await self.close_all(chargers)
         lat = sorted(self.latencies)
         calls = a1 - a0
-        return {"chargers": len(chargers), "failed_connections": failed, "connect_seconds": connect_s,
+        return {"chargers": len(chargers), "failed_connections": failed, "failures": self.failures,
+                "busy_refusals": self.busy_refusals, "connect_seconds": connect_s,
                 "dropped": dropped,
                 "calls": calls, "seconds": t1 - t0, "calls_per_s": calls / (t1 - t0), "samples": len(lat),
                 "p50_ms": _ms(percentile(lat, 0.5)), "p90_ms": _ms(percentile(lat, 0.9)),
@@ -463,11 +507,14 @@ class LoadGen:
         t0 = time.perf_counter()
         want = n - len(self.held)
         failed = 0
+        self.failures = {}
+        self.busy_refusals = 0
         if want > 0:
             chargers, failed = await self.open_many(want, ("boot",), timeout)
             for c in chargers:
                 self.held[c.idx] = c
-        return {"held": len(self.held), "failed": failed, "handshake_refused": self.handshake_refused,
+        return {"held": len(self.held), "failed": failed, "failures": self.failures,
+                "busy_refusals": self.busy_refusals,
                 "seconds": time.perf_counter() - t0}
 
     async def cmd_release(self) -> dict[str, Any]:
@@ -479,6 +526,8 @@ class LoadGen:
 
     async def cmd_arm(self, timeout: float = 120.0) -> dict[str, Any]:
         self.storm = {"event": asyncio.Event(), "armed_at": time.monotonic()}
+        self.busy_refusals = 0
+        self.failures = {}
         self.reconnect = True
         self.reconnect_deadline = time.monotonic() + timeout
         return {"armed": len(self.held)}
@@ -494,7 +543,8 @@ class LoadGen:
         except TimeoutError:
             pass
         self.reconnect = False
-        return {k: v for k, v in st.items() if k not in ("event", "expect")}
+        return {**{k: v for k, v in st.items() if k not in ("event", "expect")},
+                "busy_refusals": self.busy_refusals, "failures": self.failures}
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -301,7 +300,6 @@ class SimCharger(Endpoint):
         self.local_list_version = 0
         self.reservations: dict[int, dict[str, Any]] = {}
         self.resets: list[str] = []
-        self._request_ids = itertools.count(1)
 
     # ----------------------------------------------------------------- connection
 

@@ -14,7 +14,6 @@ the wire (``send_raw``, ``send_call``) for the gateway's bad-input tests.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 import uuid
@@ -230,7 +229,6 @@ class Endpoint:
         self._abandoned: dict[str, None] = {}  # unique ids of CALLs we stopped waiting for
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.closed = asyncio.Event()  # set when the current connection is gone

@@ -510,6 +510,16 @@ async def test_csms_can_drop_a_charger_and_refuse_handshakes(csms: DemoCsms) -> 
     assert err.value.response.status_code == 503
 
 
+async def test_oversized_frame_closes_the_connection() -> None:
+    """A frame above the CSMS's max_size closes the socket with 1009 (message too big)."""
+    async with DemoCsms(max_size=4096) as csms:
+        charger = await connected(csms, Version.V201)
+        with pytest.raises(ConnectionError):
+            await charger.call("DataTransfer", SimCharger.oversized_payload(10_000))
+        await charger.wait_closed(2)
+        assert charger.close_code == 1009
+
+
 async def test_csms_down_and_coming_back_on_the_same_port() -> None:
     """A restarted DemoCsms listens on its old port, so clients can reconnect to the same URL."""
     csms = DemoCsms()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from gateway.config import Route
 from gateway.store import StoreError
 
 if TYPE_CHECKING:
@@ -72,6 +75,37 @@ async def messages(request: web.Request) -> web.Response:
     return web.json_response(records)
 
 
+async def put_route(request: web.Request) -> web.Response:
+    """Cut a charger over: {"primary": "<csms>", "shadow": "<csms>" | null}."""
+    gw = request.app[GATEWAY_KEY]
+    cid = request.match_info["id"]
+    try:
+        body = await request.json()
+        route = Route.model_validate(body)
+    except (ValueError, ValidationError) as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"expected {{primary, shadow?}}: {exc}"}),
+                                 content_type="application/json") from None
+    if cid not in gw.config.chargers and cid not in gw.connections and not gw.config.allow_unknown_chargers:
+        raise web.HTTPNotFound(text=json.dumps({"error": f"unknown charger {cid}"}), content_type="application/json")
+    try:
+        effective = await gw.set_route(cid, route)
+    except KeyError as exc:
+        known = sorted(gw.config.csms)
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"no csms named {exc.args[0]!r}", "known": known}),
+                                 content_type="application/json") from None
+    return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
+                              "route_source": "admin"})
+
+
+async def delete_route(request: web.Request) -> web.Response:
+    """Roll a charger back to the route in the config file."""
+    gw = request.app[GATEWAY_KEY]
+    cid = request.match_info["id"]
+    effective = await gw.set_route(cid, None)
+    return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
+                              "route_source": "config"})
+
+
 def make_admin_app(gateway: Gateway) -> web.Application:
     app = web.Application()
     app[GATEWAY_KEY] = gateway
@@ -80,4 +114,6 @@ def make_admin_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/api/chargers", chargers)
     app.router.add_get("/api/chargers/{id}", charger)
     app.router.add_get("/api/chargers/{id}/messages", messages)
+    app.router.add_put("/api/chargers/{id}/route", put_route)
+    app.router.add_delete("/api/chargers/{id}/route", delete_route)
     return app

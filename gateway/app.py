@@ -32,6 +32,7 @@ from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
 from gateway.runtime import ChargerConnection
 
+_GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
 
@@ -67,6 +68,8 @@ class Gateway:
         self._background: set[asyncio.Future[Any]] = set()
         self._stopping = False
         self.repair_rules: tuple[RepairRule, ...] = ()
+        # Routes set through the admin API (cut-over, roll-back); they win over the config file.
+        self.route_overrides: dict[str, Route] = {}
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
 
@@ -78,6 +81,13 @@ class Gateway:
         self.repair_rules = load_rules()
         registry.supported_pairs()  # import the translators now: a broken table stops start-up, not a charger
         await self.store.start()
+        saved = await self.store.load_state(_GATEWAY_STATE) or {}
+        for cid, route in saved.get("routes", {}).items():
+            if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
+                self.route_overrides[cid] = Route(**route)
+            else:
+                self.log.warning("route_override_ignored", charger_id=cid, route=route,
+                                 reason="names a CSMS that is no longer configured")
         versions = {e.ocpp for e in self.config.csms.values()} | {Version.V16, Version.V201, Version.V21}
         # Compile every validator off the event loop so the first frames of each kind don't pay for it.
         warm = asyncio.get_running_loop().run_in_executor(None, schemas.warm_up, sorted(versions, key=str))
@@ -156,7 +166,7 @@ class Gateway:
             response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "gateway busy, retry shortly\n")
             response.headers["Retry-After"] = "1"
             return response
-        route = self.config.route_for(charger_id)
+        route = self.route_for(charger_id)
         if route is None:
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown_charger",
                                 f"unknown charger {charger_id!r}\n", charger_id)
@@ -250,6 +260,33 @@ class Gateway:
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
         await conn.run()
 
+    def route_for(self, charger_id: str) -> Route | None:
+        """The charger's route: an admin override, else the config's (None: unknown and refused)."""
+        return self.route_overrides.get(charger_id) or self.config.route_for(charger_id)
+
+    async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
+        """Cut a charger over (or back): persist the override and reconnect the charger onto it.
+
+        ``None`` removes the override, so the config file's route applies again.
+        The charger is closed with 1012 (service restart); chargers reconnect
+        on their own and land on the new route.
+        """
+        if route is None:
+            self.route_overrides.pop(charger_id, None)
+        else:
+            for name in (route.primary, route.shadow):
+                if name is not None and name not in self.config.csms:
+                    raise KeyError(name)
+            self.route_overrides[charger_id] = route
+        self.store.save_state(_GATEWAY_STATE, {"routes": {k: v.model_dump() for k, v in self.route_overrides.items()}})
+        effective = self.route_for(charger_id)
+        self.log.info("route_changed", charger_id=charger_id,
+                      route=effective.model_dump() if effective else None, override=route is not None)
+        conn = self.connections.get(charger_id)
+        if conn is not None and effective != conn.route:
+            await conn.ws.close(code=1012, reason="route changed: reconnect")
+        return effective
+
     def connection_closed(self, conn: ChargerConnection) -> None:
         self.metrics.chargers_connected.labels(conn.version.value).dec()
         if self.connections.get(conn.charger_id) is conn:
@@ -258,9 +295,11 @@ class Gateway:
     def describe_chargers(self) -> list[dict[str, Any]]:
         """Connected chargers plus configured ones that are not connected."""
         out = [c.describe() for c in self.connections.values()]
+        for item in out:
+            item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
         for cid, entry in self.config.chargers.items():
             if cid not in self.connections:
-                route = entry.route or self.config.default_route
+                route = self.route_for(cid)
                 out.append({"id": cid, "ocpp_version": entry.ocpp.value if entry.ocpp else None, "connected": False,
                             "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
                             "upstream": {"state": "down"}, "last_message_at": None})

@@ -5,6 +5,7 @@
     ocpp-gateway logs <charger_id> [--limit N] [--jsonl] [--follow] [--config F | --store URL]
     ocpp-gateway conformance [--charger V] [--csms V] [--markdown]
     ocpp-gateway check-config --config gateway.yaml
+    ocpp-gateway route <charger_id> --primary NEW [--shadow OLD] | --reset
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     conf.add_argument("--csms", help="CSMS OCPP version (1.6, 2.0.1, 2.1); default: every pair")
     conf.add_argument("--markdown", action="store_true", help="Markdown (docs/conformance.md) instead of text")
 
+    route = sub.add_parser(
+        "route", help="cut a charger over to another CSMS, add a shadow, or roll back (via the admin API)",
+        description="Set a charger's route on a running gateway. The charger is reconnected onto the new route; "
+        "the change is kept across restarts until --reset puts the config file's route back.",
+    )
+    route.add_argument("charger_id")
+    target = route.add_mutually_exclusive_group(required=True)
+    target.add_argument("--primary", help="the CSMS whose answers the charger gets")
+    target.add_argument("--reset", action="store_true", help="roll back to the route in the config file")
+    route.add_argument("--shadow", help="a CSMS that sees the charger's traffic without answering it")
+    where = route.add_mutually_exclusive_group()
+    where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
+    where.add_argument("--config", "-c", help="take the admin address from this configuration file")
+
     bench = sub.add_parser("bench", help="benchmark the gateway against a direct connection (see README)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
     return p
@@ -85,6 +100,34 @@ async def _serve(config: GatewayConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await gw.stop()
+    return 0
+
+
+async def _route(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    base = args.admin or "http://127.0.0.1:9100"
+    if args.config:
+        admin = _load(args.config).admin
+        base = f"http://{'127.0.0.1' if admin.host in ('0.0.0.0', '::') else admin.host}:{admin.port}"
+    url = f"{base.rstrip('/')}/api/chargers/{args.charger_id}/route"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+            if args.reset:
+                request = http.delete(url)
+            else:
+                request = http.put(url, json={"primary": args.primary, "shadow": args.shadow})
+            async with request as resp:
+                body = await resp.json(content_type=None)
+    except aiohttp.ClientError as exc:
+        print(f"ocpp-gateway: cannot reach the admin API at {base}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status != 200:
+        print(f"ocpp-gateway: {body.get('error', body)}", file=sys.stderr)
+        return 1
+    route = body["route"] or {}
+    shadow = f", shadow {route['shadow']}" if route.get("shadow") else ""
+    print(f"{args.charger_id}: primary {route.get('primary')}{shadow} (from {body['route_source']})")
     return 0
 
 
@@ -143,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.conformance import conformance_command
 
         return conformance_command(args.charger, args.csms, args.markdown)
+    if args.command == "route":
+        return asyncio.run(_route(args))
     if args.command == "bench":
         from gateway.bench import bench_command
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import datetime, timezone
 from typing import Any
 
 from adapters.base import Context, Notify, OutCall, Reply, Side, Step, Support
@@ -24,6 +25,12 @@ def call(to: Side, action: str, payload: Payload) -> Sub:
 def token(env: Env, st: State, id_tag: str) -> Payload:
     """A 1.6 idTag as a 2.0.1 idToken: the type the CSMS used for it, else the charger's configured type."""
     return {"idToken": id_tag, "type": st.token_type(id_tag) or env.id_token_type}
+
+
+def _parse_time(text: str) -> datetime:
+    """An OCPP dateTime (a naive one is taken as UTC)."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _status(message: str, v201_status: str, fallback: str) -> str:
@@ -128,7 +135,8 @@ def authorize(env: Env, p: Payload, ctx: Context) -> Sub:
     CHARGER,
     "StatusNotification",
     "StatusNotification + TransactionEvent + NotifyEvent",
-    notes="connector 0 becomes NotifyEvent ChargingStation.AvailabilityState; a charging-state change during a "
+    notes="connector 0 becomes NotifyEvent ChargingStation.AvailabilityState; Reserved -> Available/Unavailable/"
+    "Faulted also sends ReservationStatusUpdate (Expired/Removed); a charging-state change during a "
     "transaction also becomes TransactionEvent(Updated, ChargingStateChanged); errorCode other than NoError "
     "becomes NotifyEvent Problem with techCode = errorCode and info/vendorId/vendorErrorCode in techInfo "
     "(cleared when NoError returns)",
@@ -152,6 +160,16 @@ def status_notification(env: Env, p: Payload, ctx: Context) -> Sub:
             {"timestamp": ts, "connectorStatus": status, "evseId": evse, "connectorId": evse_conn},
         )
     cstate = st.connector(conn)
+    if cstate.get("status") == "Reserved" and p["status"] in ("Available", "Unavailable", "Faulted"):
+        # 1.6 has no ReservationStatusUpdate: the reservation ended without being used.
+        for reservation_id, expiry in st.reservations_on(conn):
+            st.drop_reservation(reservation_id)
+            expired = _parse_time(expiry) <= ctx.clock()
+            yield Notify(
+                CSMS,
+                "ReservationStatusUpdate",
+                {"reservationId": reservation_id, "reservationUpdateStatus": "Expired" if expired else "Removed"},
+            )
     cstate["status"] = p["status"]
     cstate["charging_state"] = charging_state
     st.save()
@@ -253,6 +271,7 @@ def start_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     }
     if "reservationId" in p:
         event["reservationId"] = p["reservationId"]
+        st.drop_reservation(p["reservationId"])
     res = yield from call(CSMS, "TransactionEvent", event)
     return {"transactionId": tx["int"], "idTagInfo": convert.id_tag_info(res.get("idTokenInfo"))}
 

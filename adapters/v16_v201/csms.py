@@ -634,7 +634,8 @@ def get_local_list_version(env: Env, p: Payload, ctx: Context) -> Sub:
     "ReserveNow",
     Support.PARTIAL,
     "id -> reservationId, expiryDateTime -> expiryDate, idToken -> idTag, groupIdToken -> parentIdTag, no "
-    "evseId -> connector 0; lost: connectorType; no ReservationStatusUpdate is synthesised",
+    "evseId -> connector 0; lost: connectorType; ReservationStatusUpdate Expired/Removed is synthesised when a "
+    "reserved connector becomes Available/Unavailable/Faulted without starting a transaction",
 )
 def reserve_now(env: Env, p: Payload, ctx: Context) -> Sub:
     tag = p["idToken"]["idToken"]
@@ -647,15 +648,22 @@ def reserve_now(env: Env, p: Payload, ctx: Context) -> Sub:
     group = (p.get("groupIdToken") or {}).get("idToken")
     if group and len(group) <= MAX_ID_TAG:
         out["parentIdTag"] = group
-    State(ctx).remember_token_type(tag, p["idToken"]["type"])
+    st = State(ctx)
+    st.remember_token_type(tag, p["idToken"]["type"])
     res = yield from call(CHARGER, "ReserveNow", out)
-    return _simple("ReserveNow", res)
+    result = _simple("ReserveNow", res)
+    if result["status"] == "Accepted":
+        st.add_reservation(p["id"], conn, p["expiryDateTime"])
+    return result
 
 
 @handles(CSMS, "CancelReservation", "CancelReservation")
 def cancel_reservation(env: Env, p: Payload, ctx: Context) -> Sub:
     res = yield from call(CHARGER, "CancelReservation", {"reservationId": p["reservationId"]})
-    return _simple("CancelReservation", res)
+    result = _simple("CancelReservation", res)
+    if result["status"] == "Accepted":
+        State(ctx).drop_reservation(p["reservationId"])
+    return result
 
 
 # -- security extension -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ runtime can store it; every mutator calls ``ctx.save()``. Layout::
     connectors:     {"<connectorId>": {status, charging_state, problem}}
     remote_starts:  [{remote_start_id, id_tag, type, evse}]          RequestStartTransaction not yet started
     token_types:    {"<idTag>": "<IdTokenEnumType>"}                 types learnt from the CSMS
+    reservations:   {"<reservationId>": {connector, expiry}}         accepted ReserveNow not yet used or ended
     log_request_id / firmware_request_id: requestId of the GetLog / UpdateFirmware in progress
     pending_reset:  true while a Reset(OnIdle) waits for the last transaction to end
     boot_reason:    the BootNotification reason the gateway expects next (RemoteReset, Triggered, ...)
@@ -130,6 +131,23 @@ class State:
     def token_type(self, id_tag: str) -> str | None:
         types: dict[str, str] = self.d.get("token_types", {})
         return types.get(id_tag)
+
+    # -- reservations -------------------------------------------------------------------------
+
+    def add_reservation(self, reservation_id: int, connector: int, expiry: str) -> None:
+        reservations: dict[str, dict[str, Any]] = self.d.setdefault("reservations", {})
+        reservations[str(reservation_id)] = {"connector": connector, "expiry": expiry}
+        self.save()
+
+    def drop_reservation(self, reservation_id: int) -> None:
+        if self.d.get("reservations", {}).pop(str(reservation_id), None) is not None:
+            self.save()
+
+    def reservations_on(self, connector: int) -> list[tuple[int, str]]:
+        """(reservationId, expiry) of the reservations held on a connector."""
+        return [
+            (int(k), str(v["expiry"])) for k, v in self.d.get("reservations", {}).items() if v["connector"] == connector
+        ]
 
     # -- scalars ------------------------------------------------------------------------------
 

@@ -1321,3 +1321,35 @@ def test_clock_is_the_injected_one(tr: V16ToV201) -> None:
     assert drive(tr, ctx, CHARGER, "StatusNotification", p, [{}]).call("StatusNotification")["timestamp"] == (
         "2025-03-01T13:00:00.000Z"
     )
+
+
+def _reserve(tr: V16ToV201, ctx: Context, expiry: str) -> None:
+    req = {"id": 21, "expiryDateTime": expiry, "idToken": {"idToken": "T", "type": "Central"}, "evseId": 1}
+    assert drive(tr, ctx, CSMS, "ReserveNow", req, [{"status": "Accepted"}]).reply == {"status": "Accepted"}
+    drive(tr, ctx, CHARGER, "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Reserved"},
+          [{}])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expiry", "outcome"), [("2025-03-01T13:00:00Z", "Removed"), ("2025-03-01T11:59:00Z", "Expired")]
+)
+def test_unused_reservation_ending_is_reported(tr: V16ToV201, ctx: Context, expiry: str, outcome: str) -> None:
+    """Reserved -> Available without a transaction: ReservationStatusUpdate, Expired once past expiryDateTime."""
+    _reserve(tr, ctx, expiry)
+    p = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    trace = drive(tr, ctx, CHARGER, "StatusNotification", p, [{}])
+    assert trace.notified("ReservationStatusUpdate") == [{"reservationId": 21, "reservationUpdateStatus": outcome}]
+    assert drive(tr, ctx, CHARGER, "StatusNotification", p, [{}]).notified("ReservationStatusUpdate") == []
+
+
+def test_used_or_cancelled_reservation_is_not_reported(tr: V16ToV201, ctx: Context) -> None:
+    """A reservation used by StartTransaction, or cancelled by the CSMS, ends without a ReservationStatusUpdate."""
+    _reserve(tr, ctx, "2025-03-01T13:00:00Z")
+    preparing = {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}
+    assert drive(tr, ctx, CHARGER, "StatusNotification", preparing, [{}]).notified("ReservationStatusUpdate") == []
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": NOW, "reservationId": 21}
+    assert drive(tr, ctx, CHARGER, "StartTransaction", start, [AUTH_OK]).call("TransactionEvent")["reservationId"] == 21
+    _reserve(tr, ctx, "2025-03-01T13:00:00Z")
+    drive(tr, ctx, CSMS, "CancelReservation", {"reservationId": 21}, [{"status": "Accepted"}])
+    available = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    assert drive(tr, ctx, CHARGER, "StatusNotification", available, [{}]).notified("ReservationStatusUpdate") == []

@@ -22,15 +22,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+F = TypeVar("F", bound=Callable[..., Any])
 PUBLIC = "vendor_cloud_public"  # route attribute: no bearer token needed
 
 
-def public(handler: Handler) -> Handler:
+def public(handler: F) -> F:
     """Mark a route handler as reachable without a token (login endpoints)."""
     setattr(handler, PUBLIC, True)
     return handler
@@ -262,7 +263,11 @@ class CloudServer:
         elif not getattr(handler, PUBLIC, False) and not self._authorized(request):
             response = web.json_response({"title": "Unauthorized", "status": 401}, status=401)
         else:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                hit.status = exc.status
+                raise
         hit.status = response.status
         return response
 

@@ -620,18 +620,16 @@ def transaction_event(tr: V201V16, st: State, p: Payload) -> Result:
     "BootNotification",
     "BootNotification",
     Support.PARTIAL,
-    "vendorName/model cut to 20, serialNumber to 25, modem iccid/imsi to 20 characters; reason is lost",
+    "vendorName cut to 20 characters (1.6 chargePointVendor); reason is lost",
 )
 def boot_notification(tr: V201V16, st: State, p: Payload) -> Result:
     cs = p["chargingStation"]
-    boot: Payload = {"chargePointVendor": cs["vendorName"][:20], "chargePointModel": cs["model"][:20]}
+    boot: Payload = {"chargePointVendor": cs["vendorName"][:20], "chargePointModel": cs["model"]}
     if "serialNumber" in cs:
-        boot["chargePointSerialNumber"] = cs["serialNumber"][:25]
+        boot["chargePointSerialNumber"] = cs["serialNumber"]
     if "firmwareVersion" in cs:
-        boot["firmwareVersion"] = cs["firmwareVersion"][:50]
-    for key in ("iccid", "imsi"):
-        if key in cs.get("modem", {}):
-            boot[key] = cs["modem"][key][:20]
+        boot["firmwareVersion"] = cs["firmwareVersion"]
+    boot.update({key: value for key, value in cs.get("modem", {}).items() if key in ("iccid", "imsi")})
     r = yield OutCall(Side.CSMS, "BootNotification", boot)
     assert r is not None
     return {

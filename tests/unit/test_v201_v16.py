@@ -1107,7 +1107,7 @@ def test_get_configuration_reads_variables_and_reports_unknown_keys() -> None:
         "configurationKey": [{"key": "HeartbeatInterval", "readonly": True, "value": "300"}],
         "unknownKey": ["VendorThing"],
     }
-    ((_, action, request),) = link.take()
+    ((_, _, request),) = link.take()
     assert request["getVariableData"] == [
         {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
         {"component": {"name": "OCPP16LegacyCtrlr"}, "variable": {"name": "VendorThing"}},

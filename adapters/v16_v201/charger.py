@@ -347,6 +347,8 @@ def stop_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     res = yield from call(CSMS, "TransactionEvent", event)
     if tx is not None:
         st.end_transaction(tx)
+        # A 1.6 TxProfile lives as long as its transaction.
+        st.clear_profiles(lambda evse, prof: not (evse == tx["evse"] and prof["chargingProfilePurpose"] == "TxProfile"))
     reply: Payload = {}
     if p.get("idTag") and res.get("idTokenInfo"):
         reply["idTagInfo"] = convert.id_tag_info(res["idTokenInfo"])

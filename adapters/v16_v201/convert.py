@@ -213,6 +213,18 @@ def profile_to_v16(profile: dict[str, Any], transaction_int: int | None = None) 
     return out
 
 
+def profile_as_installed(profile: dict[str, Any]) -> dict[str, Any]:
+    """The 2.0.1 profile as a 1.6 charger holds it: first schedule, 0.1 limits, no phaseToUse or salesTariff."""
+    schedule = strip_custom(profile["chargingSchedule"][0])
+    schedule.pop("salesTariff", None)
+    for period in schedule["chargingSchedulePeriod"]:
+        period.pop("phaseToUse", None)
+        period["limit"] = tenth(period["limit"])
+    if "minChargingRate" in schedule:
+        schedule["minChargingRate"] = tenth(schedule["minChargingRate"])
+    return {**strip_custom(profile), "chargingSchedule": [schedule]}
+
+
 def composite_to_v201(result: dict[str, Any], evse_id: int, duration: int, now: str) -> dict[str, Any]:
     """1.6 GetCompositeSchedule.conf -> 2.0.1 response (duration/start from the request when 1.6 omits them)."""
     out: dict[str, Any] = {"status": tables.status_to_v201("GetCompositeSchedule", result["status"]) or "Rejected"}

@@ -486,7 +486,10 @@ def set_charging_profile(env: Env, p: Payload, ctx: Context) -> Sub:
     except convert.ProfileError as exc:
         return _rejected("UnsupportedProfile", str(exc))
     res = yield from call(CHARGER, "SetChargingProfile", {"connectorId": conn, "csChargingProfiles": cs})
-    return _simple("SetChargingProfile", res)
+    result = _simple("SetChargingProfile", res)
+    if result["status"] == "Accepted":
+        State(ctx).store_profile(p["evseId"], convert.profile_as_installed(profile))
+    return result
 
 
 @handles(
@@ -513,7 +516,56 @@ def clear_charging_profile(env: Env, p: Payload, ctx: Context) -> Sub:
     if "stackLevel" in crit:
         out["stackLevel"] = crit["stackLevel"]
     res = yield from call(CHARGER, "ClearChargingProfile", out)
-    return _simple("ClearChargingProfile", res)
+    result = _simple("ClearChargingProfile", res)
+    if result["status"] == "Accepted":
+
+        def keep(evse: int, profile: Payload) -> bool:
+            if "chargingProfileId" in p:
+                return bool(profile["id"] != p["chargingProfileId"])
+            return not (
+                crit.get("evseId", evse) == evse
+                and crit.get("chargingProfilePurpose", profile["chargingProfilePurpose"])
+                == profile["chargingProfilePurpose"]
+                and crit.get("stackLevel", profile["stackLevel"]) == profile["stackLevel"]
+            )
+
+        State(ctx).clear_profiles(keep)
+    return result
+
+
+@handles(
+    CSMS,
+    "GetChargingProfiles",
+    "(answered by the gateway) + ReportChargingProfiles",
+    Support.LOCAL,
+    "1.6 cannot list profiles: the gateway reports the profiles the charger accepted through it (as installed: "
+    "first schedule, 0.1 limits), chargingLimitSource CSO; TxProfiles are forgotten when their transaction ends",
+)
+def get_charging_profiles(env: Env, p: Payload, ctx: Context) -> Sub:
+    crit = p["chargingProfile"]
+    if "CSO" not in crit.get("chargingLimitSource", ["CSO"]):
+        return {"status": "NoProfiles"}
+    by_evse: dict[int, list[Payload]] = {}
+    for entry in State(ctx).profiles.values():
+        profile = entry["profile"]
+        if "evseId" in p and entry["evse"] != p["evseId"]:
+            continue
+        if crit.get("chargingProfilePurpose", profile["chargingProfilePurpose"]) != profile["chargingProfilePurpose"]:
+            continue
+        if crit.get("stackLevel", profile["stackLevel"]) != profile["stackLevel"]:
+            continue
+        if profile["id"] not in crit.get("chargingProfileId", [profile["id"]]):
+            continue
+        by_evse.setdefault(entry["evse"], []).append(profile)
+    if not by_evse:
+        return {"status": "NoProfiles"}
+    yield Reply({"status": "Accepted"})
+    for i, (evse, profiles) in enumerate(sorted(by_evse.items())):
+        report: Payload = {"requestId": p["requestId"], "chargingLimitSource": "CSO", "evseId": evse}
+        report["chargingProfile"] = profiles
+        report["tbc"] = i < len(by_evse) - 1
+        yield Notify(CSMS, "ReportChargingProfiles", report)
+    return {}
 
 
 @handles(

@@ -11,6 +11,7 @@ runtime can store it; every mutator calls ``ctx.save()``. Layout::
     remote_starts:  [{remote_start_id, id_tag, type, evse}]          RequestStartTransaction not yet started
     token_types:    {"<idTag>": "<IdTokenEnumType>"}                 types learnt from the CSMS
     reservations:   {"<reservationId>": {connector, expiry}}         accepted ReserveNow not yet used or ended
+    profiles:       {"<chargingProfileId>": {evse, profile}}         charging profiles the charger accepted
     log_request_id / firmware_request_id: requestId of the GetLog / UpdateFirmware in progress
     pending_reset:  true while a Reset(OnIdle) waits for the last transaction to end
     boot_reason:    the BootNotification reason the gateway expects next (RemoteReset, Triggered, ...)
@@ -19,6 +20,7 @@ runtime can store it; every mutator calls ``ctx.save()``. Layout::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from adapters.base import Context
@@ -27,6 +29,7 @@ NAMESPACE = "v16_v201"
 MAX_REMOTE_STARTS = 16
 MAX_TOKEN_TYPES = 256
 MAX_ENDED = 8
+MAX_PROFILES = 64
 
 
 class State:
@@ -148,6 +151,31 @@ class State:
         return [
             (int(k), str(v["expiry"])) for k, v in self.d.get("reservations", {}).items() if v["connector"] == connector
         ]
+
+    # -- charging profiles --------------------------------------------------------------------
+
+    @property
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        return self.d.setdefault("profiles", {})  # type: ignore[no-any-return]
+
+    def store_profile(self, evse: int, profile: dict[str, Any]) -> None:
+        """Remember an installed profile; like the charger, drop any it replaces (same id, or same slot)."""
+        slot = (evse, profile["stackLevel"], profile["chargingProfilePurpose"])
+        for key, entry in list(self.profiles.items()):
+            old = entry["profile"]
+            if old["id"] == profile["id"] or (entry["evse"], old["stackLevel"], old["chargingProfilePurpose"]) == slot:
+                del self.profiles[key]
+        self.profiles[str(profile["id"])] = {"evse": evse, "profile": profile}
+        for key in list(self.profiles)[:-MAX_PROFILES]:
+            del self.profiles[key]
+        self.save()
+
+    def clear_profiles(self, keep: Callable[[int, dict[str, Any]], bool]) -> None:
+        """Forget the profiles for which ``keep(evse, profile)`` is false."""
+        for key, entry in list(self.profiles.items()):
+            if not keep(entry["evse"], entry["profile"]):
+                del self.profiles[key]
+                self.save()
 
     # -- scalars ------------------------------------------------------------------------------
 

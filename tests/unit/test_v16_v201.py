@@ -1353,3 +1353,68 @@ def test_used_or_cancelled_reservation_is_not_reported(tr: V16ToV201, ctx: Conte
     drive(tr, ctx, CSMS, "CancelReservation", {"reservationId": 21}, [{"status": "Accepted"}])
     available = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
     assert drive(tr, ctx, CHARGER, "StatusNotification", available, [{}]).notified("ReservationStatusUpdate") == []
+
+
+def _set_profile(tr: V16ToV201, ctx: Context, evse: int, status: str = "Accepted", **fields: Any) -> None:
+    profile = {**PROFILE, **fields}
+    drive(tr, ctx, CSMS, "SetChargingProfile", {"evseId": evse, "chargingProfile": profile}, [{"status": status}])
+
+
+def test_get_charging_profiles_reports_what_the_charger_accepted(tr: V16ToV201, ctx: Context) -> None:
+    """GetChargingProfiles is answered by the gateway: one ReportChargingProfiles per EVSE, profiles as installed."""
+    _set_profile(tr, ctx, 1)
+    _set_profile(tr, ctx, 0, id=12, chargingProfilePurpose="ChargingStationMaxProfile")
+    _set_profile(tr, ctx, 2, "Rejected", id=13)
+    trace = drive(tr, ctx, CSMS, "GetChargingProfiles", {"requestId": 9, "chargingProfile": {}})
+    assert trace.calls == [] and trace.replied_early and trace.reply == {"status": "Accepted"}
+    reports = trace.notified("ReportChargingProfiles")
+    assert [(r["evseId"], r["tbc"], [p["id"] for p in r["chargingProfile"]]) for r in reports] == [
+        (0, True, [12]),
+        (1, False, [11]),
+    ]
+    installed = reports[1]["chargingProfile"][0]
+    assert len(installed["chargingSchedule"]) == 1
+    assert installed["chargingSchedule"][0]["chargingSchedulePeriod"][0] == {
+        "startPeriod": 0, "limit": 7400.3, "numberPhases": 3,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("criteria", "found"),
+    [
+        ({"requestId": 1, "chargingProfile": {"chargingProfilePurpose": "TxDefaultProfile"}}, [11]),
+        ({"requestId": 1, "chargingProfile": {"stackLevel": 5}}, []),
+        ({"requestId": 1, "evseId": 0, "chargingProfile": {}}, [12]),
+        ({"requestId": 1, "chargingProfile": {"chargingProfileId": [12, 99]}}, [12]),
+        ({"requestId": 1, "chargingProfile": {"chargingLimitSource": ["EMS"]}}, []),
+    ],
+)
+def test_get_charging_profiles_filters(tr: V16ToV201, ctx: Context, criteria: dict[str, Any], found: list[int]) -> None:
+    """GetChargingProfiles criteria select profiles; nothing selected -> NoProfiles and no report."""
+    _set_profile(tr, ctx, 1)
+    _set_profile(tr, ctx, 0, id=12, chargingProfilePurpose="ChargingStationMaxProfile")
+    trace = drive(tr, ctx, CSMS, "GetChargingProfiles", criteria)
+    ids = [p["id"] for r in trace.notified("ReportChargingProfiles") for p in r["chargingProfile"]]
+    assert ids == found
+    assert trace.reply == {"status": "Accepted" if found else "NoProfiles"}
+
+
+def test_forgotten_profiles(tr: V16ToV201, ctx: Context) -> None:
+    """Cleared profiles, replaced ones and TxProfiles of an ended transaction are no longer reported."""
+    _set_profile(tr, ctx, 1)
+    _set_profile(tr, ctx, 1, id=14)  # same EVSE, stack level and purpose: replaces 11
+    start_tx(tr, ctx)
+    _set_profile(tr, ctx, 1, id=15, chargingProfilePurpose="TxProfile")
+    _set_profile(tr, ctx, 2, id=16)
+
+    def reported() -> list[int]:
+        trace = drive(tr, ctx, CSMS, "GetChargingProfiles", {"requestId": 1, "chargingProfile": {}})
+        return sorted(p["id"] for r in trace.notified("ReportChargingProfiles") for p in r["chargingProfile"])
+
+    assert reported() == [14, 15, 16]
+    stop_tx(tr, ctx, 1)
+    assert reported() == [14, 16]
+    drive(tr, ctx, CSMS, "ClearChargingProfile", {"chargingProfileId": 16}, [{"status": "Accepted"}])
+    assert reported() == [14]
+    drive(tr, ctx, CSMS, "ClearChargingProfile", {}, [{"status": "Accepted"}])
+    assert reported() == []

@@ -260,3 +260,15 @@ def test_refusal_by_the_translator_is_a_callerror_in_the_senders_version() -> No
     assert sent(out, Side.CSMS) == []
     [err] = sent(out, Side.CHARGER)
     assert err[:3] == [4, "d", "NotSupported"]
+
+
+def test_send_frames_of_2_1_pass_through_without_an_answer() -> None:
+    """A 2.1 SEND (message type 6) is relayed as a SEND and nothing is answered or awaited."""
+    s = make(Version.V21)
+    payload = {"id": 1, "pending": 0, "basetime": "2026-01-01T00:00:00Z", "data": [{"t": 0, "v": "1"}]}
+    out = s.receive(Side.CHARGER, frame(6, "s1", "NotifyPeriodicEventStream", payload), 1.0)
+    assert sent(out, Side.CSMS) == [[6, "s1", "NotifyPeriodicEventStream", payload]]
+    assert sent(out, Side.CHARGER) == []
+    assert s.pending(Side.CSMS) == 0
+    out = s.receive(Side.CHARGER, frame(2, "h", "Heartbeat", {}), 1.1)
+    assert sent(out, Side.CSMS) == [[2, "h", "Heartbeat", {}]]

@@ -63,6 +63,8 @@ PNC_VENDOR = "org.openchargealliance.iso15118pnc"
 OCCUPIED = "Occupied"
 # How many held transaction messages one incoming station message may push to the CSMS before its own.
 FLUSH_BUDGET = 5
+# CALLERRORs for one StartTransaction after which the held transaction is given up.
+START_ATTEMPTS = 3
 # Remembered tokens (type, full id behind a 20-character 1.6 idTag) per station.
 TOKEN_MEMORY = 500
 
@@ -455,11 +457,22 @@ def _build_start(tr: V201V16, tx: dict[str, Any], p: Payload) -> None:
     tx["start"] = start
 
 
-def _send_start(st: State, tx: dict[str, Any]) -> Result:
-    """StartTransaction for a held start; returns None when the CSMS did not answer in time."""
+def _send_start(st: State, tx_id: str, tx: dict[str, Any]) -> Result:
+    """StartTransaction for a held start; None when it did not go through (kept, or dropped after refusals).
+
+    No answer in time: kept for later. A CALLERROR: kept too (1.6 chargers retry transaction messages),
+    but after ``START_ATTEMPTS`` refusals the transaction and what it holds are dropped, so one message
+    the CSMS will never take cannot hold the station's later transactions back for good.
+    """
     try:
         conf = yield OutCall(Side.CSMS, "StartTransaction", tx["start"])
     except PeerTimeout:
+        return None
+    except PeerError:
+        tx["refusals"] = tx.get("refusals", 0) + 1
+        if tx["refusals"] >= START_ATTEMPTS:
+            _close(st, tx_id, tx)
+        st.save()
         return None
     assert conf is not None
     tx["int"] = conf["transactionId"]
@@ -475,7 +488,7 @@ def _send_held(st: State, tx_id: str, tx: dict[str, Any], budget: list[int]) -> 
         if tx.get("start") is None or budget[0] <= 0:
             return False
         budget[0] -= 1
-        if (yield from _send_start(st, tx)) is None:
+        if (yield from _send_start(st, tx_id, tx)) is None:
             return False
         yield from status_update(st, tx["connector"], tx["started"])
     while tx["queue"]:
@@ -525,7 +538,7 @@ def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | No
     "idToken waits for the authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
     "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
-    "order until the integer id is known; repeated seqNo answered without a second message. Lost: seqNo, "
+    "order until the integer id is known (a start the CSMS refuses 3 times is dropped); repeated seqNo answered without a second message. Lost: seqNo, "
     "triggerReason, offline flag, numberOfPhasesUsed, cableMaxCurrent, remoteStartId; a transaction that never "
     "had an idToken is not reported; idToken longer than 20 characters is truncated.",
 )
@@ -605,8 +618,8 @@ def transaction_event(tr: V201V16, st: State, p: Payload) -> Result:
         elif start_tag is not None:
             try:
                 auth = yield OutCall(Side.CSMS, "Authorize", {"idTag": start_tag})
-            except PeerTimeout:
-                auth = None
+            except PeerError:
+                auth = None  # the event itself went through: answer without a verdict on the token
             if auth is not None:
                 answer["idTokenInfo"] = id_token_info(auth["idTagInfo"], token["type"])
     return answer

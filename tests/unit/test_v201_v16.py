@@ -95,7 +95,11 @@ class Link:
                 error = PeerTimeout("Timeout", "no answer")
                 continue
             peer = self.station if step.to is Side.CHARGER else self.csms
-            reply = peer(step.action, step.payload)
+            try:
+                reply = peer(step.action, step.payload)
+            except PeerError as exc:  # the peer answered with a CALLERROR
+                error = exc
+                continue
             valid(target, step.action, reply, response=True)
             if isinstance(step, OutCall):
                 value = reply
@@ -353,18 +357,30 @@ def test_state_survives_a_restart_mid_transaction() -> None:
     assert dict(after.to_csms())["StopTransaction"]["transactionId"] == 1
 
 
-def test_csms_refusing_start_transaction_reaches_the_station_as_an_error() -> None:
-    """A CALLERROR for StartTransaction is the station's error: it will retry the event."""
+def test_a_start_the_csms_refuses_is_retried_then_given_up() -> None:
+    """StartTransaction answered with CALLERROR: the station is answered, the start retried, dropped after 3."""
     link = Link()
+    fallback = link.csms
 
-    def refuse(action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        raise PeerError("InternalError", "db down")
+    def refuse_start(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if action == "StartTransaction":
+            raise PeerError("InternalError", "db down")
+        return fallback(action, payload)
 
-    link.csms = refuse
-    with pytest.raises(PeerError):
-        link.call(
-            Side.CHARGER, "TransactionEvent", tx_event("Started", 0, 1, "Authorized", idToken=TOKEN, evse={"id": 1})
-        )
+    link.csms = refuse_start
+    started = tx_event("Started", 0, 1, "Authorized", idToken=TOKEN, evse={"id": 1})
+    assert link.call(Side.CHARGER, "TransactionEvent", started) == {}
+    for _ in range(3):
+        link.call(Side.CHARGER, "Heartbeat", {})
+    assert [a for a, _ in link.to_csms()] == [
+        "StartTransaction",
+        "StartTransaction",
+        "Heartbeat",
+        "StartTransaction",
+        "Heartbeat",
+        "Heartbeat",
+    ]
+    assert link.ctx.state["v201_v16"]["tx"] == {}
 
 
 # --- station messages, one row each --------------------------------------------------------------------------

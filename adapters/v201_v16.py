@@ -54,6 +54,8 @@ from adapters.base import (
 )
 from adapters.registry import register
 from adapters.v16_v201 import tables
+from adapters.v16_v201.convert import tenth, text
+from adapters.v16_v201.env import ConnectorMap
 from gateway import schemas
 from gateway.ocppj import Call, ErrorKind, Version
 
@@ -75,28 +77,15 @@ Result = Generator[Step, Payload | None, Payload | None]
 # --- options and persisted state --------------------------------------------------------------------------
 
 
-class Connectors:
-    """2.0.1 (evseId, connectorId) <-> 1.6 connectorId: ``connectors_per_evse`` connectors per EVSE."""
-
-    def __init__(self, per_evse: int = 1) -> None:
-        if per_evse < 1:
-            raise ValueError("connectors_per_evse must be at least 1")
-        self.per_evse = per_evse
-
-    def to_v16(self, evse: int, connector: int | None = None) -> int:
-        if evse <= 0:
-            return 0
-        return (evse - 1) * self.per_evse + (connector or 1)
-
-    def to_evse(self, connector: int) -> tuple[int, int]:
-        if connector <= 0:
-            return (0, 0)
-        return ((connector - 1) // self.per_evse + 1, (connector - 1) % self.per_evse + 1)
+def connector_of(connectors: ConnectorMap, evse: int, connector: int | None = None) -> int:
+    """The 1.6 connectorId of a 2.0.1 EVSE/connector (an EVSE the map does not know: its own number)."""
+    found = connectors.to_connector(evse, connector)
+    return evse if found is None else found
 
 
 @dataclass
 class Options:
-    connectors: Connectors
+    connectors: ConnectorMap
     remote_token_type: str  # idToken type for a 1.6 idTag the station never showed (RemoteStart, lists)
     anonymous_id_tag: str | None  # idTag for transactions the station starts without a token (None: wait)
     get_variables_chunk: int  # variables per GetVariables when GetConfiguration asks for all keys
@@ -106,7 +95,7 @@ class Options:
     def parse(cls, options: dict[str, Any]) -> Options:
         anonymous = options.get("anonymous_id_tag")
         return cls(
-            connectors=Connectors(int(options.get("connectors_per_evse", 1))),
+            connectors=ConnectorMap(int(options.get("connectors_per_evse", 1)), options.get("connector_map")),
             remote_token_type=str(options.get("remote_token_type", "Central")),
             anonymous_id_tag=str(anonymous)[:20] if anonymous else None,
             get_variables_chunk=max(1, int(options.get("get_variables_chunk", 20))),
@@ -191,19 +180,8 @@ class State:
 
 def num_text(value: Decimal | float | int) -> str:
     """A JSON number as a 1.6 value string, without exponent or trailing zeros."""
-    text = format(Decimal(str(value)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def tenth(x: float | int) -> float | int:
-    """A limit rounded to the 0.1 steps 1.6 allows (int when whole)."""
-    r = round(float(x), 1)
-    return int(r) if r == int(r) else r
-
-
-def as_text(value: Any) -> str:
-    """A 2.0.1 'any JSON' value as the string 1.6 carries (strings unchanged, the rest JSON-encoded)."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    digits = format(Decimal(str(value)), "f")
+    return digits.rstrip("0").rstrip(".") if "." in digits else digits
 
 
 def energy_wh(sv: dict[str, Any]) -> float | None:
@@ -421,7 +399,7 @@ def _local(action: str, answer: Payload, notes: str) -> None:
 
 def _new_tx(tr: V201V16, st: State, p: Payload) -> dict[str, Any]:
     evse = p.get("evse", {})
-    connector = tr.opts.connectors.to_v16(int(evse.get("id", 1)), evse.get("connectorId"))
+    connector = connector_of(tr.opts.connectors, int(evse.get("id", 1)), evse.get("connectorId"))
     begin = last_energy(p.get("meterValue", []), "Transaction.Begin")
     if begin is None:
         begin = st.connector(connector).get("last_wh")
@@ -538,8 +516,8 @@ def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | No
     "idToken waits for the authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
     "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
-    "order until the integer id is known (a start the CSMS refuses 3 times is dropped); repeated seqNo answered without a second message. Lost: seqNo, "
-    "triggerReason, offline flag, numberOfPhasesUsed, cableMaxCurrent, remoteStartId; a transaction that never "
+    "order until the integer id is known (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
+    "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, cableMaxCurrent, remoteStartId; a transaction that never "
     "had an idToken is not reported; idToken longer than 20 characters is truncated.",
 )
 def transaction_event(tr: V201V16, st: State, p: Payload) -> Result:
@@ -667,7 +645,7 @@ def heartbeat(tr: V201V16, st: State, p: Payload) -> Result:
     "Finishing from the transaction; errorCode NoError (OtherError when Faulted: 2.0.1 reports details in NotifyEvent)",
 )
 def status_notification(tr: V201V16, st: State, p: Payload) -> Result:
-    connector = tr.opts.connectors.to_v16(p["evseId"], p["connectorId"])
+    connector = connector_of(tr.opts.connectors, p["evseId"], p["connectorId"])
     c = st.connector(connector)
     c["status201"] = p["connectorStatus"]
     if p["connectorStatus"] != OCCUPIED:
@@ -688,7 +666,7 @@ def status_notification(tr: V201V16, st: State, p: Payload) -> Result:
     "adds a SignedData twin; samples whose measurand or unit 1.6 cannot name are dropped",
 )
 def meter_values(tr: V201V16, st: State, p: Payload) -> Result:
-    connector = tr.opts.connectors.to_v16(p["evseId"])
+    connector = connector_of(tr.opts.connectors, p["evseId"])
     wh = last_energy(p["meterValue"])
     if wh is not None:
         st.connector(connector)["last_wh"] = wh
@@ -719,11 +697,11 @@ def _data_transfer(to: Side, p: Payload) -> Result:
     if "messageId" in p:
         req["messageId"] = p["messageId"]
     if "data" in p:
-        req["data"] = as_text(p["data"])
+        req["data"] = text(p["data"])
     r = yield OutCall(to, "DataTransfer", req)
     assert r is not None
     # 1.6 data is a string; 2.0.1 data any JSON: strings pass as they are, anything else is JSON-encoded.
-    return {"status": r["status"], **({"data": as_text(r["data"])} if "data" in r else {})}
+    return {"status": r["status"], **({"data": text(r["data"])} if "data" in r else {})}
 
 
 @_on(Side.CHARGER, "DataTransfer", "DataTransfer", Support.PARTIAL, "non-string data is sent JSON-encoded")
@@ -873,7 +851,7 @@ def _evse(tr: V201V16, connector: int) -> dict[str, Any] | None:
     if connector <= 0:
         return None
     evse, conn = tr.opts.connectors.to_evse(connector)
-    return {"id": evse, "connectorId": conn} if tr.opts.connectors.per_evse > 1 else {"id": evse}
+    return {"id": evse, "connectorId": conn} if len(tr.opts.connectors.connectors_of(evse)) > 1 else {"id": evse}
 
 
 @_on(

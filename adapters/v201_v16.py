@@ -517,8 +517,9 @@ def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | No
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
     "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
     "order until the integer id is known (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
-    "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, cableMaxCurrent, remoteStartId; a transaction that never "
-    "had an idToken is not reported; idToken longer than 20 characters is truncated.",
+    "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, "
+    "cableMaxCurrent, remoteStartId; a transaction that never had an idToken is not reported; an idToken "
+    "longer than 20 characters is truncated.",
 )
 def transaction_event(tr: V201V16, st: State, p: Payload) -> Result:
     info = p["transactionInfo"]

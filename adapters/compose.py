@@ -108,7 +108,9 @@ class Composed:
                     result.append(row)
                     continue
                 support = max([row.support, *(r.support for r in seconds)], key=_RANK.__getitem__)
-                notes = "; ".join(n for n in [row.notes, *(r.notes for r in seconds)] if n)
+                firsts = [row.notes] if support in (Support.SUPPORTED, Support.PARTIAL) else []
+                # Answered locally or refused at the second step: what the first step does is moot.
+                notes = "; ".join(n for n in [*firsts, *(r.notes for r in seconds)] if n)
                 target = ", ".join(dict.fromkeys(r.target for r in seconds if r.target))
                 result.append(CoverageRow(origin, action, support, target, notes))
         return result

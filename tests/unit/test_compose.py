@@ -320,14 +320,16 @@ def test_composing_translators_that_do_not_meet_in_the_middle_fails() -> None:
 
 
 def test_coverage_chains_rows_and_keeps_the_weaker_support_and_both_notes() -> None:
-    """A message's composite row follows its target through inner; local or refused rows stop at the first step."""
+    """A composite row follows its target through inner; the weaker support wins; a local answer keeps its notes."""
     a, b, c = pair()
     a.rows = [
         CoverageRow(Side.CHARGER, "Authorize", Support.PARTIAL, "Authorize", "token truncated"),
         CoverageRow(Side.CHARGER, "NotifyDERAlarm", Support.NOT_SUPPORTED, "", "2.1 only"),
         CoverageRow(Side.CSMS, "Reset", Support.SUPPORTED, "Reset"),
     ]
+    a.rows.append(CoverageRow(Side.CHARGER, "NotifyEvent", Support.PARTIAL, "NotifyEvent", "severity dropped"))
     b.rows = [
+        CoverageRow(Side.CHARGER, "NotifyEvent", Support.LOCAL, "", "answered by the gateway"),
         CoverageRow(Side.CHARGER, "Authorize", Support.SUPPORTED, "Authorize", "idTag"),
         CoverageRow(Side.CSMS, "Reset", Support.PARTIAL, "Reset", "OnIdle -> Soft"),
     ]
@@ -336,4 +338,7 @@ def test_coverage_chains_rows_and_keeps_the_weaker_support_and_both_notes() -> N
         Side.CHARGER, "Authorize", Support.PARTIAL, "Authorize", "token truncated; idTag"
     )
     assert rows[(Side.CHARGER, "NotifyDERAlarm")].support is Support.NOT_SUPPORTED
+    assert rows[(Side.CHARGER, "NotifyEvent")] == CoverageRow(
+        Side.CHARGER, "NotifyEvent", Support.LOCAL, "", "answered by the gateway"
+    )
     assert rows[(Side.CSMS, "Reset")] == CoverageRow(Side.CSMS, "Reset", Support.PARTIAL, "Reset", "OnIdle -> Soft")

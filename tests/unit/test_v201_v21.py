@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters import registry
-from adapters.base import Context, Handler, OutCall, Refuse, Side, Support
+from adapters.base import Context, Handler, Notify, OutCall, Refuse, Reply, Side, Support
 from adapters.v201_v21 import ENUM_TABLE, V201V21, Unrepresentable, convert, enum_map
 from gateway import schemas
 from gateway.ocppj import Call, ErrorKind, Version
@@ -563,3 +563,51 @@ def test_coverage_notes_what_is_lost_going_down() -> None:
     assert row.support is Support.PARTIAL
     assert "costDetails" in row.notes and "ReqEnergyTransferRejected->Other" in row.notes
     assert "drops the sampledValue item with" in row.notes
+
+
+# --- 1.6 charger -> 2.1 CSMS: the other translator composed with this one -----------------------------------
+
+
+def test_16_charger_reaches_a_21_csms_through_the_201_step() -> None:
+    """1.6 boot and a transaction start arrive at the 2.1 CSMS as valid 2.1 messages and the answers go back valid."""
+    tr = registry.translator_for(Version.V16, V21)
+    assert tr is not None and (tr.charger_version, tr.csms_version) == (Version.V16, V21)
+    session = Context("CP16", Version.V16, V21)
+    answers = {
+        "BootNotification": {"currentTime": "2024-05-01T10:00:00Z", "interval": 300, "status": "Accepted"},
+        "TransactionEvent": {"idTokenInfo": {"status": "Accepted"}},
+        "StatusNotification": {},
+        "NotifyEvent": {},
+    }
+    sent: list[str] = []
+
+    def through(action: str, payload: dict[str, Any]) -> Any:
+        valid(Version.V16, action, payload)
+        handler = tr.handle_call(Side.CHARGER, Call(f"c{len(sent)}", action, payload), session)
+        value: Any = None
+        reply: Any = None
+        while True:
+            try:
+                step = handler.send(value)
+            except StopIteration as stop:
+                result = reply if reply is not None else stop.value
+                valid(Version.V16, action, result, response=True)
+                return result
+            value = None
+            if isinstance(step, OutCall):
+                valid(V21, step.action, step.payload)
+                sent.append(step.action)
+                value = answers[step.action]
+            elif isinstance(step, Reply):
+                reply = step.payload
+            else:
+                assert isinstance(step, Notify)
+                valid(V21, step.action, step.payload)
+                sent.append(step.action)
+
+    boot = through("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "One"})
+    assert boot["status"] == "Accepted"
+    start = {"connectorId": 1, "idTag": "TAG1", "meterStart": 1200, "timestamp": "2024-05-01T10:01:00Z"}
+    conf = through("StartTransaction", start)
+    assert conf["idTagInfo"]["status"] == "Accepted" and isinstance(conf["transactionId"], int)
+    assert sent[0] == "BootNotification" and "TransactionEvent" in sent

@@ -160,7 +160,8 @@ def get_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     Support.PARTIAL,
     "component.variable -> 1.6 key per mappings/config_keys.yaml; one ChangeConfiguration per item, in "
     "order; 1.6 NotSupported -> UnknownVariable; values longer than 500 characters -> Rejected; after a "
-    "charger timeout the remaining items are Rejected",
+    "charger timeout the remaining items are Rejected; gateway-managed security variables (BasicAuthPassword, "
+    "SecurityProfile) -> Rejected, never forwarded",
 )
 def set_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     results = []
@@ -171,6 +172,13 @@ def set_variables(env: Env, p: Payload, ctx: Context) -> Sub:
         f = _lookup(env, item)
         if isinstance(f, str):
             out["attributeStatus"] = f
+            continue
+        if f.gateway_managed:
+            out["attributeStatus"] = "Rejected"
+            out["attributeStatusInfo"] = convert.status_info(
+                "GatewayManaged",
+                "TLS and credentials of this link end at the gateway; change them in its configuration",
+            )
             continue
         if timed_out:
             out["attributeStatus"] = "Rejected"

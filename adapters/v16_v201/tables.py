@@ -130,6 +130,7 @@ class ConfigVariable:
     variable: str
     instance: str | None = None  # the variable's instance
     data_type: str = "string"
+    gateway_managed: bool = False  # a security setting of the link that ends at the gateway: not CSMS-writable
 
     def component_json(self) -> dict[str, Any]:
         return {"name": self.component}
@@ -154,6 +155,7 @@ class ConfigKeys:
                 variable=str(row["variable"]),
                 instance=str(row["instance"]) if row.get("instance") else None,
                 data_type=str(row.get("data_type") or "string"),
+                gateway_managed=bool(row.get("gateway_managed", False)),
             )
             if direction in ("both", "to_v201"):
                 self._by_key[var.key] = var

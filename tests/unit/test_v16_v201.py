@@ -762,7 +762,7 @@ def test_get_transaction_status_is_answered_from_state(tr: V16ToV201, ctx: Conte
 
 @pytest.mark.parametrize("row", mappings.rows("config_keys"), ids=lambda r: r["v16"])
 def test_config_key_row_get_and_set(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
-    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key."""
+    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key (gateway-managed ones: read only)."""
     variable = {"name": row["variable"]} | ({"instance": row["instance"]} if row.get("instance") else {})
     item = {"component": {"name": row["component"]}, "variable": variable}
     got = drive(
@@ -775,6 +775,15 @@ def test_config_key_row_get_and_set(tr: V16ToV201, ctx: Context, row: mappings.R
     )
     assert got.call("GetConfiguration") == {"key": [row["v16"]]}
     assert got.reply == {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": "7"}]}
+    if row.get("gateway_managed"):
+        refused = drive(tr, ctx, CSMS, "SetVariables", {"setVariableData": [{**item, "attributeValue": "8"}]})
+        assert refused.calls == []
+        [result] = refused.reply["setVariableResult"]  # type: ignore[index]
+        assert (result["attributeStatus"], result["attributeStatusInfo"]["reasonCode"]) == (
+            "Rejected",
+            "GatewayManaged",
+        )
+        return
     put = drive(
         tr, ctx, CSMS, "SetVariables", {"setVariableData": [{**item, "attributeValue": "8"}]}, [{"status": "Accepted"}]
     )

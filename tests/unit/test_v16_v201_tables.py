@@ -175,6 +175,7 @@ def test_config_keys_fit_the_schemas() -> None:
     for row in mappings.rows("config_keys"):
         assert len(row["v16"]) <= 50 and len(row["component"]) <= 50 and len(row["variable"]) <= 50
         assert row.get("data_type", "string") in data_types, row
+        assert row.get("gateway_managed", False) in (True, False), row
         assert row["v16"] not in keys, f"duplicate key {row['v16']}"
         var = (row["component"], row["variable"], row.get("instance"))
         assert var not in variables, f"duplicate variable {var}"

@@ -1002,6 +1002,9 @@ def _trigger(tr: V201V16, st: State, requested: str | None, connector: int | Non
     req: Payload = {"requestedMessage": requested}
     evse = _evse(tr, connector or 0)
     if evse is not None:
+        if requested == "StatusNotification":
+            # 2.0.1 reports status per connector: a trigger for it must name the connector.
+            evse["connectorId"] = tr.opts.connectors.to_evse(connector or 0)[1]
         req["evse"] = evse
     r = yield OutCall(Side.CHARGER, "TriggerMessage", req)
     assert r is not None

@@ -569,6 +569,31 @@ def test_status_sent_for_a_17_digit_firmware_request_from_signed_update_is_a_sig
     assert link.to_csms() == [("SignedFirmwareStatusNotification", {"status": "SignatureVerified", "requestId": 42})]
 
 
+@pytest.mark.parametrize(("status201", "status16"), [("Uploading", "Uploading"), ("AcceptedCanceled", "Idle")])
+def test_log_status_for_a_16_security_get_log_keeps_its_request_id(status201: str, status16: str) -> None:
+    """After a 1.6 security GetLog the station's log statuses go as 1.6 LogStatusNotification with the requestId."""
+    link = Link(station=station201({"GetLog": {"status": "Accepted"}}))
+    link.call(Side.CSMS, "GetLog", {"logType": "SecurityLog", "requestId": 8, "log": {"remoteLocation": "ftp://x/"}})
+    link.take()
+    link.call(Side.CHARGER, "LogStatusNotification", {"status": status201, "requestId": 8})
+    assert link.to_csms() == [("LogStatusNotification", {"status": status16, "requestId": 8})]
+
+
+def test_plug_and_charge_answer_from_the_csms_is_unwrapped() -> None:
+    """A CSMS that handles the Plug & Charge DataTransfer answers with the 2.0.1 response as JSON data."""
+    link = Link()
+    answer = {"status": "Accepted", "ocspResult": "b2NzcA=="}
+    link.csms = lambda action, payload: {"status": "Accepted", "data": json.dumps(answer)}
+    ocsp = {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": "a",
+        "issuerKeyHash": "b",
+        "serialNumber": "c",
+        "responderURL": "http://o",
+    }
+    assert link.call(Side.CHARGER, "GetCertificateStatus", {"ocspRequestData": ocsp}) == answer
+
+
 LOCAL = [
     (
         "NotifyEvent",

@@ -559,7 +559,7 @@ def test_station_message_becomes_its_16_counterpart(
     assert link.to_csms() == [(action16, payload16)]
 
 
-def test_status_sent_for_a_17_digit_firmware_request_from_signed_update_is_a_signed_status() -> None:
+def test_firmware_status_after_a_16_signed_update_is_a_signed_firmware_status() -> None:
     """After a 1.6 SignedUpdateFirmware, the station's firmware statuses go as SignedFirmwareStatusNotification."""
     link = Link(station=station201({"UpdateFirmware": {"status": "Accepted"}}))
     firmware = {"location": "https://fw/x", "retrieveDateTime": T0, "signingCertificate": "CERT", "signature": "SIG"}

@@ -25,7 +25,7 @@ import mappings
 from adapters import registry
 from adapters.base import Context
 from gateway import schemas
-from gateway.config import GatewayConfig, Route
+from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
@@ -75,11 +75,21 @@ class Gateway:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    def check(self) -> int:
+        """Load every mapping table, translator and per-charger option; raise on the first problem.
+
+        Returns the number of mapping rows. ``start`` runs this first, and
+        ``ocpp-gateway check-config`` runs only this.
+        """
         mappings.set_extra_dirs([Path(d) for d in self.config.mapping_dirs])
-        mappings.check_all()
+        rows = mappings.check_all()
         self.repair_rules = load_rules()
         registry.supported_pairs()  # import the translators now: a broken table stops start-up, not a charger
+        self._check_charger_options()
+        return rows
+
+    async def start(self) -> None:
+        self.check()
         await self.store.start()
         saved = await self.store.load_state(_GATEWAY_STATE) or {}
         for cid, route in saved.get("routes", {}).items():
@@ -115,6 +125,30 @@ class Gateway:
         self.log.info("gateway_started", listen=f"{self.config.listen.host}:{self.listen_port}",
                       admin=f"{self.config.admin.host}:{self.admin_port}", store=_redact(self.config.store),
                       csms={k: {"url": v.url, "ocpp": v.ocpp.value} for k, v in self.config.csms.items()})
+
+    def charger_options(self, charger_id: str) -> dict[str, Any]:
+        """The translator options of a configured charger (empty for unknown ones)."""
+        entry = self.config.chargers.get(charger_id)
+        if entry is None:
+            return {}
+        return {"id_token_type": entry.id_token_type, "connectors_per_evse": entry.connectors_per_evse,
+                **entry.options}
+
+    def _check_charger_options(self) -> None:
+        """Build each configured charger's translators once, so a bad option stops start-up, not a charger."""
+        for cid, entry in self.config.chargers.items():
+            route = self.route_for(cid)
+            if route is None:
+                continue
+            versions = [entry.ocpp] if entry.ocpp else list(Version)
+            for name in (route.primary, route.shadow):
+                if name is None:
+                    continue
+                for version in versions:
+                    try:
+                        registry.translator_for(version, self.config.csms[name].ocpp, self.charger_options(cid))
+                    except Exception as exc:
+                        raise ConfigError(f"chargers.{cid}.options: {exc}") from exc
 
     async def stop(self) -> None:
         """Close every charger (1001 going away) and upstream link, stop the servers, flush the store."""
@@ -227,11 +261,7 @@ class Gateway:
         cid = admission.charger_id
         log = get_logger(charger_id=cid)
         csms_version = self.config.csms[admission.route.primary].ocpp
-        entry = self.config.chargers.get(cid)
-        options: dict[str, Any] = {}
-        if entry is not None:
-            options = {"id_token_type": entry.id_token_type, "connectors_per_evse": entry.connectors_per_evse,
-                       **entry.options}
+        options = self.charger_options(cid)
         translator = registry.translator_for(admission.version, csms_version, options)
         if translator is None:
             await ws.close(code=1008, reason="no translator for this version pair")

@@ -149,20 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # start-up failures: one clear line, non-zero exit
             from mappings import MappingError
 
-            if isinstance(exc, MappingError | OSError):
+            if isinstance(exc, MappingError | OSError | ConfigError):
                 print(f"ocpp-gateway: cannot start: {exc}", file=sys.stderr)
                 return 1
             raise
     if args.command == "check-config":
         config = _load(args.config)
-        from pathlib import Path
-
-        import mappings
+        from gateway.app import Gateway
+        from mappings import MappingError
 
         try:
-            mappings.set_extra_dirs([Path(d) for d in config.mapping_dirs])
-            rows = mappings.check_all()
-        except mappings.MappingError as exc:
+            rows = Gateway(config).check()
+        except (MappingError, ConfigError) as exc:
             print(f"ocpp-gateway: {exc}", file=sys.stderr)
             return 2
         print(f"{args.config}: OK ({len(config.csms)} CSMS, {len(config.chargers)} chargers, {rows} mapping rows)")

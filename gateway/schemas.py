@@ -105,7 +105,8 @@ def validator(version: Version, action: str, response: bool) -> Validator:
         with _lock:
             fn = _compiled.get(key)
             if fn is None:
-                fn = fastjsonschema.compile(load_schema(version, action, response))
+                # use_default=False: validation must never change the payload it checks.
+                fn = fastjsonschema.compile(load_schema(version, action, response), use_default=False)
                 _compiled[key] = fn
     return fn
 

@@ -143,3 +143,15 @@ async def test_broken_operator_mapping_table_stops_start_up(tmp_path: Path) -> N
     assert "stop_reasons.yaml: row 2" in err
 
 
+
+
+async def test_bad_translator_option_is_caught_before_any_charger_connects(tmp_path: Path) -> None:
+    """A per-charger translator option the translator rejects fails check-config, naming the charger."""
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "csms: {a: {url: 'ws://x:1/ocpp', ocpp: 2.0.1}}\ndefault_route: {primary: a}\n"
+        "chargers: {CP9: {ocpp: '1.6', options: {connector_map: 'not a map'}}}\n"
+    )
+    code, _out, err = await run_cli("check-config", "--config", str(path))
+    assert code == 2
+    assert "chargers.CP9.options" in err

@@ -272,3 +272,14 @@ def test_send_frames_of_2_1_pass_through_without_an_answer() -> None:
     assert s.pending(Side.CSMS) == 0
     out = s.receive(Side.CHARGER, frame(2, "h", "Heartbeat", {}), 1.1)
     assert sent(out, Side.CSMS) == [[2, "h", "Heartbeat", {}]]
+
+
+def test_validation_never_changes_the_payload() -> None:
+    """Schema defaults (e.g. TransactionEvent offline=false) are not written into the frame being checked."""
+    from gateway import schemas
+
+    payload = {"eventType": "Started", "timestamp": "2026-01-01T00:00:00Z", "triggerReason": "Authorized",
+               "seqNo": 0, "transactionInfo": {"transactionId": "t1"}}
+    before = orjson.dumps(payload)
+    assert schemas.validate(Version.V201, "TransactionEvent", payload) is None
+    assert orjson.dumps(payload) == before

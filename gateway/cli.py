@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         config = _load(args.config)
         logsetup.configure(config.logging.format, config.logging.level)
         try:
-            from gateway.app import Gateway  # noqa: F401  (import errors surface before the loop starts)
             return asyncio.run(_serve(config))
         except Exception as exc:  # start-up failures: one clear line, non-zero exit
             from mappings import MappingError

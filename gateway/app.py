@@ -7,6 +7,7 @@ start, and what the integration tests start on port 0.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import weakref
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from websockets.http11 import Request, Response
 import mappings
 from adapters import registry
 from adapters.base import Context
-from gateway import schemas
+from gateway import schemas, security
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
@@ -60,6 +61,8 @@ class Gateway:
         self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
         self.started_at = time.time()
         # Handshake decisions by connection; weak so a handshake that fails later leaves nothing behind.
+        self._secrets: dict[str, bytes] = {}
+        self._client_ssl: dict[str, ssl.SSLContext] = {}
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = weakref.WeakKeyDictionary()
         self._setting_up = 0
         self._server: Server | None = None
@@ -90,6 +93,9 @@ class Gateway:
 
     async def start(self) -> None:
         self.check()
+        self._secrets = security.charger_secrets(self.config)
+        listen_tls = self.config.listen.tls
+        ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()
         saved = await self.store.load_state(_GATEWAY_STATE) or {}
         for cid, route in saved.get("routes", {}).items():
@@ -115,6 +121,7 @@ class Gateway:
             ping_timeout=keep.ping_timeout,
             close_timeout=keep.close_timeout,
             server_header="ocpp-migration-gateway",
+            ssl=ssl_context,
         )
         from gateway.admin import make_admin_app
 
@@ -125,6 +132,16 @@ class Gateway:
         self.log.info("gateway_started", listen=f"{self.config.listen.host}:{self.listen_port}",
                       admin=f"{self.config.admin.host}:{self.admin_port}", store=_redact(self.config.store),
                       csms={k: {"url": v.url, "ocpp": v.ocpp.value} for k, v in self.config.csms.items()})
+
+    def client_ssl(self, csms: str) -> ssl.SSLContext | None:
+        """The TLS context for a wss:// CSMS, built once per endpoint (a context per charger costs memory)."""
+        endpoint = self.config.csms[csms]
+        if not endpoint.url.startswith("wss://"):
+            return None
+        ctx = self._client_ssl.get(csms)
+        if ctx is None:
+            ctx = self._client_ssl[csms] = security.client_context(endpoint.tls)
+        return ctx
 
     def charger_options(self, charger_id: str) -> dict[str, Any]:
         """The translator options of a configured charger (empty for unknown ones)."""
@@ -204,6 +221,9 @@ class Gateway:
         if route is None:
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown_charger",
                                 f"unknown charger {charger_id!r}\n", charger_id)
+        refusal = self._authenticate(connection, request, charger_id)
+        if refusal is not None:
+            return refusal
         csms_version = self.config.csms[route.primary].ocpp
         offered = _offered(request.headers)
         version = self._negotiate(offered, csms_version)
@@ -225,6 +245,25 @@ class Gateway:
                 return self._refuse(connection, HTTPStatus.BAD_REQUEST, "unsupported_version",
                                     f"{reason} (offered: {', '.join(offered)})\n", charger_id)
         self._admissions[connection] = _Admission(charger_id, version, route)
+        return None
+
+    def _authenticate(self, connection: ServerConnection, request: Request, charger_id: str) -> Response | None:
+        """Basic auth (profiles 1-2) and, with mutual TLS, the certificate CN (profile 3)."""
+        tls = self.config.listen.tls
+        if tls is not None and tls.require_client_cert:
+            ssl_object = connection.transport.get_extra_info("ssl_object")
+            cn = security.peer_common_name(ssl_object.getpeercert() if ssl_object else None)
+            if cn != charger_id:
+                return self._refuse(connection, HTTPStatus.FORBIDDEN, "certificate_mismatch",
+                                    "the client certificate does not belong to this charger id\n", charger_id)
+        digest = self._secrets.get(charger_id)
+        if digest is None and not self.config.require_charger_auth:
+            return None
+        if digest is None or not security.basic_auth_ok(request.headers.get("Authorization"), charger_id, digest):
+            response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, "bad_credentials",
+                                    "HTTP Basic credentials (user = charger id) are missing or wrong\n", charger_id)
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+            return response
         return None
 
     def _negotiate(self, offered: list[str], csms_version: Version) -> Version | None:

@@ -24,9 +24,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ServerTls(_Model):
+    """TLS for chargers (OCPP security profiles 2 and 3)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = Field(None, description="CA that signs charger certificates (profile 3)")
+    require_client_cert: bool = Field(False, description="mutual TLS: the certificate's CN must be the charger id")
+
+
+class ClientTls(_Model):
+    """TLS towards a CSMS (wss://): a private CA and/or a client certificate."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class Listen(_Model):
     host: str = "0.0.0.0"
     port: int = Field(9000, ge=0, le=65535)
+    tls: ServerTls | None = None
 
 
 class Admin(_Model):
@@ -53,6 +71,7 @@ class CsmsEndpoint(_Model):
         None, description="environment variable with the HTTP Basic password sent upstream (user = charger id)"
     )
     headers: dict[str, str] = Field(default_factory=dict)
+    tls: ClientTls | None = None
 
     @field_validator("url")
     @classmethod
@@ -78,6 +97,9 @@ class ChargerEntry(_Model):
     id_token_type: str = "ISO14443"
     connectors_per_evse: int = Field(1, ge=1)
     validation: Literal["strict", "repair", "observe"] | None = None
+    password_env: str | None = Field(
+        None, description="environment variable with the charger's HTTP Basic password (security profiles 1-2)"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="extra translator options")
 
     @field_validator("ocpp", mode="before")
@@ -137,6 +159,7 @@ class GatewayConfig(_Model):
     csms: dict[str, CsmsEndpoint]
     default_route: Route | None = None
     allow_unknown_chargers: bool = False
+    require_charger_auth: bool = Field(False, description="refuse chargers without a configured password")
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
     call_timeout: float = Field(30.0, gt=0)
     max_frame_bytes: int = Field(65536, ge=1024)

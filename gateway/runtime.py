@@ -77,6 +77,7 @@ class UpstreamLink:
         self._on_down = on_down
         self.ws: ClientConnection | None = None
         self.state = "down"
+        self._ssl = gateway.client_ssl(name)
         self._counted = False
         self._stopping = False
 
@@ -109,6 +110,7 @@ class UpstreamLink:
                         max_size=gw.ws_max_size,
                         proxy=None,
                         user_agent_header="ocpp-migration-gateway",
+                        ssl=self._ssl,
                     )
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 gw.metrics.upstream_connects.labels(self.name, "failed").inc()

@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -200,8 +201,10 @@ class DemoCsms:
         keep_frames: int | None = None,
         max_size: int | None = 2**20,
         path_prefix: str = "/ocpp",
+        ssl: SSLContext | None = None,
     ) -> None:
         self.versions = tuple(versions)
+        self.ssl = ssl
         self.host = host
         self.port = port
         self.heartbeat_interval = heartbeat_interval
@@ -226,7 +229,8 @@ class DemoCsms:
     @property
     def url(self) -> str:
         """The endpoint chargers (or the gateway) connect to; append ``/<charger_id>``."""
-        return f"ws://{self.host}:{self.port}{self.path_prefix}"
+        scheme = "wss" if self.ssl is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{self.path_prefix}"
 
     async def start(self) -> DemoCsms:
         """Listen (on the same port as before when restarted, so 'CSMS comes back' works)."""
@@ -238,6 +242,7 @@ class DemoCsms:
             compression=None,
             max_size=self.max_size,
             process_request=self._process_request,
+            ssl=self.ssl,
         )
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]

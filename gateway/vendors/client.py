@@ -28,6 +28,7 @@ import json
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,22 +91,24 @@ def load_credentials(name: str, account: VendorAccount, environ: dict[str, str] 
 
 
 class RequestBudget:
-    """A token bucket: at most ``requests`` per ``seconds``, bursts up to ``requests``."""
+    """At most ``requests`` in any ``seconds`` window (a sliding log, as vendor clouds count)."""
 
     def __init__(self, requests: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(max(1, requests))
-        self.rate = self.capacity / max(seconds, 1e-6)
-        self.tokens = self.capacity
+        self.requests = max(1, int(requests))
+        self.seconds = float(seconds)
         self.clock = clock
-        self.stamp = clock()
+        self.sent: deque[float] = deque()
 
     def delay(self) -> float:
-        """Take one request's worth; return how long the caller must wait before sending it."""
+        """Reserve the next request's slot; return how long the caller must wait before sending it."""
         now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        while self.sent and now - self.sent[0] >= self.seconds:
+            self.sent.popleft()
+        wait = 0.0
+        if len(self.sent) >= self.requests:
+            wait = self.sent[-self.requests] + self.seconds - now
+        self.sent.append(now + max(wait, 0.0))
+        return max(wait, 0.0)
 
 
 def retry_after(headers: Any, now: float | None = None) -> float | None:

@@ -35,6 +35,7 @@ the charger is alone in it), ``max_current`` (default 32), and the common
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from adapters.vendor_base import (
@@ -104,6 +105,19 @@ def ocmf_register_wh(value: str | None) -> float | None:
     last = readings[-1]
     factor = 1.0 if str(last.get("RU", "kWh")).lower() == "wh" else 1000.0
     return float(last["RV"]) * factor
+
+
+def _timestamp(value: Any) -> float | None:
+    """A Zaptec state Timestamp ("2025-05-16T13:07:45.803", UTC without a zone) as unix seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def completed_session(value: str | None) -> CompletedSession | None:
@@ -180,10 +194,14 @@ class ZaptecAdapter(VendorAdapter):
     def reading(self, body: Any, memo: dict[str, Any]) -> Reading:
         """A Reading from a ``GET /api/chargers/{id}/state`` body and the previous poll's memo."""
         values: dict[int, str | None] = {}
+        stamps: dict[int, float] = {}
         for item in body or []:
             sid = item.get("StateId", item.get("stateId"))
             if isinstance(sid, int):
                 values[sid] = item.get("ValueAsString", item.get("valueAsString"))
+                stamp = _timestamp(item.get("Timestamp", item.get("timestamp")))
+                if stamp is not None:
+                    stamps[sid] = stamp
         mode_value = _float(values.get(OPERATION_MODE))
         mode_code = int(mode_value) if mode_value is not None else None
         mode = self.modes.get(mode_code, UNKNOWN_MODE) if mode_code is not None else UNKNOWN_MODE
@@ -199,7 +217,12 @@ class ZaptecAdapter(VendorAdapter):
         register_wh = signed if signed is not None else memo.get("last_register")
         if session_id is not None and mode.ev_connected:
             if memo.get("session") != session_id:
-                base = (signed if signed is not None else memo.get("last_register") or 0.0) - (session_wh or 0.0)
+                # The signed value is the register when it was signed: before the session began it is the
+                # session's starting point; signed during the session it already holds (about) its energy.
+                signed_before = signed is not None and stamps.get(SIGNED_METER_VALUE, 0.0) <= stamps.get(
+                    SESSION_IDENTIFIER, 0.0)
+                start = signed if signed is not None else float(memo.get("last_register") or 0.0)
+                base = start if signed_before else start - (session_wh or 0.0)
                 new_memo["session"] = session_id
                 new_memo["base_wh"] = max(base, float(memo.get("last_register") or 0.0))
             register_wh = float(new_memo["base_wh"]) + (session_wh or 0.0)

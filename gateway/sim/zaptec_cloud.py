@@ -31,6 +31,12 @@ from gateway.sim.vendor_cloud import CloudServer, SimPoint, public
 UNKNOWN, DISCONNECTED, REQUESTING, CHARGING, FINISHED = 0, 1, 2, 3, 5
 
 
+def _stamp(ts: float | None) -> str:
+    """Zaptec's Timestamp format: UTC, milliseconds, no zone designator."""
+    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -46,6 +52,7 @@ class ZaptecCharger(SimPoint):
         self.completed: dict[str, Any] | None = None
         self.signed_wh = self.lifetime_wh
         self.signed_at = 0.0
+        self.signed_wall = 0.0
         self.stopped_by_rfid = False
 
     def op_mode(self) -> int:
@@ -100,9 +107,10 @@ class ZaptecCharger(SimPoint):
 
     def signed(self, interval: float) -> float:
         now = time.monotonic()
-        if now - self.signed_at >= interval:
+        if now - self.signed_at >= interval or not self.signed_wall:
             self.signed_wh = self.lifetime_wh
             self.signed_at = now
+            self.signed_wall = time.time()
         return self.signed_wh
 
 
@@ -177,7 +185,7 @@ class ZaptecCloud(CloudServer):
 
     async def state(self, request: web.Request) -> web.Response:
         p = self._point(request)
-        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        ts = _stamp(time.time())
         signed = {"FV": "1.0", "GI": "ZAPTEC GO", "GS": p.device_id, "GV": p.firmware, "PG": "F1",
                   "RD": [{"TM": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S,000+00:00 R"),
                           "RV": round(p.signed(self.signed_interval) / 1000.0, 3), "RI": "1-0:1.8.0", "RU": "kWh",
@@ -193,8 +201,10 @@ class ZaptecCloud(CloudServer):
             721: p.session_id, 911: p.firmware,
             723: json.dumps(p.completed) if p.completed else None,
         }
+        stamps = {554: _stamp(p.signed_wall), 721: _stamp(p.session_start) if p.session_id else ts}
         return web.json_response([
-            {"ChargerId": p.id, "StateId": sid, "Timestamp": ts, **({"ValueAsString": v} if v is not None else {})}
+            {"ChargerId": p.id, "StateId": sid, "Timestamp": stamps.get(sid, ts),
+             **({"ValueAsString": v} if v is not None else {})}
             for sid, v in sorted(values.items())])
 
     async def send_command(self, request: web.Request) -> web.Response:

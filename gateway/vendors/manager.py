@@ -333,7 +333,11 @@ class AccountRunner:
             try:
                 if existing is None:
                     # (the version as text: GatewayConfig's validator reads str(value))
-                    config.chargers[cid] = ChargerEntry(route=chosen, ocpp=Version.V201.value)
+                    # A 1.6 CSMS needs an idTag at StartTransaction; vendors often tell the card only later (or
+                    # never, for free charging), so the 2.0.1 -> 1.6 translator gets one to start with.
+                    anonymous = self.account.options.get("anonymous_id_tag", self.adapter.vendor_name)
+                    options = {"anonymous_id_tag": anonymous} if anonymous else {}
+                    config.chargers[cid] = ChargerEntry(route=chosen, ocpp=Version.V201.value, options=options)
                 runner = ChargerRunner(self, info, cid, chosen)
                 self.chargers[cid] = runner
                 self.manager.chargers[cid] = runner

@@ -24,12 +24,13 @@ def ocmf(kwh: float) -> str:
     return "OCMF|" + json.dumps(body) + '|{"SA":"ECDSA-secp384r1-SHA256","SD":"MGUC"}'
 
 
-def observations(**values: Any) -> list[dict[str, Any]]:
+def observations(stamps: dict[int, str] | None = None, **values: Any) -> list[dict[str, Any]]:
     """A /api/chargers/{id}/state body: StateId -> ValueAsString (keys s<id>, n<id> for negatives)."""
     out = []
     for key, value in values.items():
         sid = -int(key[1:]) if key[0] == "n" else int(key[1:])
-        item: dict[str, Any] = {"ChargerId": CID, "StateId": sid, "Timestamp": "2025-05-16T13:07:45.803"}
+        stamp = (stamps or {}).get(sid, "2025-05-16T13:07:45.803")
+        item: dict[str, Any] = {"ChargerId": CID, "StateId": sid, "Timestamp": stamp}
         if value is not None:
             item["ValueAsString"] = str(value)
         out.append(item)
@@ -75,16 +76,26 @@ def test_completed_session_is_parsed() -> None:
     assert done == vb.CompletedSession("S1", 6500.0, "9A798939", True)
 
 
-def test_the_register_follows_the_session_between_signed_readings() -> None:
-    """During a session the register is the signed value at the first poll plus the session's energy."""
+SIGNED_BEFORE = {554: "2025-05-16T12:00:00.000", 721: "2025-05-16T12:30:00.000"}
+SIGNED_DURING = {554: "2025-05-16T12:45:00.000", 721: "2025-05-16T12:30:00.000"}
+
+
+@pytest.mark.parametrize(
+    ("stamps", "start"),
+    [(SIGNED_BEFORE, 100500.0), (SIGNED_DURING, 100000.0)],  # signed during the session: it holds 0.5 kWh of it
+)
+def test_the_register_follows_the_session_between_signed_readings(stamps: dict[int, str], start: float) -> None:
+    """During a session the register is the session's starting register plus the session's energy."""
     adapter = ZaptecAdapter()
-    r1 = adapter.reading(observations(n2=1, s710=3, s721="S1", s553="0.500", s554=ocmf(100.5), s513="7000"), {})
-    assert r1.register_wh == pytest.approx(100500.0) and r1.session_id == "S1"
-    r2 = adapter.reading(observations(n2=1, s710=3, s721="S1", s553="2.000", s554=ocmf(100.5)), r1.memo or {})
-    assert r2.register_wh == pytest.approx(102000.0)
+    r1 = adapter.reading(observations(stamps, n2=1, s710=3, s721="S1", s553="0.500", s554=ocmf(100.5),
+                                      s513="7000"), {})
+    assert r1.register_wh == pytest.approx(start + 500.0) and r1.session_id == "S1"
+    r2 = adapter.reading(observations(stamps, n2=1, s710=3, s721="S1", s553="2.000", s554=ocmf(100.5)),
+                         r1.memo or {})
+    assert r2.register_wh == pytest.approx(start + 2000.0)
     done = json.dumps({"SessionId": "S1", "Energy": 2.2, "StoppedByRFID": False})
-    r3 = adapter.reading(observations(n2=1, s710=1, s553="0", s554=ocmf(100.5), s723=done), r2.memo or {})
-    assert r3.register_wh == pytest.approx(102200.0)
+    r3 = adapter.reading(observations(stamps, n2=1, s710=1, s553="0", s554=ocmf(100.5), s723=done), r2.memo or {})
+    assert r3.register_wh == pytest.approx(start + 2200.0)
     assert r3.completed is not None and r3.completed.session_id == "S1"
 
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -53,7 +53,7 @@ class Outgoing:
     action: str
     payload: dict[str, Any]
     attempts: int = 0
-    done: asyncio.Future[dict[str, Any] | None] | None = field(default=None, repr=False)
+    permanent_failure: bool = False
 
     @property
     def durable(self) -> bool:
@@ -61,7 +61,15 @@ class Outgoing:
 
 
 class CallFailed(Exception):
-    pass
+    """A CALL got no CALLRESULT. ``permanent``: the CSMS refused it for what it is; retrying will not help."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+# CALLERRORs that say "not now" (the gateway answers these when the CSMS is down or slow) rather than "never".
+_TRANSIENT_CODES = {"InternalError", "GenericError"}
 
 
 class VirtualCharger:
@@ -76,6 +84,7 @@ class VirtualCharger:
         on_outbox: Callable[[list[dict[str, Any]]], None] | None = None,
         call_timeout: float = 30.0,
         tx_attempts: int = 5,
+        tx_attempts_transient: int = 200,
         reconnect_max: float = 30.0,
     ) -> None:
         self.charger_id = charger_id
@@ -85,7 +94,10 @@ class VirtualCharger:
         self.on_booted = on_booted
         self.on_outbox = on_outbox
         self.call_timeout = call_timeout
+        # A transaction event is retried (with backoff up to 30 s) this often before it is given up: few times
+        # when the CSMS refuses it as such, many while the CSMS is merely unreachable (about 1.5 h).
         self.tx_attempts = tx_attempts
+        self.tx_attempts_transient = tx_attempts_transient
         self.reconnect_max = reconnect_max
         self.log = get_logger(charger_id=charger_id, component="virtual_charger")
         self.queue: deque[Outgoing] = deque()
@@ -224,7 +236,8 @@ class VirtualCharger:
                 item = self.queue[0]
                 ok = await self._deliver(item)
                 last_sent = time.monotonic()
-                if ok or not item.durable or item.attempts >= self.tx_attempts:
+                limit = self.tx_attempts if item.permanent_failure else self.tx_attempts_transient
+                if ok or not item.durable or item.attempts >= limit:
                     if not ok:
                         self.log.error("transaction_event_dropped", attempts=item.attempts,
                                        seq_no=item.payload.get("seqNo"), event=item.payload.get("eventType"))
@@ -248,6 +261,7 @@ class VirtualCharger:
         try:
             await self.call(item.action, item.payload)
         except CallFailed as exc:
+            item.permanent_failure = exc.permanent
             self.log.warning("call_failed", action=item.action, attempt=item.attempts, error=str(exc))
             return False
         return True
@@ -303,7 +317,8 @@ class VirtualCharger:
         elif isinstance(frame, CallError):
             fut = self._pending.get(frame.unique_id)
             if fut is not None and not fut.done():
-                fut.set_exception(CallFailed(f"CALLERROR {frame.code}: {frame.description}"))
+                fut.set_exception(CallFailed(f"CALLERROR {frame.code}: {frame.description}",
+                                             permanent=frame.code not in _TRANSIENT_CODES))
         else:
             task = asyncio.create_task(self._answer(ws, frame), name=f"virtual-answer:{frame.action}")
             self._tasks.add(task)

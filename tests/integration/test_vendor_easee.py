@@ -331,3 +331,25 @@ async def test_a_session_through_a_16_csms_is_translated(tmp_path: Path) -> None
         assert tx.energy_wh is not None and tx.energy_wh > 0
         assert tx.meter_stop == pytest.approx(point.lifetime_wh, abs=1.0)  # 1.6 meterStop is whole Wh
         b.assert_clean()
+
+
+async def test_transaction_events_wait_out_a_csms_outage(tmp_path: Path) -> None:
+    """The CSMS is down while the EV leaves: Ended is retried until the CSMS is back, then arrives once."""
+    sim = cloud()
+    async with vendor_bench(tmp_path, sim, "easee", call_timeout=0.5) as b:
+        c = await b.charger(CID)
+        point = sim.charger("EH000001")
+        point.plug_in(rfid="CAFE")
+        (tx,) = await b.until(lambda: c.active_transactions)
+        await b.csms.stop()
+        await asyncio.sleep(0.2)
+        point.unplug()
+        await asyncio.sleep(1.5)  # the gateway answers the virtual charger's CALLs with InternalError meanwhile
+        assert tx.active
+        await b.csms.start()
+        await b.until(lambda: c.finished_transactions, timeout=15)
+        assert transactions(c) == [tx]
+        assert tx.events.count("Ended") == 1
+        assert tx.seq_nos == list(range(len(tx.seq_nos)))
+        assert tx.meter_stop == pytest.approx(point.lifetime_wh, abs=0.01)
+        b.assert_clean()

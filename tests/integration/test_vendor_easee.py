@@ -21,7 +21,7 @@ PROFILE_W = {"id": 7, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfi
 
 
 def cloud(**kwargs: object) -> EaseeCloud:
-    c = EaseeCloud(speedup=3600.0, **kwargs)  # type: ignore[arg-type]
+    c = EaseeCloud(speedup=3600.0, **kwargs)
     c.add_charger("EH000001")
     return c
 
@@ -46,11 +46,20 @@ async def test_a_charging_session_reaches_the_csms_with_boot_status_rfid_and_ene
         assert tx.stop_reason == "EVDisconnected"
         assert tx.seq_nos == list(range(len(tx.seq_nos)))
         assert tx.events[0] == "Started" and tx.events[-1] == "Ended" and tx.events.count("Ended") == 1
+        assert tx.meter_stop is not None
         assert tx.meter_stop == pytest.approx(point.lifetime_wh, abs=0.01)
         assert tx.meter_stop - before == pytest.approx(point.session_wh, abs=0.01)  # what the EV got
         assert tx.energy_wh is not None and 0 < tx.energy_wh <= point.session_wh + 0.01
         assert tx.last_power_w == pytest.approx(11000.0)
         assert b.statuses(CID)[-3:] == ["Available", "Occupied", "Available"]
+        b.assert_clean()
+
+
+async def test_the_virtual_charger_heartbeats_at_the_interval_the_csms_gave(tmp_path: Path) -> None:
+    """BootNotification's interval sets the Heartbeat period of an otherwise quiet vendor charger."""
+    async with vendor_bench(tmp_path, cloud(), "easee", poll_interval=30.0, heartbeat_interval=1) as b:
+        c = await b.charger(CID)
+        await b.until(lambda: len(c.calls_in("Heartbeat")) >= 2, timeout=5)
         b.assert_clean()
 
 

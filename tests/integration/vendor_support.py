@@ -57,7 +57,7 @@ class Bench:
     def statuses(self, charger_id: str) -> list[str]:
         """Every connectorStatus / 1.6 status the CSMS received from the charger, in order."""
         c = self.csms.charger(charger_id)
-        return [p.get("connectorStatus") or p.get("status") for p in c.calls_in("StatusNotification")]
+        return [str(p.get("connectorStatus") or p.get("status")) for p in c.calls_in("StatusNotification")]
 
     def assert_clean(self) -> None:
         """The strict CSMS saw no protocol violation and no simulator error."""
@@ -80,10 +80,11 @@ async def vendor_bench(
     options: dict[str, Any] | None = None,
     account: dict[str, Any] | None = None,
     call_timeout: float = 5.0,
+    heartbeat_interval: int = 300,
 ) -> AsyncIterator[Bench]:
     """Start the cloud, a DemoCsms, a gateway with one vendor account (credentials from a file), its manager."""
     await cloud.start()
-    csms = await DemoCsms(versions=(csms_version,)).start()
+    csms = await DemoCsms(versions=(csms_version,), heartbeat_interval=heartbeat_interval).start()
     creds = tmp_path / "vendor-credentials.yaml"
     creds.write_text(yaml.safe_dump({"username": USER, "password": PASSWORD}), encoding="utf-8")
     vendor: dict[str, Any] = {

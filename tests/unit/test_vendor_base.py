@@ -81,8 +81,8 @@ def tx_events(messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dic
 
 
 def register_of(payload: dict[str, Any]) -> float:
-    return next(s["value"] for mv in payload["meterValue"] for s in mv["sampledValue"]
-                if s["measurand"] == vb.ENERGY)
+    return float(next(s["value"] for mv in payload["meterValue"] for s in mv["sampledValue"]
+                      if s["measurand"] == vb.ENERGY))
 
 
 # ---------------------------------------------------------------- BootNotification

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -32,6 +32,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
 from gateway.runtime import ChargerConnection
+
+if TYPE_CHECKING:
+    from gateway.vendors import VendorManager
 
 _GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
 # Preference when a charger offers several versions and none equals its CSMS's.
@@ -61,6 +64,7 @@ class Gateway:
         self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
         self.started_at = time.time()
         # Handshake decisions by connection; weak so a handshake that fails later leaves nothing behind.
+        self.vendors: VendorManager | None = None
         self._secrets: dict[str, bytes] = {}
         self._client_ssl: dict[str, ssl.SSLContext] = {}
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = weakref.WeakKeyDictionary()
@@ -123,6 +127,11 @@ class Gateway:
             server_header="ocpp-migration-gateway",
             ssl=ssl_context,
         )
+        if self.config.vendors:
+            from gateway.vendors import VendorManager
+
+            self.vendors = VendorManager(self)
+            await self.vendors.start()
         from gateway.admin import make_admin_app
 
         self._admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
@@ -172,6 +181,8 @@ class Gateway:
         if self._stopping:
             return
         self._stopping = True
+        if self.vendors is not None:
+            await self.vendors.stop()
         if self._server is not None:
             self._server.close(close_connections=False)
         conns = list(self.connections.values())

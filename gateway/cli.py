@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", default="sqlite:///ocpp-gateway-demo.db", help="message log store URL")
     demo.add_argument("--translate", action=argparse.BooleanOptionalAction, default=True,
                       help="route some chargers to a CSMS of another OCPP version (default on)")
+    demo.add_argument("--vendors", action=argparse.BooleanOptionalAction, default=True,
+                      help="add cloud-locked Easee/Zaptec chargers from simulated vendor clouds (default on)")
 
     logs = sub.add_parser("logs", help="print a charger's message log",
                           description="Print a charger's message log, oldest first.")
@@ -75,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     where = route.add_mutually_exclusive_group()
     where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
     where.add_argument("--config", "-c", help="take the admin address from this configuration file")
+
+    vendor = sub.add_parser("vendor", help="vendor cloud chargers: move them to native OCPP")
+    vsub = vendor.add_subparsers(dest="vendor_command", required=True, metavar="VENDOR_COMMAND")
+    native = vsub.add_parser(
+        "native-ocpp", help="point a cloud charger at the gateway's own OCPP URL (Easee)",
+        description="Ask the vendor cloud to connect the charger natively (OCPP) to the gateway; the gateway keeps "
+        "its charger id, route and history and the cloud adapter steps aside.",
+    )
+    native.add_argument("charger_id", help="the gateway's charger id (e.g. easee-EH123456)")
+    native.add_argument("--config", "-c", required=True)
+    native.add_argument("--url", help="the gateway's OCPP URL as the charger must reach it (ws(s)://host:port/ocpp)")
 
     bench = sub.add_parser("bench", help="benchmark the gateway against a direct connection (see README)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
@@ -183,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.conformance import conformance_command
 
         return conformance_command(args.charger, args.csms, args.markdown)
+    if args.command == "vendor":
+        from gateway.vendors.native import main as native_main
+
+        return native_main(_load(args.config), args.charger_id, args.url)
     if args.command == "route":
         return asyncio.run(_route(args))
     if args.command == "bench":

@@ -83,6 +83,8 @@ class CsmsEndpoint(_Model):
     @field_validator("ocpp", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
+        if isinstance(v, Version):
+            return v
         return Version.parse(str(v)) if isinstance(v, str | float | int) else v
 
 
@@ -105,6 +107,8 @@ class ChargerEntry(_Model):
     @field_validator("ocpp", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
+        if isinstance(v, Version):
+            return v
         return Version.parse(str(v)) if isinstance(v, str | float | int) else v
 
 

@@ -13,7 +13,7 @@ import asyncio
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from adapters import registry
 from gateway.app import Gateway
@@ -21,6 +21,7 @@ from gateway.config import parse_config
 from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
 from gateway.sim.fleet import Fleet
+from gateway.vendors.demo import VendorDemo
 
 CSMS_NAMES = {Version.V16: "demo-csms-1.6", Version.V201: "demo-csms-2.0.1", Version.V21: "demo-csms-2.1"}
 # Where a translated demo charger goes, in order of preference.
@@ -75,32 +76,42 @@ async def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         meter_interval=(0.5, 1.5), ramp_up=min(5.0, 0.05 * args.chargers),
     )
     routes = plan_routes(fleet.versions, args.translate)
-    config = parse_config(
-        {
-            "listen": {"host": "127.0.0.1", "port": args.port},
-            "admin": {"host": "127.0.0.1", "port": args.admin_port},
-            "store": args.store,
-            "csms": {CSMS_NAMES[v]: {"url": csms.url, "ocpp": v.value} for v in Version},
-            "chargers": {cid: {"route": {"primary": CSMS_NAMES[target]}} for cid, target in routes.items()},
-            "call_timeout": 15,
-        },
-        "<demo>",
-    )
+    settings: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": args.port},
+        "admin": {"host": "127.0.0.1", "port": args.admin_port},
+        "store": args.store,
+        "csms": {CSMS_NAMES[v]: {"url": csms.url, "ocpp": v.value} for v in Version},
+        "chargers": {cid: {"route": {"primary": CSMS_NAMES[target]}} for cid, target in routes.items()},
+        "call_timeout": 15,
+    }
+    vendor_demo = None
+    if args.vendors:
+        # Cloud-locked chargers: Easee onto the 2.0.1 CSMS, Zaptec onto the 1.6J one (through 2.0.1 -> 1.6).
+        vendor_demo = VendorDemo(easee_route=CSMS_NAMES[Version.V201], zaptec_route=CSMS_NAMES[Version.V16])
+        settings["vendors"] = await vendor_demo.start()
+    config = parse_config(settings, "<demo>")
     gw = Gateway(config)
     try:
         await gw.start()
     except OSError as exc:
         await csms.stop()
+        if vendor_demo is not None:
+            await vendor_demo.stop()
         print(f"ocpp-gateway demo: cannot listen ({exc.strerror}); try --port 0 --admin-port 0", file=sys.stderr)
         return 1
     fleet.url = f"ws://127.0.0.1:{gw.listen_port}/ocpp"
     admin = f"http://127.0.0.1:{gw.admin_port}"
     translated = sum(1 for cid, t in routes.items() if t is not fleet.versions[cid])
     first = sorted(routes)[0]
+    vendor_line = (
+        "  + cloud-locked Easee and Zaptec chargers from simulated vendor clouds (ids easee-*, zaptec-*)\n"
+        if vendor_demo is not None else ""
+    )
     print(
         f"OCPP migration gateway demo\n"
         f"  chargers connect to ws://127.0.0.1:{gw.listen_port}/ocpp/<id>; demo CSMS at {csms.url}\n"
         f"  {len(routes)} simulated chargers (1.6J / 2.0.1 / 2.1), {translated} routed to a CSMS of another version\n"
+        f"{vendor_line}"
         f"  metrics:      {admin}/metrics\n"
         f"  chargers:     {admin}/api/chargers\n"
         f"  message log:  {admin}/api/chargers/{first}/messages?limit=20\n"
@@ -131,8 +142,13 @@ async def demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         await fleet.stop()
         await gw.stop()
         await csms.stop()
+        if vendor_demo is not None:
+            await vendor_demo.stop()
     s = fleet.stats
     violations = len(csms.violations)
+    if vendor_demo is not None:
+        print(f"\nCloud-locked chargers: simulated EVs drew {vendor_demo.sessions_wh / 1000:.1f} kWh through the "
+              "Easee and Zaptec adapters.", file=out)
     print(
         f"\nDone: {s.boots} boots, {s.sessions} charging sessions ({s.energy_wh / 1000:.1f} kWh), "
         f"{s.counters.frames_sent} frames sent by chargers, {s.errors} charger-side errors, "

@@ -582,7 +582,7 @@ class Checker:
 
 
 @functools.cache
-def _refused_at_once(pair: tuple[Version, Version]) -> dict[Side, frozenset[str]]:
+def refused_at_once(pair: tuple[Version, Version]) -> dict[Side, frozenset[str]]:
     """Actions whose ``handle_call`` raises Refuse before returning a handler, per originating side."""
     translator = translator_for(*pair, {})
     assert translator is not None
@@ -611,7 +611,7 @@ class Fuzzer:
         self.outbound = {
             side: directions.sent_by(self.checker.versions[side], side) for side in (Side.CHARGER, Side.CSMS)
         }
-        self.refused_at_once = _refused_at_once(pair) if "stranded-incoming" in KNOWN_BUGS else {}
+        self.refused_at_once = refused_at_once(pair) if "stranded-incoming" in KNOWN_BUGS else {}
 
     def uid(self, side: Side) -> str:
         return f"{'ch' if side is Side.CHARGER else 'cs'}{next(self.counter)}"
@@ -928,7 +928,7 @@ def test_integral_float_beyond_64_bits_is_answered_not_fatal(
     reason="call-after-close: ChargerSession.receive after close() queues the CSMS's "
     "CALL to the gone charger with a timer the runtime never fires, so it is never answered",
 )
-def test_csms_call_after_the_charger_left_is_refused_at_once() -> None:
+def test_csms_call_after_the_charger_left_isrefused_at_once() -> None:
     """A CSMS CALL that arrives while the gateway tears the charger down gets a CALLERROR and leaves no timer."""
     s = session_for(Version.V16, Version.V16)
     s.close(1.0)

@@ -124,6 +124,8 @@ def warm_up(versions: list[Version]) -> int:
 
 def validate(version: Version, action: str, payload: dict[str, Any], response: bool = False) -> Violation | None:
     """None if the payload is valid for the action, else the first violation."""
+    if response and action in SEND_ONLY.get(version, ()):
+        return Violation(ErrorKind.PROTOCOL, "$", f"{action} is sent as SEND and has no response", "send_only")
     try:
         validator(version, action, response)(payload)
     except fastjsonschema.JsonSchemaValueException as exc:

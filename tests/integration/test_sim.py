@@ -313,7 +313,7 @@ async def test_csms_answers_every_action_validly(csms: DemoCsms, version: Versio
     """The demo CSMS answers a schema-minimal CALL of every action the version defines with a valid
     CALLRESULT (generic Accepted/empty where it models nothing)."""
     charger = await connected(csms, version)
-    for action in sorted(schemas.actions(version)):
+    for action in sorted(schemas.actions(version) - schemas.SEND_ONLY.get(version, frozenset())):
         request = minimal_payload(version, action, response=False)
         assert request is not None
         answer = await charger.call(action, request, timeout=5)

@@ -47,8 +47,8 @@ from gateway.session import (
 from gateway.sim.payloads import minimal_payload
 
 PAIRS = [(c, s) for c in Version for s in Version]
-SEQUENCES = 14  # per pair; every sequence has its own fixed seed
-STEPS = 70  # generated events per sequence, before the session is drained
+SEQUENCES = 20  # per pair; every sequence has its own fixed seed
+STEPS = 120  # generated events per sequence, before the session is drained
 CALL_TIMEOUT = 30.0
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MAX_SHRINK_REPLAYS = 300
@@ -819,6 +819,9 @@ KNOWN_FINDINGS: frozenset[tuple[str, str]] = frozenset({
     ("1.6->2.0.1", "invalid 1.6 UpdateFirmware at $.location"),
     ("1.6->2.1", "invalid 1.6 UpdateFirmware at $.location"),
     ("2.0.1->1.6", "invalid 2.0.1 SetChargingProfile at $.chargingProfile.chargingSchedule[0].chargingSchedulePeriod"),
+    ("2.0.1->1.6",
+     "invalid 2.0.1 RequestStartTransaction at $.chargingProfile.chargingSchedule[0].chargingSchedulePeriod"),
+    ("1.6->2.0.1", "invalid 1.6 GetCompositeSchedule at $.duration"),
 })
 
 
@@ -999,22 +1002,51 @@ def test_valid_2x_location_that_1_6_cannot_carry_is_refused_by_the_translator(
     assert [m[:2] for m in sent(out, Side.CSMS)] == [[4, "l1"]]
 
 
+_EMPTY_SCHEDULE = {"chargingRateUnit": "W", "chargingSchedulePeriod": []}
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="adapters.v201_v16 forwards a 1.6 chargingSchedulePeriod of [] (the 1.6 "
-    "schema allows it) into 2.0.1, which requires at least one period",
+    reason="adapters.v201_v16 forwards a 1.6 chargingSchedulePeriod of [] (the 1.6 schema allows it) into 2.0.1, "
+    "which requires at least one period",
 )
-def test_empty_1_6_charging_schedule_is_refused_by_the_translator() -> None:
-    """A 1.6 SetChargingProfile with no periods is refused by the translator, not built into an invalid 2.0.1 frame."""
-    payload = {"connectorId": 1, "csChargingProfiles": {
-        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "ChargePointMaxProfile",
-        "chargingProfileKind": "Absolute", "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": []}}}
-    assert schemas.validate(Version.V16, "SetChargingProfile", payload) is None
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
+            "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "ChargePointMaxProfile",
+            "chargingProfileKind": "Absolute", "chargingSchedule": _EMPTY_SCHEDULE}}),
+        ("RemoteStartTransaction", {"idTag": "T", "chargingProfile": {
+            "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": _EMPTY_SCHEDULE}}),
+    ],
+    ids=["SetChargingProfile", "RemoteStartTransaction"],
+)
+def test_empty_1_6_charging_schedule_is_refused_by_the_translator(action: str, payload: dict[str, Any]) -> None:
+    """A 1.6 charging profile with no periods is refused by the translator, not built into an invalid 2.0.1 frame."""
+    assert schemas.validate(Version.V16, action, payload) is None
     s = session_for(Version.V201, Version.V16)
-    out = s.receive(Side.CSMS, frame(2, "p1", "SetChargingProfile", payload), 1.0)
+    out = s.receive(Side.CSMS, frame(2, "p1", action, payload), 1.0)
     assert not [a for a in out if isinstance(a, ValidationFailed) and a.outcome == "translation"]
     assert [m[:2] for m in sent(out, Side.CSMS)] == [[4, "p1"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="2.x schemas accept an integral float (60.0) as an integer, 1.6's (draft-04) do not; adapters.v16_v201 "
+    "copies the float, so the 1.6 frame is invalid",
+)
+def test_integral_float_in_a_2x_integer_field_reaches_1_6_as_an_integer() -> None:
+    """GetCompositeSchedule with duration 60.0 (valid 2.0.1) reaches a 1.6 charger with duration 60."""
+    payload = {"duration": 60.0, "evseId": 1}
+    assert schemas.validate(Version.V201, "GetCompositeSchedule", payload) is None
+    s = session_for(Version.V16, Version.V201)
+    out = s.receive(Side.CSMS, frame(2, "g1", "GetCompositeSchedule", payload), 1.0)
+    calls = sent(out, Side.CHARGER)
+    assert len(calls) == 1, sent(out, Side.CSMS)
+    assert calls[0][2] == "GetCompositeSchedule" and type(calls[0][3]["duration"]) is int
 
 
 # ---------------------------------------------------------------- a translator that misbehaves on purpose

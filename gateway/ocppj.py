@@ -211,15 +211,22 @@ def parse(text: str | bytes, version: Version) -> Frame:
     raise FrameError(ErrorKind.MESSAGE_TYPE, f"message type {mtype!r} is not supported in OCPP {version.value}", uid)
 
 
+class SerializeError(ValueError):
+    """A payload that cannot be written as JSON (an integer beyond 64 bits, nesting past 254 levels, ...)."""
+
+
 def serialize(frame: Frame) -> str:
-    """The OCPP-J text of a frame."""
+    """The OCPP-J text of a frame; ``SerializeError`` if the payload cannot be encoded."""
     if isinstance(frame, Call):
         arr: list[Any] = [int(frame.message_type), frame.unique_id, frame.action, frame.payload]
     elif isinstance(frame, CallResult):
         arr = [3, frame.unique_id, frame.payload]
     else:
         arr = [int(frame.message_type), frame.unique_id, frame.code, frame.description, frame.details or {}]
-    return orjson.dumps(arr).decode()
+    try:
+        return orjson.dumps(arr).decode()
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise SerializeError(str(exc)) from None
 
 
 def message_type_name(frame: Frame) -> str:

@@ -82,7 +82,10 @@ def repair(
     version: Version, action: str, payload: dict[str, Any], rules: tuple[RepairRule, ...], response: bool = False
 ) -> RepairResult:
     """Apply repair rules until the payload validates or no rule helps; the input is not modified."""
-    fixed = copy.deepcopy(payload)
+    try:
+        fixed = copy.deepcopy(payload)
+    except RecursionError:  # absurdly deep JSON: nothing a repair rule could help with
+        return RepairResult(payload, [], schemas.validate(version, action, payload, response))
     applied: list[str] = []
     for _ in range(MAX_REPAIRS):
         violation = schemas.validate(version, action, fixed, response)

@@ -241,7 +241,11 @@ class ChargerConnection:
         return ShadowLink(self, name, endpoint, translator, state, limits)
 
     def save_state(self) -> None:
-        self.gateway.store.save_state(self.charger_id, self.session.ctx.state)
+        try:
+            self.gateway.store.save_state(self.charger_id, self.session.ctx.state)
+        except (TypeError, ValueError) as exc:  # a translator put something that is not JSON into its state
+            self.gateway.metrics.problem("state_not_saved")
+            self.log.error("state_not_saved", error=repr(exc))
 
     def can_take_over(self, version: Version, route: Route) -> bool:
         """Whether a reconnect with this version and route can continue this session."""

@@ -135,6 +135,7 @@ class _SideState:
     # Calls this side sent us, waiting for the one before them to be answered.
     incoming: deque[tuple[Call, str, float, bool]] = field(default_factory=deque)
     current: _Exchange | None = None
+    draining: bool = False
 
 
 _UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
@@ -177,6 +178,7 @@ class ChargerSession:
         }
         self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
         self._seq = 0
+        self._closed = False
         self._timer_owner: dict[str, _Outgoing] = {}
         self.policy = limits.validation
         model = ctx.state.get("charger", {}).get("model")
@@ -283,6 +285,7 @@ class ChargerSession:
     def close(self, now: float) -> list[Action]:
         """The charger is gone: CALLs waiting on it are answered with a CALLERROR, every timer is cancelled."""
         out: list[Action] = []
+        self._closed = True
         st = self._sides[Side.CHARGER]
         st.up = False
         for _ in range(1000):  # failing one exchange may start a queued one that also needs the charger
@@ -352,6 +355,11 @@ class ChargerSession:
         except Refuse as exc:
             self._send_error(out, side, call.unique_id, exc.kind, exc.description, now, exc.details)
             return
+        except Exception as exc:  # a translator bug must not take the connection down
+            out.append(Problem("translator_error", {"action": call.action, "error": repr(exc)}))
+            self._send_error(out, side, call.unique_id, ErrorKind.INTERNAL,
+                             f"the gateway failed to translate {call.action}", now)
+            return
         ex = _Exchange(side, call, now, handler, lenient=lenient)
         self._sides[side].current = ex
         self._advance(out, ex, now)
@@ -418,9 +426,24 @@ class ChargerSession:
         st = self._sides[ex.origin]
         if st.current is ex:
             st.current = None
-            if st.incoming:
+            self._drain_incoming(out, ex.origin, now)
+
+    def _drain_incoming(self, out: list[Action], side: Side, now: float) -> None:
+        """Start the CALLs that waited behind the one just finished, one at a time.
+
+        A loop, not recursion: an exchange that finishes at once (answered
+        locally, refused) would otherwise nest one stack frame per queued CALL.
+        """
+        st = self._sides[side]
+        if st.draining:
+            return
+        st.draining = True
+        try:
+            while st.current is None and st.incoming:
                 call, _text, _t, lenient = st.incoming.popleft()
-                self._start_exchange(out, ex.origin, call, now, lenient)
+                self._start_exchange(out, side, call, now, lenient)
+        finally:
+            st.draining = False
 
     def _enqueue(
         self, out: list[Action], to: Side, action: str, payload: dict[str, Any], ex: _Exchange | None,
@@ -428,6 +451,12 @@ class ChargerSession:
     ) -> PeerError | None:
         """Queue a CALL to ``to``; a payload that breaks the target's schema is refused here."""
         st = self._sides[to]
+        if to is Side.CHARGER and self._closed:
+            return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL), "the charger is not connected")
+        if action not in schemas.actions(st.version):
+            out.append(Problem("translator_error", {"action": action, "error": f"no such {st.version.value} action"}))
+            return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                             f"the gateway produced {action}, which OCPP {st.version.value} does not have")
         passthrough = (
             origin_call is not None and payload is origin_call.payload and action == origin_call.action
             and self._sides[to.other].version is st.version
@@ -448,7 +477,12 @@ class ChargerSession:
         if unique_id is None:
             unique_id = self._new_id()
         mtype = MessageType.SEND if no_answer and st.version is Version.V21 else MessageType.CALL
-        text = ocppj.serialize(Call(unique_id, action, payload, mtype))
+        try:
+            text = ocppj.serialize(Call(unique_id, action, payload, mtype))
+        except ocppj.SerializeError as exc:
+            out.append(Problem("translator_error", {"action": action, "error": str(exc)}))
+            return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL),
+                             f"the gateway could not encode {action}: {exc}")
         if no_answer and mtype is MessageType.SEND:
             # Not a CALL: no slot in the queue, no answer to wait for.
             if st.up:
@@ -554,7 +588,13 @@ class ChargerSession:
                            f"the gateway could not build a valid {ex.call.action} response: {violation.describe()}",
                            now)
                 return
-            text = ocppj.serialize(CallResult(ex.call.unique_id, payload))
+            try:
+                text = ocppj.serialize(CallResult(ex.call.unique_id, payload))
+            except ocppj.SerializeError as exc:
+                out.append(Problem("translator_error", {"action": ex.call.action, "error": str(exc)}))
+                self._fail(out, ex, ErrorKind.INTERNAL, f"the gateway could not encode the {ex.call.action} response",
+                           now)
+                return
         ex.replied = True
         out.append(Send(ex.origin, text))
         out.append(self._record(ex.origin, "out", now, text, "CALLRESULT", ex.call.action, ex.call.unique_id))

@@ -277,6 +277,8 @@ def profile_to_v201(profile: dict[str, Any], transaction_id: str | None = None) 
     if purpose is None:
         raise Refuse(ErrorKind.PROPERTY, f"no 2.0.1 purpose for {profile['chargingProfilePurpose']}")
     sched = profile["chargingSchedule"]
+    if not sched["chargingSchedulePeriod"]:
+        raise Refuse(ErrorKind.OCCURRENCE, "a charging schedule without periods has no 2.0.1 form (minItems 1)")
     schedule: dict[str, Any] = {"id": profile["chargingProfileId"], "chargingRateUnit": sched["chargingRateUnit"]}
     for key in ("startSchedule", "duration", "minChargingRate"):
         if key in sched:

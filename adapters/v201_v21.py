@@ -141,6 +141,8 @@ class _Walker:
                 value = value[:limit]
             return value
         if kind == "integer" and isinstance(value, float):
+            if not -(2**63) <= value < 2**63:
+                raise Unrepresentable(path, f"{value} does not fit a 64-bit integer")
             self.changes.append(f"{path} rounded to an integer")
             value = round(value)
         if kind in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):

@@ -51,6 +51,11 @@ class RepairRule:
         )
 
 
+# What the gateway itself may fix in a frame it produced: numbers that are integers written as floats
+# (2.x schemas accept 60.0 for an integer, 1.6's do not), so a faithful copy does not become invalid.
+TRANSLATION_FIXES = (RepairRule("integral-float", "coerce_number", "*", "*", "*"),)
+
+
 def load_rules() -> tuple[RepairRule, ...]:
     """The repair table, checked row by row; a bad row raises MappingError naming file and row."""
     out = []
@@ -150,6 +155,12 @@ def _fix(rule: RepairRule, payload: dict[str, Any], keys: list[Any], v: schemas.
             if isinstance(option, str) and option.lower() == value.lower() and option != value:
                 parent[last] = option
                 return True
+        return False
+    if rule.kind == "coerce_number" and isinstance(value, float) and value.is_integer():
+        # 2.x accepts 60.0 where it says integer; 1.6's validators do not.
+        if definition.get("type") == "integer" and -(2**63) <= value < 2**63:
+            parent[last] = int(value)
+            return True
         return False
     if rule.kind == "coerce_number" and isinstance(value, str) and _NUMBER.match(value):
         wanted = definition.get("type")

@@ -136,7 +136,12 @@ class UpstreamLink:
             await self._on_up()
             try:
                 async for message in ws:
-                    await self._on_frame(message if isinstance(message, str) else message.decode("utf-8", "replace"))
+                    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                    try:
+                        await self._on_frame(text)
+                    except Exception as exc:  # one bad frame must not end the link
+                        gw.metrics.problem("frame_handling_error")
+                        self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
             except ConnectionClosed:
                 pass
             finally:
@@ -284,9 +289,13 @@ class ChargerConnection:
             async for message in ws:
                 self.last_message_at = now = time.time()
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                await self.apply(self.session.receive(Side.CHARGER, text, now))
-                if self.shadow is not None:
-                    await self._mirror(text, now)
+                try:
+                    await self.apply(self.session.receive(Side.CHARGER, text, now))
+                    if self.shadow is not None:
+                        await self._mirror(text, now)
+                except Exception as exc:  # one bad frame must not end the charger's connection
+                    self.gateway.metrics.problem("frame_handling_error")
+                    self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
         except ConnectionClosed:
             pass
         finally:

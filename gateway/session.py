@@ -30,7 +30,7 @@ from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refu
 from gateway import ocppj, schemas
 from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
 from gateway.records import FrameRecord
-from gateway.repair import RepairRule, repair
+from gateway.repair import TRANSLATION_FIXES, RepairRule, repair
 
 # ---------------------------------------------------------------- actions
 
@@ -205,7 +205,8 @@ class ChargerSession:
         except FrameError as exc:
             out.append(self._record(side, "in", now, text, "INVALID", None, exc.unique_id, note=exc.description))
             out.append(ValidationFailed(side, st.version, None, "$", exc.description))
-            self._send_error(out, side, exc.unique_id, exc.kind, exc.description, now)
+            if not (st.version is Version.V21 and _looks_like_send(text)):  # a SEND is never answered
+                self._send_error(out, side, exc.unique_id, exc.kind, exc.description, now)
             return out
         action: str | None
         if isinstance(frame, Call):
@@ -337,7 +338,7 @@ class ChargerSession:
         busy_ids = {c.unique_id for c, _, _, _ in st.incoming}
         if st.current is not None:
             busy_ids.add(st.current.call.unique_id)
-        if call.unique_id in busy_ids:
+        if call.unique_id in busy_ids and call.message_type is MessageType.CALL:
             self._send_error(
                 out, side, call.unique_id, ErrorKind.RPC_FRAMEWORK,
                 f"messageId {call.unique_id} is already in use by a CALL that is not answered yet", now,
@@ -463,6 +464,10 @@ class ChargerSession:
         )
         if not passthrough:
             violation = schemas.validate(st.version, action, payload)
+            if violation is not None and violation.rule == "type":
+                fixed = repair(st.version, action, payload, TRANSLATION_FIXES)
+                if fixed.violation is None:
+                    payload, violation = fixed.payload, None
             if violation is not None and ex is not None and ex.lenient:
                 out.append(ValidationFailed(to, st.version, action, violation.path,
                                             "forwarded under the observe policy: " + violation.message, "forwarded"))
@@ -707,6 +712,10 @@ class ChargerSession:
         """CALLs queued or in flight towards ``side``."""
         st = self._sides[side]
         return len(st.queue) + (st.in_flight is not None)
+
+
+def _looks_like_send(text: str) -> bool:
+    return text.lstrip()[:3].replace(" ", "").startswith("[6")
 
 
 def _uid_of_result(text: str) -> str | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import mappings
-from adapters.base import Context, Notify, PeerError, PeerTimeout, Reply, Side, Support
+from adapters.base import Context, Notify, PeerError, PeerTimeout, Refuse, Reply, Side, Support
 from adapters.v16_v201 import convert, tables
 from adapters.v16_v201.charger import Payload, Sub, call
 from adapters.v16_v201.env import Env, handles
 from adapters.v16_v201.state import State
+from gateway.ocppj import ErrorKind
 
 CSMS, CHARGER = Side.CSMS, Side.CHARGER
 MAX_ID_TAG = 20  # 1.6 idTag is CiString20
@@ -612,6 +615,7 @@ def get_log(env: Env, p: Payload, ctx: Context) -> Sub:
             out["filename"] = res["filename"]
         return out
     log = p["log"]
+    _require_uri(log["remoteLocation"], "log.remoteLocation")
     req: Payload = {"location": log["remoteLocation"]}
     for src, dst in (("oldestTimestamp", "startTime"), ("latestTimestamp", "stopTime")):
         if src in log:
@@ -625,6 +629,15 @@ def get_log(env: Env, p: Payload, ctx: Context) -> Sub:
     if res.get("fileName"):
         out["filename"] = res["fileName"]
     return out
+
+
+# 1.6 declares these locations `format: uri` (2.0.1 only a string): what the 1.6 schema checks.
+_URI = re.compile(r"^\w+:(/?/?)[^\s]+$")
+
+
+def _require_uri(location: str, field: str) -> None:
+    if not _URI.match(location):
+        raise Refuse(ErrorKind.PROPERTY, f"{field} {location!r} is not a URI (scheme://...), which OCPP 1.6 requires")
 
 
 @handles(
@@ -643,6 +656,7 @@ def update_firmware(env: Env, p: Payload, ctx: Context) -> Sub:
             return _rejected("NoSigningCertificate", "1.6 SignedUpdateFirmware needs signature and certificate")
         res = yield from call(CHARGER, "SignedUpdateFirmware", convert.strip_custom(p))
         return _simple("SignedUpdateFirmware", res)
+    _require_uri(fw["location"], "firmware.location")
     req: Payload = {"location": fw["location"], "retrieveDate": fw["retrieveDateTime"]}
     for field in ("retries", "retryInterval"):
         if field in p:

@@ -65,9 +65,7 @@ MAX_SHRINK_REPLAYS = 300
 
 # Bugs this module found that are not fixed yet. The generator steers around each one, so every other rule stays
 # guarded, and a strict xfail test pins it: when a fix flips that test, delete the entry here.
-KNOWN_BUGS: frozenset[str] = frozenset({
-    "send-answered",  # a 2.1 SEND that is malformed or reuses a busy id gets a CALLERROR (test_a_send_is_never_...)
-})
+KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 def pair_id(pair: tuple[Version, Version]) -> str:
@@ -831,23 +829,14 @@ def run_pair(pair: tuple[Version, Version]) -> PairRun:
 # ---------------------------------------------------------------- the tests
 
 # Translations of valid input that break the target's schema (the session turns each into an InternalError
-# CALLERROR). Each is pinned by a strict xfail test below; drop the entry when its fix lands.
-KNOWN_FINDINGS: frozenset[tuple[str, str]] = frozenset({
-    ("1.6->2.0.1", "invalid 1.6 GetDiagnostics at $.location"),
-    ("1.6->2.1", "invalid 1.6 GetDiagnostics at $.location"),
-    ("1.6->2.0.1", "invalid 1.6 UpdateFirmware at $.location"),
-    ("1.6->2.1", "invalid 1.6 UpdateFirmware at $.location"),
-    ("2.0.1->1.6", "invalid 2.0.1 SetChargingProfile at $.chargingProfile.chargingSchedule[0].chargingSchedulePeriod"),
-    ("2.0.1->1.6",
-     "invalid 2.0.1 RequestStartTransaction at $.chargingProfile.chargingSchedule[0].chargingSchedulePeriod"),
-    ("1.6->2.0.1", "invalid 1.6 GetCompositeSchedule at $.duration"),
-})
+# CALLERROR). All found so far are fixed; a new one belongs here only with a strict xfail test pinning it.
+KNOWN_FINDINGS: frozenset[tuple[str, str]] = frozenset()
 
 
 # Classes of valid input behind many findings at once (any pair, any field):
-# - integral-float: 2.x schemas take 60.0 (or 1e30) as an integer, 1.6's do not, and 1e30 rounds to an int beyond
-#   64 bits; pinned by test_integral_float_in_a_2x_integer_field_reaches_1_6_as_an_integer and
-#   test_v201_v21_refuses_an_integer_it_cannot_encode.
+# - integral-float: 2.x schemas take 60.0 (or 1e30) as an integer, 1.6's do not. 60.0 now reaches 1.6 as 60
+#   (test_integral_float_in_a_2x_integer_field_reaches_1_6_as_an_integer); a value beyond 64 bits such as 1e30
+#   cannot be an integer anywhere and is refused (InternalError; test_v201_v21_refuses_an_integer_it_cannot_encode).
 # - deep-json: nesting past the 254 levels orjson writes; not a translator fault but a limit of the gateway, which
 #   answers InternalError (test_deeply_nested_json_is_refused_not_fatal). ocppj.parse could refuse such frames
 #   with FormatViolation instead, and they would stop showing up as translator_error.
@@ -886,8 +875,7 @@ def test_the_generator_reaches_every_kind_of_event() -> None:
 
 
 # ---------------------------------------------------------------- what the fuzzer found, pinned
-# Session bugs it found are fixed (408ed59) and these keep them fixed; translator findings not fixed yet are strict
-# xfails, so the fix flips them.
+# Session and translator bugs it found are fixed; these keep them fixed.
 
 
 def session_for(charger: Version, csms: Version, policy: str = STRICT) -> ChargerSession:
@@ -944,12 +932,6 @@ def test_integral_float_beyond_64_bits_is_answered_not_fatal(
     assert len(answers) + len(forwarded) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="adapters.v201_v21 rounds an integral float beyond 64 bits (1e30) to an int that cannot be encoded; "
-    "it should refuse the value as out of range itself (today: translator_error, InternalError)",
-)
 def test_v201_v21_refuses_an_integer_it_cannot_encode() -> None:
     """GetReport with requestId 1e30 from a 2.1 CSMS is refused by the translator, not reported as its crash."""
     s = session_for(Version.V201, Version.V21)
@@ -990,12 +972,6 @@ def test_a_flood_of_queued_calls_does_not_exhaust_the_stack() -> None:
     assert len(sent(out, Side.CHARGER)) == 601
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the 1.6 translation of a 2.x location that is not a URI breaks the 1.6 "
-    "schema (format uri); the translator should refuse it itself with a precise error",
-)
 @pytest.mark.parametrize("csms", [Version.V201, Version.V21], ids=lambda v: v.value)
 @pytest.mark.parametrize(
     ("action", "payload"),
@@ -1017,13 +993,6 @@ def test_valid_2x_location_that_1_6_cannot_carry_is_refused_by_the_translator(
     assert [m[:2] for m in sent(out, Side.CSMS)] == [[4, "l1"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="send-answered: ChargerSession.receive answers a malformed SEND with a CALLERROR (FrameError branch), and "
-    "_on_call answers a SEND whose id is busy with RpcFrameworkError, which the charger reads as the answer to its "
-    "CALL with that id; OCPP 2.1 never answers a SEND",
-)
 @pytest.mark.parametrize(
     "send",
     [
@@ -1043,12 +1012,6 @@ def test_a_send_is_never_answered(send: str) -> None:
 _EMPTY_SCHEDULE = {"chargingRateUnit": "W", "chargingSchedulePeriod": []}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="adapters.v201_v16 forwards a 1.6 chargingSchedulePeriod of [] (the 1.6 schema allows it) into 2.0.1, "
-    "which requires at least one period",
-)
 @pytest.mark.parametrize(
     ("action", "payload"),
     [
@@ -1070,12 +1033,6 @@ def test_empty_1_6_charging_schedule_is_refused_by_the_translator(action: str, p
     assert [m[:2] for m in sent(out, Side.CSMS)] == [[4, "p1"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="2.x schemas accept an integral float (60.0) as an integer, 1.6's (draft-04) do not; adapters.v16_v201 "
-    "copies the float, so the 1.6 frame is invalid",
-)
 def test_integral_float_in_a_2x_integer_field_reaches_1_6_as_an_integer() -> None:
     """GetCompositeSchedule with duration 60.0 (valid 2.0.1) reaches a 1.6 charger with duration 60."""
     payload = {"duration": 60.0, "evseId": 1}

@@ -102,8 +102,29 @@ def _load(path: str) -> GatewayConfig:
         raise SystemExit(2) from None
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft open-files limit to the hard one: each charger costs two sockets (charger + upstream)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            return soft
+    return soft
+
+
 async def _serve(config: GatewayConfig) -> int:
     from gateway.app import Gateway
+    from gateway.logs import get_logger
+
+    limit = raise_open_files_limit()
+    if limit < 4 * 1024:
+        get_logger().warning("open_files_limit_low", limit=limit,
+                             hint="each charger needs two sockets; raise LimitNOFILE / ulimit -n")
 
     gw = Gateway(config)
     await gw.start()

@@ -49,6 +49,41 @@ if TYPE_CHECKING:
 LinkCallback = Callable[[], Awaitable[None]]
 
 
+class SessionTimers:
+    """Carries out a session's StartTimer / CancelTimer actions on the event loop.
+
+    When a timer fires, the session's ``timer_fired`` actions are applied by
+    ``apply`` in a background task (timers fire outside any reader loop).
+    """
+
+    def __init__(self, gateway: Gateway, session: ChargerSession, apply: Callable[[list[Action]], Awaitable[None]]):
+        self.gateway = gateway
+        self.session = session
+        self.apply = apply
+        self.handles: dict[str, asyncio.TimerHandle] = {}
+        self.closed = False
+
+    def start(self, key: str, delay: float) -> None:
+        if not self.closed:
+            self.handles[key] = asyncio.get_running_loop().call_later(delay, self._fired, key)
+
+    def cancel(self, key: str) -> None:
+        handle = self.handles.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def close(self) -> None:
+        self.closed = True
+        for handle in self.handles.values():
+            handle.cancel()
+        self.handles.clear()
+
+    def _fired(self, key: str) -> None:
+        self.handles.pop(key, None)
+        if not self.closed:
+            self.gateway.background(asyncio.ensure_future(self.apply(self.session.timer_fired(key, time.time()))))
+
+
 class UpstreamLink:
     """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays.
 
@@ -223,7 +258,7 @@ class ChargerConnection:
             on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
             on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
         )
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.timers = SessionTimers(gateway, self.session, self.apply)
         self._closed = False
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
@@ -327,9 +362,7 @@ class ChargerConnection:
                 pass
             except Exception as exc:  # the link's own errors must not hide the charger's disconnect
                 self.log.error("upstream_task_failed", error=repr(exc))
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self.timers.close()
         self.gateway.connection_closed(self)
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
@@ -354,13 +387,9 @@ class ChargerConnection:
                 if action.error_code is not None:
                     gw.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
             elif isinstance(action, StartTimer):
-                if not self._closed:
-                    loop = asyncio.get_running_loop()
-                    self._timers[action.key] = loop.call_later(action.delay, self._timer_fired, action.key)
+                self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
-                handle = self._timers.pop(action.key, None)
-                if handle is not None:
-                    handle.cancel()
+                self.timers.cancel(action.key)
             elif isinstance(action, SaveState):
                 self.save_state()
             elif isinstance(action, RoundTrip):
@@ -380,12 +409,6 @@ class ChargerConnection:
             elif isinstance(action, Problem):
                 gw.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
-
-    def _timer_fired(self, key: str) -> None:
-        self._timers.pop(key, None)
-        if not self._closed:
-            task = asyncio.ensure_future(self.apply(self.session.timer_fired(key, time.time())))
-            self.gateway.background(task)
 
     async def replace(self) -> None:
         """A newer connection with the same id arrived: this one steps aside at once.

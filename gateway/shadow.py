@@ -23,7 +23,7 @@ from gateway import ocppj
 from gateway.config import CsmsEndpoint
 from gateway.ocppj import CallError, ErrorKind, Version
 from gateway.records import FrameRecord
-from gateway.runtime import UpstreamLink
+from gateway.runtime import SessionTimers, UpstreamLink
 from gateway.session import (
     Action,
     CancelTimer,
@@ -86,22 +86,18 @@ class ShadowLink:
             on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
             on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
         )
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.timers = SessionTimers(gw, self.session, self.apply)
         # unique id -> (action, primary answer, shadow answer), until both are known
         self._pending: dict[str, list[Any]] = {}
         # 1.6 chargers: transactionId from the primary -> the one the shadow's side assigned
         self._tx_ids: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.link.run(), name=f"shadow:{self.owner.charger_id}")
 
     async def close(self) -> None:
-        self._closed = True
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self.timers.close()
         await self.link.close()
         if self._task is not None:
             self._task.cancel()
@@ -182,21 +178,10 @@ class ShadowLink:
                     gw.metrics.frame(action.direction, action.peer, action.message_type, action.action,
                                      action.charger_id)
             elif isinstance(action, StartTimer):
-                if not self._closed:
-                    loop = asyncio.get_running_loop()
-                    self._timers[action.key] = loop.call_later(action.delay, self._timer_fired, action.key)
+                self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
-                handle = self._timers.pop(action.key, None)
-                if handle is not None:
-                    handle.cancel()
+                self.timers.cancel(action.key)
             elif isinstance(action, SaveState):
                 self.owner.save_state()
             elif isinstance(action, ValidationFailed | Problem):
                 gw.metrics.problem(f"shadow_{action.event}" if isinstance(action, Problem) else "shadow_invalid")
-
-    def _timer_fired(self, key: str) -> None:
-        self._timers.pop(key, None)
-        if not self._closed:
-            self.owner.gateway.background(
-                asyncio.ensure_future(self.apply(self.session.timer_fired(key, time.time())))
-            )

@@ -487,11 +487,25 @@ class Run:
         }
 
 
+def source_commit() -> str | None:
+    """The git commit of the code being measured, when it runs from a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def machine_info() -> dict[str, Any]:
     import platform
 
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                            "platform": platform.platform(), "nofile_hard_limit": nofile_hard_limit()}
+                            "platform": platform.platform(), "nofile_hard_limit": nofile_hard_limit(),
+                            "commit": source_commit()}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

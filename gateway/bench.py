@@ -70,7 +70,7 @@ class Options:
 
 
 QUICK = {"chargers": 500, "window": 10.0, "ramp": 5.0, "sat_conns": 50, "sat_warmup": 1.0, "sat_window": 4.0,
-         "idle": [200, 1000], "storm": 500, "settle": 1.0}
+         "idle": [1000, 2000], "storm": 500, "settle": 1.0}
 
 
 class BenchError(Exception):

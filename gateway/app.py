@@ -108,10 +108,9 @@ class Gateway:
             else:
                 self.log.warning("route_override_ignored", charger_id=cid, route=route,
                                  reason="names a CSMS that is no longer configured")
-        versions = {e.ocpp for e in self.config.csms.values()} | {Version.V16, Version.V201, Version.V21}
-        # Compile every validator off the event loop so the first frames of each kind don't pay for it.
-        warm = asyncio.get_running_loop().run_in_executor(None, schemas.warm_up, sorted(versions, key=str))
-        self.background(warm)
+        # The messages every charger sends at once after a restart are compiled before listening; the rest on
+        # first use (compiling all ~390 validators holds the GIL for seconds, right when a reconnect storm lands).
+        schemas.warm_up(list(Version), schemas.HOT_ACTIONS)
         keep = self.config.charger_keepalive
         self._server = await serve(
             self._handle,
@@ -126,6 +125,8 @@ class Gateway:
             close_timeout=keep.close_timeout,
             server_header="ocpp-migration-gateway",
             ssl=ssl_context,
+            # A reconnect storm of thousands: a short accept queue drops SYNs into TCP's 1-3-7-15 s retransmits.
+            backlog=4096,
         )
         if self.config.vendors:
             from gateway.vendors import VendorManager

@@ -117,6 +117,15 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def tune_gc() -> None:
+    """Make full garbage collections rare: with thousands of chargers the heap holds ~10^6 objects, and each
+    full collection stops the event loop for about a second (measured: p99 latency 0.5-1.4 s -> 5 ms)."""
+    import gc
+
+    gc.freeze()  # what start-up built (modules, schemas, tables) is never collected again
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def _serve(config: GatewayConfig) -> int:
     from gateway.app import Gateway
     from gateway.logs import get_logger
@@ -128,6 +137,7 @@ async def _serve(config: GatewayConfig) -> int:
 
     gw = Gateway(config)
     await gw.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -49,9 +49,19 @@ class Row:
             raise MappingError(f"{self.file}: row {self.index}: missing column {key!r}") from None
 
 
+_generation = 0
+
+
+def generation() -> int:
+    """Changes whenever the operator directories change: caches built from tables compare it."""
+    return _generation
+
+
 def set_extra_dirs(dirs: list[Path]) -> None:
     """Operator mapping directories, searched after the built-in one (call once at start-up)."""
+    global _generation
     _extra_dirs[:] = [Path(d) for d in dirs]
+    _generation += 1
     rows.cache_clear()
     two_way.cache_clear()
 

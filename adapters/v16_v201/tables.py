@@ -139,6 +139,9 @@ class ConfigVariable:
         return {"name": self.variable, **({"instance": self.instance} if self.instance else {})}
 
 
+_CONFIG_KEYS: dict[tuple[str, ...], tuple[int, ConfigKeys]] = {}
+
+
 class ConfigKeys:
     """The two-way config key table, built-in rows plus operator and per-charger files (later rows win)."""
 
@@ -165,11 +168,19 @@ class ConfigKeys:
 
     @classmethod
     def load(cls, extra_files: Iterable[str | Path] = ()) -> ConfigKeys:
-        """The built-in/operator table plus these per-charger files (same columns)."""
-        table_rows = list(mappings.rows("config_keys"))
-        for path in extra_files:
-            table_rows.extend(mappings.read_rows(Path(path)))
-        return cls(table_rows)
+        """The built-in/operator table plus these per-charger files (same columns).
+
+        Shared by every charger with the same files: a table per charger would cost ~12 KiB each.
+        """
+        files = tuple(str(p) for p in extra_files)
+        generation = mappings.generation()
+        cached = _CONFIG_KEYS.get(files)
+        if cached is None or cached[0] != generation:
+            table_rows = list(mappings.rows("config_keys"))
+            for path in files:
+                table_rows.extend(mappings.read_rows(Path(path)))
+            cached = _CONFIG_KEYS[files] = (generation, cls(table_rows))
+        return cached[1]
 
     def for_key(self, key: str) -> ConfigVariable:
         """The variable of a 1.6 key; a key without a row lives in the legacy component under its own name."""

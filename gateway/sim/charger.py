@@ -792,21 +792,33 @@ class SimCharger(Endpoint):
                 return v
         return "UnknownVariable"
 
+    def _variable_result(
+        self, item: dict[str, Any], forbidden: str
+    ) -> tuple[dict[str, Any], DeviceVariable | None]:
+        """The result skeleton for one Get/SetVariables item, and the variable if the access may proceed.
+
+        ``forbidden`` is the mutability that rules the access out (WriteOnly to read, ReadOnly to write).
+        """
+        found = self._find_variable(item["component"], item["variable"])
+        result: dict[str, Any] = {"component": item["component"], "variable": item["variable"]}
+        if "attributeType" in item:
+            result["attributeType"] = item["attributeType"]
+        if isinstance(found, str):
+            result["attributeStatus"] = found
+        elif item.get("attributeType", "Actual") != "Actual":
+            result["attributeStatus"] = "NotSupportedAttributeType"
+        elif found.mutability == forbidden:
+            result["attributeStatus"] = "Rejected"
+        else:
+            result["attributeStatus"] = "Accepted"
+            return result, found
+        return result, None
+
     def _h2_get_variables(self, p: dict[str, Any]) -> HandlerResult:
         results = []
         for item in p["getVariableData"]:
-            found = self._find_variable(item["component"], item["variable"])
-            result: dict[str, Any] = {"component": item["component"], "variable": item["variable"]}
-            if "attributeType" in item:
-                result["attributeType"] = item["attributeType"]
-            if isinstance(found, str):
-                result["attributeStatus"] = found
-            elif item.get("attributeType", "Actual") != "Actual":
-                result["attributeStatus"] = "NotSupportedAttributeType"
-            elif found.mutability == "WriteOnly":
-                result["attributeStatus"] = "Rejected"
-            else:
-                result["attributeStatus"] = "Accepted"
+            result, found = self._variable_result(item, forbidden="WriteOnly")
+            if found is not None:
                 result["attributeValue"] = found.value
             results.append(result)
         return {"getVariableResult": results}
@@ -814,21 +826,11 @@ class SimCharger(Endpoint):
     def _h2_set_variables(self, p: dict[str, Any]) -> HandlerResult:
         results = []
         for item in p["setVariableData"]:
-            found = self._find_variable(item["component"], item["variable"])
-            result: dict[str, Any] = {"component": item["component"], "variable": item["variable"]}
-            if "attributeType" in item:
-                result["attributeType"] = item["attributeType"]
-            if isinstance(found, str):
-                result["attributeStatus"] = found
-            elif item.get("attributeType", "Actual") != "Actual":
-                result["attributeStatus"] = "NotSupportedAttributeType"
-            elif found.mutability == "ReadOnly":
-                result["attributeStatus"] = "Rejected"
-            else:
+            result, found = self._variable_result(item, forbidden="ReadOnly")
+            if found is not None:
                 found.value = item["attributeValue"]
                 if found.variable == "HeartbeatInterval" and found.value.isdigit():
                     self.heartbeat_interval = int(found.value)
-                result["attributeStatus"] = "Accepted"
             results.append(result)
         return {"setVariableResult": results}
 

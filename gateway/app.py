@@ -32,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
 from gateway.runtime import ChargerConnection
+from gateway.transport import DirectServerConnection
 
 if TYPE_CHECKING:
     from gateway.vendors import VendorManager
@@ -127,6 +128,7 @@ class Gateway:
             ssl=ssl_context,
             # A reconnect storm of thousands: a short accept queue drops SYNs into TCP's 1-3-7-15 s retransmits.
             backlog=4096,
+            create_connection=DirectServerConnection,
         )
         if self.config.vendors:
             from gateway.vendors import VendorManager
@@ -305,6 +307,7 @@ class Gateway:
     # ------------------------------------------------------------ connections
 
     async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, DirectServerConnection)
         admission = self._admissions.pop(ws, None)
         if admission is None:  # cannot happen: process_request admits every connection that gets here
             await ws.close(code=1011, reason="not admitted")

@@ -13,13 +13,12 @@ import base64
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from adapters import registry
 from adapters.base import Context, Side, Translator
@@ -40,23 +39,23 @@ from gateway.session import (
     StartTimer,
     ValidationFailed,
 )
+from gateway.transport import DirectClientConnection, DirectServerConnection
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.shadow import ShadowLink
 
 
-LinkCallback = Callable[[], Awaitable[None]]
+LinkCallback = Callable[[], None]
 
 
 class SessionTimers:
     """Carries out a session's StartTimer / CancelTimer actions on the event loop.
 
-    When a timer fires, the session's ``timer_fired`` actions are applied by
-    ``apply`` in a background task (timers fire outside any reader loop).
+    When a timer fires, the session's ``timer_fired`` actions are applied at once.
     """
 
-    def __init__(self, gateway: Gateway, session: ChargerSession, apply: Callable[[list[Action]], Awaitable[None]]):
+    def __init__(self, gateway: Gateway, session: ChargerSession, apply: Callable[[list[Action]], None]):
         self.gateway = gateway
         self.session = session
         self.apply = apply
@@ -80,15 +79,21 @@ class SessionTimers:
 
     def _fired(self, key: str) -> None:
         self.handles.pop(key, None)
-        if not self.closed:
-            self.gateway.background(asyncio.ensure_future(self.apply(self.session.timer_fired(key, time.time()))))
+        if self.closed:
+            return
+        try:
+            self.apply(self.session.timer_fired(key, time.time()))
+        except Exception as exc:  # a timer must not take the event loop's callback down with it
+            self.gateway.metrics.problem("frame_handling_error")
+            get_logger(charger_id=self.session.charger_id).error("timer_handling_error", key=key, error=repr(exc),
+                                                                exc_info=True)
 
 
 class UpstreamLink:
     """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays.
 
-    It knows nothing of OCPP: it hands every frame to ``on_frame`` and says
-    when the link comes up or goes down.
+    It knows nothing of OCPP: it hands every frame to ``on_frame`` as it
+    arrives and says when the link comes up or goes down.
     """
 
     def __init__(
@@ -98,7 +103,7 @@ class UpstreamLink:
         name: str,
         endpoint: CsmsEndpoint,
         on_up: LinkCallback,
-        on_frame: Callable[[str], Awaitable[None]],
+        on_frame: Callable[[str], None],
         on_down: LinkCallback,
     ) -> None:
         self.gateway = gateway
@@ -110,7 +115,7 @@ class UpstreamLink:
         self._on_up = on_up
         self._on_frame = on_frame
         self._on_down = on_down
-        self.ws: ClientConnection | None = None
+        self.ws: DirectClientConnection | None = None
         self.state = "down"
         self._ssl = gateway.client_ssl(name)
         self._counted = False
@@ -146,6 +151,7 @@ class UpstreamLink:
                         proxy=None,
                         user_agent_header="ocpp-migration-gateway",
                         ssl=self._ssl,
+                        create_connection=DirectClientConnection,
                     )
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 gw.metrics.upstream_connects.labels(self.name, "failed").inc()
@@ -165,28 +171,32 @@ class UpstreamLink:
                                  offered=self.endpoint.ocpp.subprotocol, selected=ws.subprotocol)
             gw.metrics.upstream_connects.labels(self.name, "ok").inc()
             delay = cfg.reconnect_initial
+            assert isinstance(ws, DirectClientConnection)
             self.ws = ws
             self._set_state("up")
             self.log.info("upstream_connected", csms=self.name, url=self.url)
-            await self._on_up()
+            self._guarded(self._on_up)
             try:
-                async for message in ws:
-                    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                    try:
-                        await self._on_frame(text)
-                    except Exception as exc:  # one bad frame must not end the link
-                        gw.metrics.problem("frame_handling_error")
-                        self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
-            except ConnectionClosed:
-                pass
+                ws.deliver_to(self._frame)
+                await ws.wait_closed()
             finally:
                 self.ws = None
                 self._set_state("down")
-                await self._on_down()
+                self._guarded(self._on_down)
             if not self._stopping:
                 self.log.warning("upstream_disconnected", csms=self.name, code=ws.close_code, reason=ws.close_reason)
                 jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
                 await asyncio.sleep(cfg.reconnect_initial * jitter)
+
+    def _frame(self, text: str) -> None:
+        self._guarded(self._on_frame, text)
+
+    def _guarded(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # one bad frame must not end the link
+            self.gateway.metrics.problem("frame_handling_error")
+            self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
 
     def _set_state(self, state: str) -> None:
         gauge = self.gateway.metrics.upstream_links
@@ -198,15 +208,9 @@ class UpstreamLink:
         self._counted = True
         self.state = state
 
-    async def send(self, text: str) -> bool:
+    def send(self, text: str) -> bool:
         ws = self.ws
-        if ws is None:
-            return False
-        try:
-            await ws.send(text)
-        except ConnectionClosed:
-            return False
-        return True
+        return ws is not None and ws.send_now(text)
 
     async def close(self) -> None:
         self._stopping = True
@@ -225,7 +229,7 @@ class ChargerConnection:
         self,
         gateway: Gateway,
         charger_id: str,
-        ws: ServerConnection,
+        ws: DirectServerConnection,
         version: Version,
         route: Route,
         translator: Translator,
@@ -302,7 +306,7 @@ class ChargerConnection:
             self.shadow.start()
         await self.serve(self.ws)
 
-    async def serve(self, ws: ServerConnection) -> None:
+    async def serve(self, ws: DirectServerConnection) -> None:
         """Read from ``ws`` until it closes; a later ``serve`` (a reconnect) takes over the session.
 
         A charger whose network dropped silently reconnects while the old
@@ -321,34 +325,34 @@ class ChargerConnection:
             )
             self.gateway.background(closing)
         try:
-            async for message in ws:
-                self.last_message_at = now = time.time()
-                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                try:
-                    await self.apply(self.session.receive(Side.CHARGER, text, now))
-                    if self.shadow is not None:
-                        await self._mirror(text, now)
-                except Exception as exc:  # one bad frame must not end the charger's connection
-                    self.gateway.metrics.problem("frame_handling_error")
-                    self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
-        except ConnectionClosed:
-            pass
+            ws.deliver_to(self._charger_frame)
+            await ws.wait_closed()
         finally:
             if generation == self._generation:
                 await self._teardown()
 
-    async def _mirror(self, text: str, now: float) -> None:
+    def _charger_frame(self, text: str) -> None:
+        self.last_message_at = now = time.time()
+        try:
+            self.apply(self.session.receive(Side.CHARGER, text, now))
+            if self.shadow is not None:
+                self._mirror(text, now)
+        except Exception as exc:  # one bad frame must not end the charger's connection
+            self.gateway.metrics.problem("frame_handling_error")
+            self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
+
+    def _mirror(self, text: str, now: float) -> None:
         assert self.shadow is not None
         try:
             frame = ocppj.parse(text, self.version)
         except ocppj.FrameError:
             return
         if isinstance(frame, ocppj.Call):
-            await self.shadow.mirror_call(frame, now)
+            self.shadow.mirror_call(frame, now)
 
     async def _teardown(self) -> None:
         # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
-        await self.apply(self.session.close(time.time()))
+        self.apply(self.session.close(time.time()))
         self._closed = True
         await self.upstream.close()
         if self.shadow is not None:
@@ -366,21 +370,19 @@ class ChargerConnection:
         self.gateway.connection_closed(self)
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
-    async def apply(self, actions: list[Action]) -> None:
+    def apply(self, actions: list[Action]) -> None:
         """Carry out what the session decided, in order."""
         gw = self.gateway
         for action in actions:
             if isinstance(action, Send):
                 if action.to is Side.CHARGER:
-                    try:
-                        await self.ws.send(action.text)
-                    except ConnectionClosed:
-                        pass  # run() sees the close and cleans up
+                    # A closed socket is not an error here: serve() sees the close and cleans up.
+                    self.ws.send_now(action.text)
                     if self.shadow is not None and action.text[1:2] in ("3", "4"):
                         self.shadow.primary_answered(action.text)
-                elif not await self.upstream.send(action.text):
-                    # The link dropped under us: the session learns it from the link's own loop.
-                    pass
+                else:
+                    # A dropped link is not an error here: the session learns it from the link's on_down.
+                    self.upstream.send(action.text)
             elif isinstance(action, FrameRecord):
                 gw.store.record(action)
                 gw.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)

@@ -108,7 +108,7 @@ class ShadowLink:
 
     # ------------------------------------------------------------ mirroring
 
-    async def mirror_call(self, call: ocppj.Call, now: float) -> None:
+    def mirror_call(self, call: ocppj.Call, now: float) -> None:
         """A CALL the charger sent (and the primary got): the shadow gets it too."""
         if len(self._pending) >= _MAX_PENDING:
             self.owner.gateway.metrics.problem("shadow_backlog")
@@ -120,7 +120,7 @@ class ShadowLink:
                 payload = {**payload, "transactionId": self._tx_ids[tx]}
         self._pending[call.unique_id] = [call.action, None, None]
         text = ocppj.serialize(ocppj.Call(call.unique_id, call.action, payload, call.message_type))
-        await self.apply(self.session.receive(Side.CHARGER, text, now))
+        self.apply(self.session.receive(Side.CHARGER, text, now))
 
     def primary_answered(self, text: str) -> None:
         """The primary's answer to a charger CALL, as sent to the charger."""
@@ -157,19 +157,19 @@ class ShadowLink:
 
     # ------------------------------------------------------------ actions
 
-    async def apply(self, actions: list[Action]) -> None:
+    def apply(self, actions: list[Action]) -> None:
         gw = self.owner.gateway
         for action in actions:
             if isinstance(action, Send):
                 if action.to is Side.CSMS:
-                    await self.link.send(action.text)
+                    self.link.send(action.text)
                     continue
                 frame = orjson.loads(action.text)
                 if frame[0] == 2:
                     # The shadow CSMS tried to command the charger: refuse at once, in its version.
                     code = ocppj.error_code(self.session.translator.charger_version, ErrorKind.SECURITY)
                     refusal = ocppj.serialize(CallError(frame[1], code, "a shadow CSMS cannot command the charger"))
-                    await self.apply(self.session.receive(Side.CHARGER, refusal, time.time()))
+                    self.apply(self.session.receive(Side.CHARGER, refusal, time.time()))
                 else:
                     self._shadow_answered(frame)
             elif isinstance(action, FrameRecord):

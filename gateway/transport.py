@@ -13,10 +13,20 @@ websockets does for the handshake, keepalive pings, the close handshake,
 size limits and protocol errors, and change only the data path: a complete
 message goes straight from ``data_received`` to the handler given to
 ``deliver_to``, and ``send_now`` writes a text frame without awaiting.
+
+The common frame, a complete unfragmented text or binary message within
+the size limit, is also framed and unframed here (``_FastFrames``) rather
+than by websockets' generator-based parser, which costs more than the rest
+of a relayed frame. Every other frame (ping, pong, close, a fragment,
+anything malformed) is handed, as exact bytes, to websockets' own parser,
+which is always left at a frame boundary; after a malformed frame it takes
+the stream over for good, so errors are judged and answered by websockets.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -24,10 +34,20 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 TextHandler = Callable[[str], None]
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+# The code websockets' parser waits in between frames: the only place the fast path may take over from it.
+_BETWEEN_FRAMES = StreamReader.at_eof.__code__
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
 
 
 class _DirectDelivery:
@@ -40,6 +60,8 @@ class _DirectDelivery:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._frames = _FastFrames(masked_in=self.protocol.side.name == "SERVER",
+                                   max_size=self.protocol.max_message_size)
         self._handler: TextHandler | None = None
         # Messages that arrived before a handler was attached (in the handshake's last TCP segment).
         self._early: list[str] = []
@@ -59,14 +81,50 @@ class _DirectDelivery:
         protocol = self.protocol
         if protocol.state is not OPEN:
             return False
-        protocol.send_text(text.encode())
         try:
-            self.send_data()  # type: ignore[attr-defined]
+            if self._frames.on:
+                self.transport.write(self._frames.frame(text.encode()))
+            else:
+                protocol.send_text(text.encode())
+                self.send_data()  # type: ignore[attr-defined]
         except Exception as exc:  # OSError from a dying socket: end the connection, as websockets would
             self.set_connection_exc(exc)  # type: ignore[attr-defined]
             self.transport.abort()
             return False
         return True
+
+    def data_received(self, data: bytes) -> None:
+        frames = self._frames
+        protocol = self.protocol
+        if protocol.state is not OPEN or not (frames.on or frames.engage(protocol)):
+            super().data_received(data)  # type: ignore[misc]
+            return
+        for kind, chunk in frames.split(data):
+            if kind is None:  # a control frame or a fragment: websockets' parser takes it
+                super().data_received(chunk)  # type: ignore[misc]
+                # A fragmented message is reassembled by websockets, and a closing stream is all its own.
+                if protocol.current_size is not None:
+                    frames.on = False
+            else:
+                self._message(kind, chunk)
+            if protocol.state is not OPEN:
+                frames.on = False
+        if not frames.on:
+            rest = frames.take_rest()
+            if rest:
+                super().data_received(rest)  # type: ignore[misc]
+
+    def eof_received(self) -> None:
+        rest = self._frames.take_rest()
+        self._frames.on = False
+        if rest:  # a partial frame: websockets' parser reports the stream ending inside it
+            super().data_received(rest)  # type: ignore[misc]
+        super().eof_received()  # type: ignore[misc]
+
+    @property
+    def fast_framing(self) -> bool:
+        """Whether frames are currently framed here rather than by websockets' parser."""
+        return self._frames.on
 
     def process_event(self, event: Any) -> None:
         if not isinstance(event, Frame):  # the handshake request or response
@@ -111,6 +169,98 @@ class _DirectDelivery:
             handler(text)
         except Exception:  # the handler guards its own work; this keeps a bug from breaking the protocol
             self.logger.error("message handler failed", exc_info=True)
+
+
+class _FastFrames:
+    """Framing of the common case: whole, unfragmented data frames within the size limit.
+
+    ``split`` yields ``(opcode, payload)`` for each such frame and
+    ``(None, raw bytes)`` for any other complete frame, which the caller
+    passes to websockets. A frame it cannot judge switches it off, yielding
+    the rest of the stream raw. A partial frame waits for the next chunk.
+    """
+
+    def __init__(self, masked_in: bool, max_size: int | None) -> None:
+        self.on = False
+        self.masked_in = masked_in  # frames from a client are masked; a client masks what it sends
+        self.max_size = max_size
+        self._buffer = b""
+        self._entropy = b""
+
+    def engage(self, protocol: Any) -> bool:
+        """Take over from websockets' parser if it waits between frames with nothing buffered."""
+        waiting = getattr(protocol, "parser", None)
+        while getattr(waiting, "gi_yieldfrom", None) is not None:
+            waiting = waiting.gi_yieldfrom  # type: ignore[union-attr]
+        self.on = (getattr(waiting, "gi_code", None) is _BETWEEN_FRAMES and not protocol.reader.buffer
+                   and protocol.current_size is None and not protocol.extensions)
+        return self.on
+
+    def take_rest(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def split(self, data: bytes) -> Any:
+        buf = self._buffer + data if self._buffer else data
+        self._buffer = b""
+        end = len(buf)
+        pos = 0
+        masked_in = self.masked_in
+        max_size = self.max_size
+        while end - pos >= 2:
+            head1 = buf[pos]
+            head2 = buf[pos + 1]
+            length = head2 & 0x7F
+            offset = pos + 2
+            if length == 126:
+                if end - offset < 2:
+                    break
+                length = _U16.unpack_from(buf, offset)[0]
+                offset += 2
+            elif length == 127:
+                if end - offset < 8:
+                    break
+                length = _U64.unpack_from(buf, offset)[0]
+                offset += 8
+            opcode = head1 & 0x0F
+            if (bool(head2 & 0x80) is not masked_in or head1 & 0x70 or opcode not in (1, 2, 8, 9, 10)
+                    or (max_size is not None and length > max_size) or (opcode >= 8 and length > 125)):
+                # Malformed or too big, or a fragment or continuation frame: websockets takes the stream over.
+                self.on = False
+                self._buffer = buf[pos:]
+                return
+            frame_end = offset + (4 if masked_in else 0) + length
+            if frame_end > end:
+                break
+            if opcode >= 8 or not head1 & 0x80:
+                yield None, buf[pos:frame_end]
+            elif masked_in:
+                yield (_TEXT if opcode == 1 else _BINARY), apply_mask(buf[offset + 4:frame_end], buf[offset:offset + 4])
+            else:
+                yield (_TEXT if opcode == 1 else _BINARY), buf[offset:frame_end]
+            pos = frame_end
+            if not self.on:  # the caller handed the stream over: the rest is websockets'
+                break
+        if pos < end:
+            self._buffer = buf[pos:]
+
+    def frame(self, payload: bytes) -> bytes:
+        """One FIN text frame carrying ``payload``, masked if this is the client side."""
+        length = len(payload)
+        mask_bit = 0 if self.masked_in else 0x80
+        if length < 126:
+            head = bytes((0x81, mask_bit | length))
+        elif length < 65536:
+            head = bytes((0x81, mask_bit | 126)) + _U16.pack(length)
+        else:
+            head = bytes((0x81, mask_bit | 127)) + _U64.pack(length)
+        if self.masked_in:
+            return head + payload
+        # RFC 6455 5.3: a fresh, unpredictable mask per frame; drawn from the OS 1,024 masks at a time.
+        if not self._entropy:
+            self._entropy = os.urandom(4096)
+        mask, self._entropy = self._entropy[:4], self._entropy[4:]
+        return head + mask + apply_mask(payload, mask)
 
 
 class DirectServerConnection(_DirectDelivery, ServerConnection):

@@ -121,22 +121,166 @@ async def test_send_now_after_close_returns_false(echo_server: tuple[Echo, str])
     assert echo.sent_after_close is False
 
 
-async def test_the_client_side_delivers_directly_too() -> None:
-    """DirectClientConnection hands a server's messages to its handler and answers with send_now."""
+@pytest.mark.parametrize(("compression", "framed_here"), [(None, True), ("deflate", False)])
+async def test_the_client_side_delivers_directly_too(compression: Any, framed_here: bool) -> None:
+    """DirectClientConnection hands a server's messages over and its masked answers are accepted.
+
+    With permessage-deflate negotiated, websockets does all the framing.
+    """
     got: list[str] = []
 
     async def server_handler(ws: ServerConnection) -> None:
-        await ws.send("hello")
-        got.append(str(await ws.recv()))
+        for i in range(5):
+            await ws.send(f"hello {i}" * (i * 30 + 1))  # up to 1,230 bytes: 7- and 16-bit lengths
+            got.append(str(await ws.recv()))
 
     async with serve(server_handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        client: Any = await connect(f"ws://127.0.0.1:{port}", create_connection=DirectClientConnection)
+        client: Any = await connect(f"ws://127.0.0.1:{port}", create_connection=DirectClientConnection,
+                                  compression=compression)
         assert isinstance(client, DirectClientConnection)
 
+        fast: list[bool] = []
+
         def answer(text: str) -> None:
+            fast.append(client.fast_framing)
             client.send_now(f"re:{text}")
 
         client.deliver_to(answer)
         await asyncio.wait_for(client.wait_closed(), 5)
-    assert got == ["re:hello"]
+    assert got == [f"re:{f'hello {i}' * (i * 30 + 1)}" for i in range(5)]
+    assert fast[-1] is framed_here, fast  # without compression: framed here once past the handshake's segment
+
+
+# ----------------------------------------------------------------- fast framing, byte by byte
+
+
+class RawClient:
+    """A hand-framed WebSocket client: exact bytes on the wire, split wherever a test wants."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str) -> RawClient:
+        host, port = url.removeprefix("ws://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        return cls(reader, writer)
+
+    @staticmethod
+    def frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0) -> bytes:
+        mask = b"\x01\x02\x03\x04"
+        n = len(payload)
+        length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return bytes([(0x80 if fin else 0) | rsv | opcode]) + length + mask + masked
+
+    async def send(self, *chunks: bytes) -> None:
+        for chunk in chunks:
+            self.writer.write(chunk)
+            await self.writer.drain()
+            await asyncio.sleep(0.02)  # separate TCP segments
+
+    async def recv(self) -> tuple[int, bytes]:
+        """The next frame from the server: (opcode, payload)."""
+        head = await self.reader.readexactly(2)
+        n = head[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(await self.reader.readexactly(2), "big")
+        return head[0] & 0x0F, await self.reader.readexactly(n)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+@pytest.fixture
+async def fast_server() -> AsyncIterator[tuple[Echo, list[DirectServerConnection], str]]:
+    echo = Echo()
+    conns: list[DirectServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, DirectServerConnection)
+        conns.append(ws)
+        await echo.handler(ws)
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=DirectServerConnection, max_size=1000) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield echo, conns, f"ws://127.0.0.1:{port}"
+
+
+async def test_frames_split_across_segments_and_packed_together_are_framed_here(
+    fast_server: tuple[Echo, list[DirectServerConnection], str],
+) -> None:
+    """Half a frame waits for the rest; two frames in one segment are two messages; the fast path stays on."""
+    echo, conns, url = fast_server
+    client = await RawClient.open(url)
+    one, two, three = (RawClient.frame(f"message {i}".encode() * 20) for i in (1, 2, 3))
+    await client.send(one[:1], one[1:3], one[3:9], one[9:] + two + three[:5], three[5:])
+    for i in (1, 2, 3):
+        assert await client.recv() == (1, f"got:{f'message {i}' * 20}".encode())
+    assert conns[0].fast_framing
+    await client.close()
+    assert echo.received == [f"message {i}" * 20 for i in (1, 2, 3)]
+
+
+async def test_a_ping_between_messages_is_answered_and_the_fast_path_stays_on(
+    fast_server: tuple[Echo, list[DirectServerConnection], str],
+) -> None:
+    """Control frames go to websockets, which answers a ping with a pong, in stream order."""
+    echo, conns, url = fast_server
+    client = await RawClient.open(url)
+    await client.send(RawClient.frame(b"a") + RawClient.frame(b"hi", opcode=9) + RawClient.frame(b"b"))
+    assert [await client.recv() for _ in range(3)] == [(1, b"got:a"), (10, b"hi"), (1, b"got:b")]
+    assert conns[0].fast_framing
+    await client.close()
+    assert echo.received == ["a", "b"]
+
+
+async def test_a_fragmented_message_hands_the_stream_to_websockets(
+    fast_server: tuple[Echo, list[DirectServerConnection], str],
+) -> None:
+    """A first fragment switches fast framing off; the message and those after it still arrive whole."""
+    echo, conns, url = fast_server
+    client = await RawClient.open(url)
+    await client.send(RawClient.frame(b"x"))
+    assert await client.recv() == (1, b"got:x")
+    assert conns[0].fast_framing
+    await client.send(RawClient.frame(b"[2,", fin=False) + RawClient.frame(b'"1"]', opcode=0) + RawClient.frame(b"y"))
+    assert [await client.recv() for _ in range(2)] == [(1, b'got:[2,"1"]'), (1, b"got:y")]
+    assert not conns[0].fast_framing
+    await client.close()
+    assert echo.received == ["x", '[2,"1"]', "y"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (RawClient.frame(b"x" * 1001), 1009),  # over max_size
+        (RawClient.frame(b"x", rsv=0x40), 1002),  # reserved bit without an extension
+        (RawClient.frame(b"x", opcode=3), 1002),  # reserved opcode
+        (RawClient.frame(b"x", opcode=0), 1002),  # continuation without a start
+        (b"\x81\x01x", 1002),  # unmasked frame from a client
+    ],
+)
+async def test_a_bad_frame_is_judged_by_websockets(
+    fast_server: tuple[Echo, list[DirectServerConnection], str], frame: bytes, code: int,
+) -> None:
+    """After a good message, a malformed or oversized frame closes the connection with websockets' code."""
+    echo, conns, url = fast_server
+    client = await RawClient.open(url)
+    await client.send(RawClient.frame(b"ok"))
+    assert await client.recv() == (1, b"got:ok")
+    assert conns[0].fast_framing
+    await client.send(frame)
+    opcode, payload = await client.recv()
+    assert opcode == 8 and int.from_bytes(payload[:2], "big") == code
+    await client.close()
+    assert echo.received == ["ok"]

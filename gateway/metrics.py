@@ -1,17 +1,84 @@
 """Prometheus metrics, all named ``ocpp_gateway_*``.
 
 Each gateway owns its own ``CollectorRegistry`` (tests run several in one
-process). Label children are cached so the hot path does one dict lookup per
-frame instead of prometheus_client's label validation.
+process). The per-frame metrics are ``Tally`` and ``TallyHistogram``: plain
+dict counts on the event loop, turned into Prometheus samples only when
+scraped, so a frame costs a dict update rather than a label lookup, a lock
+and a value object. Other label children are cached for the same reason.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Tally:
+    """A labelled counter for the hot path: counts in a dict, exported as ``<name>_total`` on scrape.
+
+    Only the event loop's thread counts; a scrape (on the same loop) reads a copy.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.counts: dict[tuple[str, ...], int] = {}
+        registry.register(self)
+
+    def inc(self, labels: tuple[str, ...]) -> None:
+        counts = self.counts
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.counts.items()):
+            family.add_metric(labels, value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class TallyHistogram:
+    """A labelled histogram for the hot path: per-bucket counts and a sum in a dict, exported on scrape."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.bounds = [float(b) for b in buckets]
+        self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [count per bucket..., +Inf count, sum]
+        registry.register(self)
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        series[bisect_left(self.bounds, value)] += 1  # le is inclusive: a value equal to a bound is in it
+        series[-1] += value
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, series in list(self.series.items()):
+            cumulative, running = [], 0.0
+            for bound, count in zip([*self.bounds, math.inf], series[:-1], strict=True):
+                running += count
+                cumulative.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
+            family.add_metric(list(labels), cumulative, series[-1])
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class GatewayMetrics:
@@ -31,19 +98,19 @@ class GatewayMetrics:
             "ocpp_gateway_upstream_connect_attempts", "Upstream connection attempts by CSMS and outcome",
             ["csms", "outcome"], registry=r,
         )
-        self.frames = Counter(
+        self.frames = Tally(
             "ocpp_gateway_frames", "Frames crossing the gateway by direction (in/out), peer, message type and action",
             ["direction", "peer", "message_type", "action", *extra], registry=r,
         )
-        self.callerrors = Counter(
+        self.callerrors = Tally(
             "ocpp_gateway_callerrors", "CALLERRORs by direction, peer and error code",
             ["direction", "peer", "error_code", *extra], registry=r,
         )
-        self.validation_failures = Counter(
+        self.validation_failures = Tally(
             "ocpp_gateway_validation_failures", "Frames that broke their OCPP schema or framing, by side and action",
             ["side", "ocpp_version", "action", *extra], registry=r,
         )
-        self.roundtrip = Histogram(
+        self.roundtrip = TallyHistogram(
             "ocpp_gateway_call_roundtrip_seconds",
             "From a CALL's arrival at the gateway to its answer leaving it, by originator and action",
             ["origin", "action"], buckets=LATENCY_BUCKETS, registry=r,
@@ -83,25 +150,25 @@ class GatewayMetrics:
         return child
 
     def frame(self, direction: str, peer: str, message_type: str, action: str | None, charger_id: str) -> None:
-        labels: tuple[str, ...] = (direction, peer, message_type, action or "")
         if self.per_charger:
-            labels = (*labels, charger_id)
-        self._child(self.frames, labels).inc()
+            self.frames.inc((direction, peer, message_type, action or "", charger_id))
+        else:
+            self.frames.inc((direction, peer, message_type, action or ""))
 
     def callerror(self, direction: str, peer: str, code: str, charger_id: str) -> None:
         labels: tuple[str, ...] = (direction, peer, code)
         if self.per_charger:
             labels = (*labels, charger_id)
-        self._child(self.callerrors, labels).inc()
+        self.callerrors.inc(labels)
 
     def validation_failure(self, side: str, version: str, action: str | None, charger_id: str) -> None:
         labels: tuple[str, ...] = (side, version, action or "")
         if self.per_charger:
             labels = (*labels, charger_id)
-        self._child(self.validation_failures, labels).inc()
+        self.validation_failures.inc(labels)
 
     def observe_roundtrip(self, origin: str, action: str, seconds: float) -> None:
-        self._child(self.roundtrip, (origin, action)).observe(seconds)
+        self.roundtrip.observe((origin, action), seconds)
 
     def shadow_comparison(self, csms: str, action: str, outcome: str) -> None:
         self._child(self.shadow_comparisons, (csms, action, outcome)).inc()

@@ -32,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
 from gateway.runtime import ChargerConnection
+from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Gateway:
         self.connections: dict[str, ChargerConnection] = {}
         self.states: dict[str, dict[str, Any]] = {}  # translation state per charger, survives reconnects
         self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
+        self.timers = TimerWheel()  # every session's CALL timeouts
         self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
         self.started_at = time.time()
         # Handshake decisions by connection; weak so a handshake that fails later leaves nothing behind.
@@ -196,6 +198,7 @@ class Gateway:
             await self._admin_runner.cleanup()
         for fut in list(self._background):
             fut.cancel()
+        self.timers.close()
         await self.store.close()
         self.log.info("gateway_stopped", chargers=len(conns))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import random
 import time
@@ -50,7 +51,7 @@ LinkCallback = Callable[[], None]
 
 
 class SessionTimers:
-    """Carries out a session's StartTimer / CancelTimer actions on the event loop.
+    """Carries out a session's StartTimer / CancelTimer actions on the gateway's timer wheel.
 
     When a timer fires, the session's ``timer_fired`` actions are applied at once.
     """
@@ -59,26 +60,27 @@ class SessionTimers:
         self.gateway = gateway
         self.session = session
         self.apply = apply
-        self.handles: dict[str, asyncio.TimerHandle] = {}
+        self.keys: set[str] = set()
         self.closed = False
 
     def start(self, key: str, delay: float) -> None:
         if not self.closed:
-            self.handles[key] = asyncio.get_running_loop().call_later(delay, self._fired, key)
+            self.keys.add(key)
+            self.gateway.timers.start((self, key), delay, functools.partial(self._fired, key))
 
     def cancel(self, key: str) -> None:
-        handle = self.handles.pop(key, None)
-        if handle is not None:
-            handle.cancel()
+        if key in self.keys:
+            self.keys.discard(key)
+            self.gateway.timers.cancel((self, key))
 
     def close(self) -> None:
         self.closed = True
-        for handle in self.handles.values():
-            handle.cancel()
-        self.handles.clear()
+        for key in self.keys:
+            self.gateway.timers.cancel((self, key))
+        self.keys.clear()
 
     def _fired(self, key: str) -> None:
-        self.handles.pop(key, None)
+        self.keys.discard(key)
         if self.closed:
             return
         try:

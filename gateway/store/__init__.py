@@ -35,7 +35,7 @@ from gateway.store.base import (
 def open_store(
     url: str,
     retention_days: float | None = 30.0,
-    batch_max: int = 500,
+    batch_max: int = 2000,
     flush_interval: float = 0.2,
     *,
     max_queue: int = DEFAULT_MAX_QUEUE,

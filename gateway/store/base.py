@@ -149,7 +149,7 @@ class Store(abc.ABC):
         *,
         description: str,
         retention_days: float | None = 30.0,
-        batch_max: int = 500,
+        batch_max: int = 2000,
         flush_interval: float = 0.2,
         max_queue: int = DEFAULT_MAX_QUEUE,
         prune_interval: float = DEFAULT_PRUNE_INTERVAL,

@@ -107,13 +107,14 @@ class UpstreamLink:
         on_up: LinkCallback,
         on_frame: Callable[[str], None],
         on_down: LinkCallback,
+        log: Any = None,
     ) -> None:
         self.gateway = gateway
         self.charger_id = charger_id
         self.name = name
         self.endpoint = endpoint
         self.url = f"{endpoint.url}/{charger_id}"
-        self.log = get_logger(charger_id=charger_id)
+        self.log = log or get_logger(charger_id=charger_id)
         self._on_up = on_up
         self._on_frame = on_frame
         self._on_down = on_down
@@ -178,9 +179,10 @@ class UpstreamLink:
             self._set_state("up")
             self.log.info("upstream_connected", csms=self.name, url=self.url)
             self._guarded(self._on_up)
+            ws.forget_handshake()
             try:
                 ws.deliver_to(self._frame)
-                await ws.wait_closed()
+                await ws.closed()
             finally:
                 self.ws = None
                 self._set_state("down")
@@ -263,6 +265,7 @@ class ChargerConnection:
             on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
             on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
             on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
+            log=self.log,
         )
         self.timers = SessionTimers(gateway, self.session, self.apply)
         self._closed = False
@@ -326,9 +329,10 @@ class ChargerConnection:
                 old.close(code=1000, reason="replaced by a newer connection with the same charger id")
             )
             self.gateway.background(closing)
+        ws.forget_handshake()
         try:
             ws.deliver_to(self._charger_frame)
-            await ws.wait_closed()
+            await ws.closed()
         finally:
             if generation == self._generation:
                 await self._teardown()

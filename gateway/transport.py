@@ -25,6 +25,7 @@ the stream over for good, so errors are judged and answered by websockets.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 from collections.abc import Callable
@@ -32,8 +33,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import OPEN
+from websockets.protocol import CLOSED, OPEN
 from websockets.streams import StreamReader
 
 try:
@@ -57,24 +59,53 @@ class _DirectDelivery:
     protocol: Any
     transport: Any
     logger: Any
+    recv_messages: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._frames = _FastFrames(masked_in=self.protocol.side.name == "SERVER",
-                                   max_size=self.protocol.max_message_size)
-        self._handler: TextHandler | None = None
-        # Messages that arrived before a handler was attached (in the handshake's last TCP segment).
-        self._early: list[str] = []
-        # Opcode and parts of a fragmented message being reassembled.
-        self._fragments: list[bytes] = []
-        self._fragmented_opcode: Opcode | None = None
+        # One slotted attribute: each attribute more on websockets' connection object costs a bigger __dict__.
+        self._path = _DataPath(_FastFrames(masked_in=self.protocol.side.name == "SERVER",
+                                           max_size=self.protocol.max_message_size))
+        self._frames = self._path.frames
 
     def deliver_to(self, handler: TextHandler) -> None:
         """From now on, every complete message is passed to ``handler`` as text."""
-        self._handler = handler
-        early, self._early = self._early, []
+        path = self._path
+        path.handler = handler
+        early, path.early = path.early, []
         for text in early:
             self._call(handler, text)
+
+    async def closed(self) -> None:
+        """Wait until the connection is closed.
+
+        Like ``wait_closed`` but without ``asyncio.shield``'s extra future and
+        callbacks, which a gateway holding thousands of idle chargers pays for
+        on every one of them.
+        """
+        path = self._path
+        if self.protocol.state is CLOSED:
+            return
+        if path.closed is None or path.closed.done():  # done: an earlier waiter was cancelled
+            path.closed = asyncio.get_running_loop().create_future()
+        await path.closed
+
+    def forget_handshake(self) -> None:
+        """Drop the handshake's header lists (a few KiB per connection); the request and response stay."""
+        for message in (getattr(self, "request", None), getattr(self, "response", None)):
+            if message is not None:
+                message.headers = Headers()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        # Messages never queue for recv(): the Assembler and its buffers would only take up room.
+        self.recv_messages = _NoQueue()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        closed = self._path.closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
 
     def send_now(self, text: str) -> bool:
         """Write ``text`` as one text frame; False if the connection is no longer open."""
@@ -131,18 +162,19 @@ class _DirectDelivery:
             super().process_event(event)  # type: ignore[misc]
             return
         opcode = event.opcode
+        path = self._path
         if opcode is _TEXT or opcode is _BINARY:
             if event.fin:
                 self._message(opcode, event.data)
             else:
-                self._fragmented_opcode = opcode
-                self._fragments = [bytes(event.data)]
+                path.fragmented_opcode = opcode
+                path.fragments = [bytes(event.data)]
         elif opcode is _CONT:
             # The protocol has already refused continuation frames without a start and messages over max_size.
-            self._fragments.append(bytes(event.data))
-            if event.fin and self._fragmented_opcode is not None:
-                data, self._fragments = b"".join(self._fragments), []
-                opcode, self._fragmented_opcode = self._fragmented_opcode, None
+            path.fragments.append(bytes(event.data))
+            if event.fin and path.fragmented_opcode is not None:
+                data, path.fragments = b"".join(path.fragments), []
+                opcode, path.fragmented_opcode = path.fragmented_opcode, None
                 self._message(opcode, data)
         else:  # ping, pong, close: websockets' own bookkeeping
             super().process_event(event)  # type: ignore[misc]
@@ -158,9 +190,9 @@ class _DirectDelivery:
                 return
         else:  # OCPP-J is text; a binary message is read as best-effort UTF-8 and judged by the session
             text = bytes(data).decode("utf-8", "replace")
-        handler = self._handler
+        handler = self._path.handler
         if handler is None:
-            self._early.append(text)
+            self._path.early.append(text)
         else:
             self._call(handler, text)
 
@@ -171,6 +203,36 @@ class _DirectDelivery:
             self.logger.error("message handler failed", exc_info=True)
 
 
+class _DataPath:
+    """What a direct connection adds to websockets' own state."""
+
+    __slots__ = ("closed", "early", "fragmented_opcode", "fragments", "frames", "handler")
+
+    def __init__(self, frames: _FastFrames) -> None:
+        self.frames = frames
+        self.handler: TextHandler | None = None
+        # Messages that arrived before a handler was attached (in the handshake's last TCP segment).
+        self.early: list[str] = []
+        # Opcode and parts of a fragmented message being reassembled.
+        self.fragments: list[bytes] = []
+        self.fragmented_opcode: Opcode | None = None
+        self.closed: asyncio.Future[None] | None = None
+
+
+class _NoQueue:
+    """Stands in for websockets' Assembler: a direct connection delivers by callback, never through recv()."""
+
+    __slots__ = ()
+
+    def put(self, frame: Frame) -> None:
+        raise RuntimeError("a direct connection delivers messages to its handler; recv() is not available")
+
+    get = get_iter = put
+
+    def close(self) -> None:
+        pass
+
+
 class _FastFrames:
     """Framing of the common case: whole, unfragmented data frames within the size limit.
 
@@ -179,6 +241,8 @@ class _FastFrames:
     passes to websockets. A frame it cannot judge switches it off, yielding
     the rest of the stream raw. A partial frame waits for the next chunk.
     """
+
+    __slots__ = ("_buffer", "_entropy", "masked_in", "max_size", "on")
 
     def __init__(self, masked_in: bool, max_size: int | None) -> None:
         self.on = False

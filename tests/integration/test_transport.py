@@ -284,3 +284,37 @@ async def test_a_bad_frame_is_judged_by_websockets(
     assert opcode == 8 and int.from_bytes(payload[:2], "big") == code
     await client.close()
     assert echo.received == ["ok"]
+
+
+async def test_closed_returns_when_the_peer_goes_and_the_handshake_headers_can_be_dropped() -> None:
+    """closed() waits for the close; forget_handshake() empties the header lists and the link keeps working."""
+    seen: dict[str, Any] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        assert isinstance(ws, DirectServerConnection) and ws.request is not None
+        seen["before"] = len(ws.request.headers)
+        ws.forget_handshake()
+        seen["after"] = len(ws.request.headers)
+        ws.deliver_to(lambda text: seen.setdefault("texts", []).append(text))
+        ws.send_now("ready")
+        await asyncio.wait_for(ws.closed(), 5)
+        seen["closed"] = True
+        await ws.closed()  # already closed: returns at once
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=DirectServerConnection) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            assert await ws.recv() == "ready"
+            await ws.send("after forgetting")
+        await asyncio.sleep(0.2)
+    assert seen["before"] > 0 and seen["after"] == 0
+    assert seen["texts"] == ["after forgetting"] and seen["closed"]
+
+
+async def test_recv_on_a_direct_connection_says_why_it_cannot_work(echo_server: tuple[Echo, str]) -> None:
+    """Messages go to the handler, so recv() fails loudly instead of waiting forever."""
+    _echo, url = echo_server
+    client: Any = await connect(url, create_connection=DirectClientConnection)
+    with pytest.raises(RuntimeError, match="delivers messages to its handler"):
+        await client.recv()
+    await client.close()

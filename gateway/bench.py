@@ -548,6 +548,10 @@ def summarise(scenarios: dict[str, Any], opts: Options) -> dict[str, Any]:
             "reconnect_seconds": _get(res, "storm", "reconnect_seconds"),
             "reconnect_chargers": _get(res, "storm", "chargers"),
         }
+        peers = [_get(sat, "cpu_seconds", peer) for peer in ("loadgen", "csms")]
+        if None not in peers and sat["calls"]:
+            # What the two ends of a CALL spend on it: the budget a relay between them is measured against.
+            row["peers_cpu_s_per_1000"] = sum(peers) / sat["calls"] * 1000
         gw_cpu = _get(sat, "cpu_seconds", "gateway")
         if gw_cpu is not None and sat["calls"]:
             row["gateway_cpu_s_per_1000"] = gw_cpu / sat["calls"] * 1000
@@ -651,6 +655,7 @@ def render_table(results: dict[str, Any]) -> str:
     rows.append(("Gateway CPU s / 1,000 CALLs", [cell(n, "gateway_cpu_s_per_1000", ".3f") for n in names]))
     rows.append(("  same, at realistic load", [cell(n, "gateway_cpu_s_per_1000_realistic", ".3f")
                                                for n in names]))
+    rows.append(("Chargers + CSMS CPU s / 1,000 CALLs", [cell(n, "peers_cpu_s_per_1000", ".3f") for n in names]))
     levels = sorted({int(k.split("@")[1]) for row in summary.values() if isinstance(row, dict)
                      for k in row if k.startswith("rss_per_idle_charger_kib@")})
     for level in levels:

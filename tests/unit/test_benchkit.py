@@ -130,9 +130,10 @@ def test_parse_metrics_sums_over_labels() -> None:
 
 
 def _scenario(calls_per_s: float, p99: float, cpu: float | None, reconnect: float) -> dict[str, object]:
-    sat: dict[str, object] = {"calls_per_s": calls_per_s, "calls": 1000, "cpu_seconds": {}}
+    sat: dict[str, object] = {"calls_per_s": calls_per_s, "calls": 1000,
+                              "cpu_seconds": {"loadgen": 0.25, "csms": 0.125}}
     if cpu is not None:
-        sat["cpu_seconds"] = {"gateway": cpu}
+        sat["cpu_seconds"] = {"gateway": cpu, "loadgen": 0.25, "csms": 0.125}
     out: dict[str, object] = {
         "status": "ok", "saturation": sat,
         "realistic": {"p50_ms": 1.0, "p99_ms": p99, "calls_per_s": 100.0, "calls": 100, "cpu_seconds": {}},
@@ -153,8 +154,10 @@ def test_summary_ratios_and_targets() -> None:
     assert pt["added_p99_ms"] == pytest.approx(3.0)
     assert pt["reconnect_ratio"] == pytest.approx(3.0)
     assert pt["gateway_cpu_s_per_1000"] == pytest.approx(0.5)
+    assert pt["peers_cpu_s_per_1000"] == pytest.approx(0.375)
     verdicts = {t["target"]: t["verdict"] for t in summary["targets"]}
     assert verdicts["pass-through throughput >= 50% of direct"] == "met"
     assert verdicts["translated throughput >= 40% of direct"] == "not measured"
     table = render_table({"scenarios": scenarios, "summary": summary})
     assert "(60%)" in table and "not yet" in table
+    assert "Chargers + CSMS CPU s / 1,000 CALLs" in table and "0.375" in table

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True)
-class FrameRecord:
+class FrameRecord(NamedTuple):
     """A frame as it crossed the gateway's edge.
 
     ``direction`` is "in" (received by the gateway) or "out" (sent by it);
     ``peer`` is who was on the other end: "charger", "csms", or a vendor
     cloud ("vendor:<adapter>"). ``frame`` is the full OCPP-J text exactly as
     it was on the wire, so nothing is re-serialised on the hot path.
+
+    A tuple in the message log's column order: the store inserts records
+    as they are, with no per-row conversion on the writer thread.
     """
 
     ts: float  # unix seconds

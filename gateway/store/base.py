@@ -109,23 +109,6 @@ def message_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def record_row(rec: FrameRecord) -> tuple[Any, ...]:
-    """The insert parameters of a record, in the backends' column order."""
-    return (
-        rec.ts,
-        rec.charger_id,
-        rec.direction,
-        rec.peer,
-        rec.ocpp_version,
-        rec.message_type,
-        rec.action,
-        rec.unique_id,
-        rec.frame,
-        rec.error_code,
-        rec.note,
-    )
-
-
 @dataclass(slots=True)
 class _Control:
     """A request from the loop that the writer answers after its next cycle."""
@@ -214,7 +197,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def _insert_messages(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """Insert rows (``record_row`` order) and commit."""
+        """Insert rows (``FrameRecord`` order, the table's column order) and commit."""
 
     @abc.abstractmethod
     def _upsert_states(self, conn: Connection, items: list[tuple[str, str, float]]) -> None:
@@ -494,7 +477,7 @@ class Store(abc.ABC):
             if not batch:
                 return True
             self._retry_batch = batch
-            rows = [record_row(r) for r in batch]
+            rows: list[tuple[Any, ...]] = list(batch)
             if not self._attempt(functools.partial(self._insert_messages, rows=rows)):
                 if self._retry_attempts >= _GIVE_UP_AFTER and not self._is_transient_last:
                     log.error(

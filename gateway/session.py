@@ -129,6 +129,7 @@ class _Outgoing:
 class _SideState:
     version: Version
     up: bool = False
+    version_name: str = ""  # version.value, read for every logged frame (an enum value lookup is not free)
     # Lists, not deques: they hold one or two items, and an empty deque costs ~600 bytes per idle charger.
     queue: list[_Outgoing] = field(default_factory=list)
     in_flight: _Outgoing | None = None
@@ -176,6 +177,8 @@ class ChargerSession:
             Side.CHARGER: _SideState(translator.charger_version, up=True),
             Side.CSMS: _SideState(translator.csms_version),
         }
+        for st in self._sides.values():
+            st.version_name = st.version.value
         self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
         self._seq = 0
         self._closed = False
@@ -335,6 +338,9 @@ class ChargerSession:
             call = Call(call.unique_id, call.action, fixed, call.message_type)
         if side is Side.CHARGER and call.action == "BootNotification":
             self._note_model(out, call.payload)
+        if st.current is None and not st.incoming:  # the usual case: nothing in progress from this side
+            self._start_exchange(out, side, call, now, lenient)
+            return
         busy_ids = {c.unique_id for c, _, _, _ in st.incoming}
         if st.current is not None:
             busy_ids.add(st.current.call.unique_id)
@@ -691,7 +697,7 @@ class ChargerSession:
         self, side: Side, direction: str, now: float, text: str, mtype: str, action: str | None,
         unique_id: str | None, error_code: str | None = None, note: str | None = None,
     ) -> FrameRecord:
-        return FrameRecord(now, self.charger_id, direction, self._peer_names[side], self._sides[side].version.value,
+        return FrameRecord(now, self.charger_id, direction, self._peer_names[side], self._sides[side].version_name,
                            mtype, action, unique_id, text, error_code, note)
 
     def _save_if_dirty(self, out: list[Action]) -> None:

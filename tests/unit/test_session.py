@@ -283,3 +283,16 @@ def test_validation_never_changes_the_payload() -> None:
     before = orjson.dumps(payload)
     assert schemas.validate(Version.V201, "TransactionEvent", payload) is None
     assert orjson.dumps(payload) == before
+
+
+def test_random_uuid_is_a_well_formed_version_4_uuid_and_never_repeats() -> None:
+    """Message ids from random_uuid parse as RFC 4122 version-4 UUIDs and 10,000 of them are distinct."""
+    import uuid
+
+    from adapters.base import random_uuid
+
+    ids = [random_uuid() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:300]:  # across more than one draw of entropy
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

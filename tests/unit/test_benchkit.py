@@ -161,3 +161,14 @@ def test_summary_ratios_and_targets() -> None:
     table = render_table({"scenarios": scenarios, "summary": summary})
     assert "(60%)" in table and "not yet" in table
     assert "Chargers + CSMS CPU s / 1,000 CALLs" in table and "0.375" in table
+
+
+def test_throughput_that_drops_log_records_misses_its_target() -> None:
+    """A saturation figure reached while the message log dropped records does not count as met."""
+    passthrough = _scenario(900.0, 3.0, 0.5, 2.0)
+    passthrough["metrics_after_load"] = {"ocpp_gateway_store_records_dropped": 1234.0}
+    scenarios = {"direct": _scenario(1000.0, 2.0, None, 1.0), "passthrough": passthrough}
+    summary = summarise(scenarios, Options(idle=[10]))
+    [target] = [t for t in summary["targets"] if t["target"] == "pass-through throughput >= 50% of direct"]
+    assert target["verdict"] == "missed" and "dropped 1,234 records" in target["note"]
+    assert "Message-log records dropped" in render_table({"scenarios": scenarios, "summary": summary})

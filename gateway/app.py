@@ -104,6 +104,7 @@ class Gateway:
         listen_tls = self.config.listen.tls
         ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()
+        self.store.on_pressure(self._store_pressure)
         saved = await self.store.load_state(_GATEWAY_STATE) or {}
         for cid, route in saved.get("routes", {}).items():
             if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
@@ -346,6 +347,24 @@ class Gateway:
         log.info("charger_connected", ocpp_version=admission.version.value, csms=admission.route.primary,
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
         await conn.run()
+
+    def _store_pressure(self, pressed: bool) -> None:
+        """The message-log writer fell behind (or caught up): stop (or resume) reading from chargers.
+
+        Chargers' frames wait in their TCP buffers instead of being dropped from
+        the log; what is already read is relayed and logged as usual.
+        """
+        self.metrics.store_backpressure.set(1 if pressed else 0)
+        if pressed:
+            self.metrics.store_backpressure_episodes.inc()
+        self.log.warning("store_backpressure", paused_reading=pressed, chargers=len(self.connections),
+                         queued=self.store.stats.get("queue_depth"))
+        for conn in self.connections.values():
+            conn.pause_reading(pressed)
+
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self.store.pressed)
 
     def route_for(self, charger_id: str) -> Route | None:
         """The charger's route: an admin override, else the config's (None: unknown and refused)."""

@@ -134,7 +134,16 @@ class GatewayMetrics:
             "ocpp_gateway_store_queue_depth", "Message-log records waiting to be written", registry=r,
         )
         self.store_dropped = Gauge(
-            "ocpp_gateway_store_records_dropped", "Message-log records dropped under back-pressure", registry=r,
+            "ocpp_gateway_store_records_dropped",
+            "Message-log records dropped because the store was failing or its queue was full", registry=r,
+        )
+        self.store_backpressure = Gauge(
+            "ocpp_gateway_store_backpressure",
+            "1 while the message-log writer is behind and the gateway has stopped reading from chargers", registry=r,
+        )
+        self.store_backpressure_episodes = Counter(
+            "ocpp_gateway_store_backpressure_episodes", "Times the gateway stopped reading from chargers for the store",
+            registry=r,
         )
         self.shadow_comparisons = Counter(
             "ocpp_gateway_shadow_comparisons", "Shadow CSMS answers compared with the primary's, by outcome",

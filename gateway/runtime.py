@@ -334,12 +334,24 @@ class ChargerConnection:
             )
             self.gateway.background(closing)
         ws.forget_handshake()
+        if self.gateway.reading_paused:
+            self.pause_reading(True)
         try:
             ws.deliver_to(self._charger_frame)
             await ws.closed()
         finally:
             if generation == self._generation:
                 await self._teardown()
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (or resume) reading the charger's socket: the store's back-pressure."""
+        transport = self.ws.transport
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def _charger_frame(self, text: str) -> None:
         self.last_message_at = now = time.time()

@@ -36,6 +36,10 @@ log = structlog.get_logger("gateway.store")
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_QUEUE = 200_000
+# Back-pressure: above HIGH queued records a healthy but busy writer asks the gateway to stop reading
+# from chargers; below LOW it may read again. Well under max_queue, so a busy writer never drops.
+DEFAULT_HIGH_WATER = 40_000
+DEFAULT_LOW_WATER = 10_000
 DEFAULT_PRUNE_INTERVAL = 3600.0  # retention is in days; hourly is plenty
 PRUNE_CHUNK = 10_000  # rows per DELETE, so pruning never holds the write lock for long
 _GIVE_UP_AFTER = 3  # failed attempts of a non-transient error (or any error while closing)
@@ -152,6 +156,13 @@ class Store(abc.ABC):
         self.max_queue = max_queue
         self.prune_interval = prune_interval
 
+        self.high_water = min(DEFAULT_HIGH_WATER, max_queue // 2)
+        self.low_water = self.high_water // 4
+        # Called on the event loop with True when the writer falls behind, False when it has caught up.
+        self._on_pressure: Callable[[bool], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pressed = False
+        self._failing = False  # the last write attempt failed
         self._records: deque[FrameRecord] = deque()
         self._retry_batch: list[FrameRecord] = []
         self._retry_attempts = 0
@@ -245,6 +256,28 @@ class Store(abc.ABC):
         q.append(rec)
         if len(q) >= self.batch_max and not self._wake.is_set():
             self._wake.set()
+        if len(q) >= self.high_water and not self._pressed and self._on_pressure is not None \
+                and not self._failing:
+            # Healthy but behind: slow the chargers down rather than drop their frames. (A failing store
+            # does not press: it would hold every charger hostage to the database.)
+            self._pressed = True
+            self._on_pressure(True)
+
+    def on_pressure(self, callback: Callable[[bool], None]) -> None:
+        """Ask to be told (on this event loop) when the writer falls behind and when it has caught up."""
+        self._on_pressure = callback
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def pressed(self) -> bool:
+        return self._pressed
+
+    def _maybe_release(self) -> None:
+        """On the loop: let chargers be read again once the queue is short (or the store is failing)."""
+        if self._pressed and (len(self._records) <= self.low_water or self._failing or self._closed):
+            self._pressed = False
+            if self._on_pressure is not None:
+                self._on_pressure(False)
 
     def save_state(self, charger_id: str, state: dict[str, Any]) -> None:
         """Queue a charger's translation state; the latest save per charger wins, saves are never dropped.
@@ -494,13 +527,24 @@ class Store(abc.ABC):
             self._retry_attempts = 0
             self._written += len(batch)
             self._batches += 1
+            self._check_release()
+
+    def _check_release(self, failing: bool = False) -> None:
+        """Writer thread: hand the release decision to the loop, which owns the pressure state."""
+        loop = self._loop
+        if self._pressed and loop is not None and (failing or len(self._records) <= self.low_water):
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is paused any more
+                loop.call_soon_threadsafe(self._maybe_release)
 
     def _attempt(self, op: Callable[[Connection], None], may_give_up: bool = True) -> bool:
         try:
             with self._writing() as conn:
                 op(conn)
+            self._failing = False
             return True
         except Exception as exc:
+            self._failing = True
+            self._check_release(failing=True)
             transient = self._is_transient(exc)
             self._write_errors += 1
             if may_give_up:

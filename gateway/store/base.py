@@ -40,6 +40,8 @@ DEFAULT_MAX_QUEUE = 200_000
 # from chargers; below LOW it may read again. Well under max_queue, so a busy writer never drops.
 DEFAULT_HIGH_WATER = 40_000
 DEFAULT_LOW_WATER = 10_000
+# Longest a charger goes unread for the store: past it, keepalive pongs would go unread and chargers drop.
+DEFAULT_MAX_PAUSE = 5.0
 DEFAULT_PRUNE_INTERVAL = 3600.0  # retention is in days; hourly is plenty
 PRUNE_CHUNK = 10_000  # rows per DELETE, so pruning never holds the write lock for long
 _GIVE_UP_AFTER = 3  # failed attempts of a non-transient error (or any error while closing)
@@ -161,7 +163,10 @@ class Store(abc.ABC):
         # Called on the event loop with True when the writer falls behind, False when it has caught up.
         self._on_pressure: Callable[[bool], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.max_pause = DEFAULT_MAX_PAUSE
         self._pressed = False
+        self._held_off = False  # pressed for max_pause already: no more until the queue has drained
+        self._pause_timer: asyncio.TimerHandle | None = None
         self._failing = False  # the last write attempt failed
         self._records: deque[FrameRecord] = deque()
         self._retry_batch: list[FrameRecord] = []
@@ -257,10 +262,12 @@ class Store(abc.ABC):
         if len(q) >= self.batch_max and not self._wake.is_set():
             self._wake.set()
         if len(q) >= self.high_water and not self._pressed and self._on_pressure is not None \
-                and not self._failing:
+                and not self._failing and not self._held_off:
             # Healthy but behind: slow the chargers down rather than drop their frames. (A failing store
             # does not press: it would hold every charger hostage to the database.)
             self._pressed = True
+            assert self._loop is not None
+            self._pause_timer = self._loop.call_later(self.max_pause, self._paused_too_long)
             self._on_pressure(True)
 
     def on_pressure(self, callback: Callable[[bool], None]) -> None:
@@ -274,10 +281,27 @@ class Store(abc.ABC):
 
     def _maybe_release(self) -> None:
         """On the loop: let chargers be read again once the queue is short (or the store is failing)."""
-        if self._pressed and (len(self._records) <= self.low_water or self._failing or self._closed):
-            self._pressed = False
-            if self._on_pressure is not None:
-                self._on_pressure(False)
+        drained = len(self._records) <= self.low_water
+        if drained:
+            self._held_off = False
+        if self._pressed and (drained or self._failing or self._closed):
+            self._release()
+
+    def _paused_too_long(self) -> None:
+        """On the loop: a writer this slow for this long is not catching up; stop holding chargers."""
+        if self._pressed:
+            self._held_off = True
+            log.warning("store.backpressure_lifted", seconds=self.max_pause, queued=len(self._records),
+                        store=self.description, note="chargers are read again; records beyond max_queue are dropped")
+            self._release()
+
+    def _release(self) -> None:
+        self._pressed = False
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        if self._on_pressure is not None:
+            self._on_pressure(False)
 
     def save_state(self, charger_id: str, state: dict[str, Any]) -> None:
         """Queue a charger's translation state; the latest save per charger wins, saves are never dropped.
@@ -532,7 +556,8 @@ class Store(abc.ABC):
     def _check_release(self, failing: bool = False) -> None:
         """Writer thread: hand the release decision to the loop, which owns the pressure state."""
         loop = self._loop
-        if self._pressed and loop is not None and (failing or len(self._records) <= self.low_water):
+        if (self._pressed or self._held_off) and loop is not None \
+                and (failing or len(self._records) <= self.low_water):
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is paused any more
                 loop.call_soon_threadsafe(self._maybe_release)
 

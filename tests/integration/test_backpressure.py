@@ -111,3 +111,35 @@ async def test_a_failing_store_never_holds_chargers_back(tmp_path: Path) -> None
         assert events == [True, False]
     finally:
         await store.close()
+
+
+class CrawlingStore(SQLiteStore):
+    """A real SQLite store whose writer needs 200 ms per batch: slow for longer than chargers may wait."""
+
+    def _insert_messages(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        time.sleep(0.2)
+        super()._insert_messages(conn, rows)
+
+
+async def test_reading_resumes_after_max_pause_even_if_the_writer_is_still_behind(tmp_path: Path) -> None:
+    """Chargers are never left unread longer than max_pause (their keepalive would fail); no new pause
+    starts until the queue has drained."""
+    store = CrawlingStore(str(tmp_path / "gateway.db"), batch_max=10, flush_interval=0.05, retention_days=None)
+    store.high_water, store.low_water, store.max_pause = 20, 5, 0.3
+    events: list[tuple[bool, float]] = []
+    await store.start()
+    try:
+        start = time.monotonic()
+        store.on_pressure(lambda pressed: events.append((pressed, time.monotonic() - start)))
+        for i in range(30):
+            store.record(FrameRecord(time.time(), "CP", "in", "charger", "1.6", "CALL", "Heartbeat", str(i), "[]"))
+        await asyncio.sleep(0.5)
+        assert [pressed for pressed, _ in events] == [True, False]
+        assert 0.25 <= events[1][1] < 0.5  # lifted by the timer, not by a drained queue
+        assert store.stats["queue_depth"] > store.low_water
+        for i in range(30):
+            store.record(FrameRecord(time.time(), "CP", "in", "charger", "1.6", "CALL", "Heartbeat", f"x{i}", "[]"))
+        assert [pressed for pressed, _ in events] == [True, False]
+    finally:
+        await store.close()
+    assert store.stats["dropped"] == 0 and store.stats["written"] == 60

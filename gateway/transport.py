@@ -19,8 +19,9 @@ the size limit, is also framed and unframed here (``_FastFrames``) rather
 than by websockets' generator-based parser, which costs more than the rest
 of a relayed frame. Every other frame (ping, pong, close, a fragment,
 anything malformed) is handed, as exact bytes, to websockets' own parser,
-which is always left at a frame boundary; after a malformed frame it takes
-the stream over for good, so errors are judged and answered by websockets.
+which is always left at a frame boundary. A fragmented message is left to
+websockets until its parser is between frames again; a malformed frame is
+judged and answered by websockets, which fails the connection.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class _DirectDelivery:
         # One slotted attribute: each attribute more on websockets' connection object costs a bigger __dict__.
         self._path = _DataPath(_FastFrames(masked_in=self.protocol.side.name == "SERVER",
                                            max_size=self.protocol.max_message_size))
-        self._frames = self._path.frames
 
     def deliver_to(self, handler: TextHandler) -> None:
         """From now on, every complete message is passed to ``handler`` as text."""
@@ -112,9 +112,10 @@ class _DirectDelivery:
         protocol = self.protocol
         if protocol.state is not OPEN:
             return False
+        frames = self._path.frames
         try:
-            if self._frames.on:
-                self.transport.write(self._frames.frame(text.encode()))
+            if frames.on:
+                self.transport.write(frames.frame(text.encode()))
             else:
                 protocol.send_text(text.encode())
                 self.send_data()  # type: ignore[attr-defined]
@@ -125,7 +126,7 @@ class _DirectDelivery:
         return True
 
     def data_received(self, data: bytes) -> None:
-        frames = self._frames
+        frames = self._path.frames
         protocol = self.protocol
         if protocol.state is not OPEN or not (frames.on or frames.engage(protocol)):
             super().data_received(data)  # type: ignore[misc]
@@ -146,8 +147,9 @@ class _DirectDelivery:
                 super().data_received(rest)  # type: ignore[misc]
 
     def eof_received(self) -> None:
-        rest = self._frames.take_rest()
-        self._frames.on = False
+        frames = self._path.frames
+        rest = frames.take_rest()
+        frames.on = False
         if rest:  # a partial frame: websockets' parser reports the stream ending inside it
             super().data_received(rest)  # type: ignore[misc]
         super().eof_received()  # type: ignore[misc]
@@ -155,7 +157,7 @@ class _DirectDelivery:
     @property
     def fast_framing(self) -> bool:
         """Whether frames are currently framed here rather than by websockets' parser."""
-        return self._frames.on
+        return self._path.frames.on
 
     def process_event(self, event: Any) -> None:
         if not isinstance(event, Frame):  # the handshake request or response

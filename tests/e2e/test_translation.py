@@ -90,6 +90,7 @@ async def test_full_charging_session_arrives_with_the_right_energy(rig: Rig) -> 
     assert tx.energy_wh == pytest.approx(7300)
     assert tx.meter_start == pytest.approx(summary.meter_start)
     assert tx.meter_stop == pytest.approx(summary.meter_stop)
+    assert summary.meter_start is not None
     assert [s.energy_wh for s in tx.samples if s.energy_wh is not None][-1] >= summary.meter_start
     if rig.sv is not V16:
         assert tx.seq_nos == sorted(tx.seq_nos) and tx.seq_nos[0] == 0

@@ -594,7 +594,7 @@ def test_plug_and_charge_answer_from_the_csms_is_unwrapped() -> None:
     assert link.call(Side.CHARGER, "GetCertificateStatus", {"ocspRequestData": ocsp}) == answer
 
 
-LOCAL = [
+LOCAL: list[tuple[str, dict[str, Any]]] = [
     (
         "NotifyEvent",
         {

@@ -86,7 +86,7 @@ class SessionTimers:
         try:
             self.apply(self.session.timer_fired(key, time.time()))
         except Exception as exc:  # a timer must not take the event loop's callback down with it
-            self.gateway.metrics.problem("frame_handling_error")
+            self.gateway.metrics.problem("timer_handling_error")
             get_logger(charger_id=self.session.charger_id).error("timer_handling_error", key=key, error=repr(exc),
                                                                 exc_info=True)
 
@@ -196,15 +196,17 @@ class UpstreamLink:
         try:
             self._on_frame(text)
         except Exception as exc:  # one bad frame must not end the link
-            self.gateway.metrics.problem("frame_handling_error")
-            self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
+            self._callback_failed(exc)
 
-    def _guarded(self, callback: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, callback: LinkCallback) -> None:
         try:
-            callback(*args)
-        except Exception as exc:  # a failing callback must not end the link
-            self.gateway.metrics.problem("frame_handling_error")
-            self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
+            callback()
+        except Exception as exc:  # nor a failing up/down callback
+            self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        self.gateway.metrics.problem("frame_handling_error")
+        self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
 
     def _set_state(self, state: str) -> None:
         gauge = self.gateway.metrics.upstream_links

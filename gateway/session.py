@@ -129,7 +129,6 @@ class _Outgoing:
 class _SideState:
     version: Version
     up: bool = False
-    version_name: str = ""  # version.value, read for every logged frame (an enum value lookup is not free)
     # Lists, not deques: they hold one or two items, and an empty deque costs ~600 bytes per idle charger.
     queue: list[_Outgoing] = field(default_factory=list)
     in_flight: _Outgoing | None = None
@@ -137,6 +136,10 @@ class _SideState:
     incoming: list[tuple[Call, str, float, bool]] = field(default_factory=list)
     current: _Exchange | None = None
     draining: bool = False
+    version_name: str = field(init=False, default="")  # version.value, read for every logged frame
+
+    def __post_init__(self) -> None:
+        self.version_name = self.version.value  # an enum's .value is a descriptor call each time
 
 
 _UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
@@ -177,8 +180,6 @@ class ChargerSession:
             Side.CHARGER: _SideState(translator.charger_version, up=True),
             Side.CSMS: _SideState(translator.csms_version),
         }
-        for st in self._sides.values():
-            st.version_name = st.version.value
         self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
         self._seq = 0
         self._closed = False

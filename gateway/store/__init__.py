@@ -8,8 +8,9 @@
     await store.messages(charger_id, limit=100, after_id=None)
     await store.flush(); await store.close()
 
-Writes happen on one writer thread per store, in batches (``executemany``
-every ``flush_interval`` seconds or ``batch_max`` records); reads run in
+Writes happen on one writer thread per store, in batches (one statement per
+batch on SQLite, ``executemany`` on PostgreSQL; every ``flush_interval``
+seconds or ``batch_max`` records); reads run in
 ``asyncio.to_thread`` on their own connection, so neither stalls the relay.
 When the store falls behind by ``max_queue`` records the oldest unwritten
 records are dropped (``stats["dropped"]``, a log line); state saves are

@@ -303,6 +303,33 @@ async def test_nul_characters_do_not_lose_the_batch(stores: Callable[..., Store]
     assert store.stats["dropped"] == 0
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "x\x00y",  # a raw NUL, which SQLite's JSON functions would cut short
+        '[2,"1","DataTransfer",{"data":"x\\u0000y"}]',  # an escaped NUL, as text
+        "é€😀\u2028",
+        '"\\\n\t',
+        "",
+        "[2, not json",
+    ],
+)
+async def test_sqlite_keeps_every_frame_exactly_as_received(
+    stores: Callable[..., Store], sqlite_url: str, frame: str
+) -> None:
+    """The SQLite log reads back any frame text character for character, among ordinary records of its batch."""
+    store = await started(stores, sqlite_url)
+    store.record(heartbeat(1))
+    store.record(rec(frame, unique_id="2", action=None, note="odd"))
+    store.record(heartbeat(3))
+    await store.flush()
+
+    got = await store.messages("CP1")
+    assert [m["frame"] for m in got] == [heartbeat(1).frame, frame, heartbeat(3).frame]
+    assert [m["unique_id"] for m in got] == ["1", "2", "3"]
+    assert (got[1]["action"], got[1]["note"], got[1]["error_code"]) == (None, "odd", None)
+
+
 # ------------------------------------------------------------------- state
 
 

@@ -55,6 +55,9 @@ _INSERT_BATCH = (
 )
 # SQLite's JSON functions end a string at an escaped NUL; batches holding one are bound row by row.
 _ESCAPED_NUL = b"\\u0000"
+# The JSON text of one statement stays far below SQLite's 1e9-byte limit on a value (a batch of
+# 2,000 oversized frames, logged as INVALID, can run to gigabytes) and bounds the writer's memory.
+MAX_STATEMENT_JSON = 32 << 20
 _INSERT_ROW = (
     "INSERT INTO message_log (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
     " frame, error_code, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -130,12 +133,7 @@ class SQLiteStore(Store):
         conn.commit()
 
     def _insert_messages(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        # default=tuple: FrameRecord is a NamedTuple, which orjson does not serialise on its own.
-        batch = orjson.dumps(rows, default=tuple)
-        if _ESCAPED_NUL in batch:
-            conn.executemany(_INSERT_ROW, rows)
-        else:
-            conn.execute(_INSERT_BATCH, (batch.decode(),))
+        _insert_rows(conn, rows)
         conn.commit()
 
     def _upsert_states(self, conn: sqlite3.Connection, items: list[tuple[str, str, float]]) -> None:
@@ -178,6 +176,20 @@ class SQLiteStore(Store):
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows in order: one statement when their JSON is small enough, else the halves in turn."""
+    # default=tuple: FrameRecord is a NamedTuple, which orjson does not serialise on its own.
+    batch = orjson.dumps(rows, default=tuple)
+    if len(rows) == 1 or _ESCAPED_NUL in batch:
+        conn.executemany(_INSERT_ROW, rows)
+    elif len(batch) > MAX_STATEMENT_JSON:
+        half = len(rows) // 2
+        _insert_rows(conn, rows[:half])
+        _insert_rows(conn, rows[half:])
+    else:
+        conn.execute(_INSERT_BATCH, (batch.decode(),))
 
 
 def _where(charger_id: str | None, after_id: int | None) -> tuple[str, tuple[Any, ...]]:

@@ -20,6 +20,7 @@ from gateway.ocppj import Call, CallError, CallResult, MessageType, Version, ser
 from gateway.records import FrameRecord
 from gateway.schemas import validate
 from gateway.store import Store, StoreError, frame_payload, iso_utc, open_store
+from gateway.store import sqlite as sqlite_store
 from gateway.store.cli import logs_command
 from gateway.store.sqlite import MEMORY, sqlite_path
 
@@ -328,6 +329,30 @@ async def test_sqlite_keeps_every_frame_exactly_as_received(
     assert [m["frame"] for m in got] == [heartbeat(1).frame, frame, heartbeat(3).frame]
     assert [m["unique_id"] for m in got] == ["1", "2", "3"]
     assert (got[1]["action"], got[1]["note"], got[1]["error_code"]) == (None, "odd", None)
+
+
+async def test_sqlite_splits_a_batch_too_large_for_one_statement(
+    stores: Callable[..., Store], sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose JSON exceeds one statement's bound is written in parts, every record in order."""
+    connect = sqlite_store.SQLiteStore._connect_writer
+
+    def small_values(self: sqlite_store.SQLiteStore) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 20_000)  # SQLite refuses any longer value
+        return conn
+
+    monkeypatch.setattr(sqlite_store.SQLiteStore, "_connect_writer", small_values)
+    monkeypatch.setattr(sqlite_store, "MAX_STATEMENT_JSON", 10_000)
+    store = await started(stores, sqlite_url, batch_max=200)
+    written = [heartbeat(i) for i in range(1, 151)] + [rec("x" * 15_000, unique_id="151", action=None)]
+    for r in written:
+        store.record(r)
+    await store.flush()
+
+    got = await store.messages("CP1", limit=200)
+    assert [m["frame"] for m in got] == [r.frame for r in written]
+    assert (store.stats["batches"], store.stats["dropped"]) == (1, 0)
 
 
 # ------------------------------------------------------------------- state

@@ -86,6 +86,16 @@ class Composed:
     def handle_call(self, origin: Side, call: Call, ctx: Context) -> Handler:
         return _Driver(self, ctx).run(origin, call)
 
+    def background(self, ctx: Context) -> Handler | None:
+        """Either step's held work (see ``Translator.background``), driven like any composite exchange."""
+        driver = _Driver(self, ctx)
+        for level in (INNER, OUTER):
+            held = getattr(driver.levels[level], "background", None)
+            handler = held(driver.contexts[level]) if held is not None else None
+            if handler is not None:
+                return driver.run_background(level, handler)
+        return None
+
     def coverage(self) -> list[CoverageRow]:
         """Each message's fate through both steps: the weaker support wins and both notes are kept."""
         outer_rows = _index(self.outer.coverage())
@@ -167,13 +177,23 @@ class _Driver:
         if self.background:
             if not replied and call.message_type is MessageType.CALL and result is not None:
                 yield Reply(result)
-            while self.background:
-                level, handler = self.background.pop(0)
-                try:
-                    yield from self._finish(level, handler)
-                except (PeerError, Refuse):
-                    pass  # its originator was answered already: nobody is left to tell
+            yield from self._run_nested_leftovers()
         return result
+
+    def _run_nested_leftovers(self) -> Generator[Step, Payload, None]:
+        """Finish the nested handlers that answered early; their originators were answered already."""
+        while self.background:
+            level, handler = self.background.pop(0)
+            try:
+                yield from self._finish(level, handler)
+            except (PeerError, Refuse):
+                pass  # nobody is left to tell
+
+    def run_background(self, level: int, handler: Handler) -> Handler:
+        """Run one translator's background handler, and whatever it nests, to the end; it answers nobody."""
+        yield from self._finish(level, handler)
+        yield from self._run_nested_leftovers()
+        return None
 
     def _finish(self, level: int, handler: Handler) -> Pump:
         """Run a handler that has answered already to its end (a second Reply is ignored)."""

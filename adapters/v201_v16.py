@@ -14,7 +14,9 @@ without one, e.g. TxStartPoint EVConnected, waits for the Updated that
 authorizes it). Until the integer id is known, Updated and Ended are held in
 ``ctx.state`` in order and sent once it is; when the CSMS does not answer
 StartTransaction in time, the station is answered locally and the held
-start is retried before the next message the station sends. Duplicates
+start is retried before the next message the station sends, when the CSMS
+link comes back, and every ``background_interval`` while the station is
+quiet (``V201V16.background``). Duplicates
 (a station retrying an event whose answer it missed) are recognised by
 seqNo and answered without a second 1.6 message.
 
@@ -499,14 +501,28 @@ def _close(st: State, tx_id: str, tx: dict[str, Any]) -> None:
     del ended[:-20]
 
 
+def _held(tx: dict[str, Any]) -> int:
+    """How many messages this transaction holds for the CSMS (a pending StartTransaction counts as one)."""
+    if tx.get("int") is None:
+        return 0 if tx.get("start") is None else 1 + len(tx["queue"])
+    return len(tx["queue"])
+
+
 def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | None, bool]:
     """Push held transaction messages to the CSMS (at most ``budget`` calls); True when nothing is left."""
     left = [budget]
     for tx_id, tx in list(st.txs.items()):
-        if (tx.get("int") is None and tx.get("start") is not None) or (tx.get("int") is not None and tx["queue"]):
-            if not (yield from _send_held(st, tx_id, tx, left)):
-                return False
+        if _held(tx) and not (yield from _send_held(st, tx_id, tx, left)):
+            return False
     return True
+
+
+def push_held(st: State) -> Handler:
+    """Flush, a budget at a time, while the CSMS takes messages; stop when all is sent or nothing moves."""
+    while True:
+        before = sum(_held(tx) for tx in st.txs.values())
+        if (yield from flush(st)) or sum(_held(tx) for tx in st.txs.values()) >= before:
+            return None
 
 
 @_on(
@@ -518,7 +534,8 @@ def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | No
     "idToken waits for the authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
     "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
-    "order until the integer id is known (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
+    "order until the integer id is known, and retried when the CSMS link comes back and every "
+    "held_retry_interval while the station is quiet (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
     "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, "
     "cableMaxCurrent, remoteStartId; a transaction that never had an idToken is not reported; an idToken "
     "longer than 20 characters is truncated.",
@@ -1331,6 +1348,13 @@ class V201V16:
                 f"{(self.csms_version if origin is Side.CHARGER else self.charger_version).value} counterpart",
             )
         return self._run(spec, origin, call, ctx)
+
+    def background(self, ctx: Context) -> Handler | None:
+        """Held transaction messages to push while the station is quiet; None when nothing is held."""
+        st = State(ctx)
+        if not any(_held(tx) for tx in st.txs.values()):
+            return None
+        return push_held(st)
 
     def _run(self, spec: Spec, origin: Side, call: Call, ctx: Context) -> Handler:
         st = State(ctx)

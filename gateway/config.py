@@ -166,6 +166,9 @@ class GatewayConfig(_Model):
     require_charger_auth: bool = Field(False, description="refuse chargers without a configured password")
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
     call_timeout: float = Field(30.0, gt=0)
+    held_retry_interval: float = Field(
+        30.0, gt=0, description="seconds between retries of messages a translator holds while the charger is quiet"
+    )
     max_frame_bytes: int = Field(65536, ge=1024)
     upstream: Upstream = Upstream()
     charger_keepalive: Keepalive = Keepalive()

@@ -260,6 +260,7 @@ class ChargerConnection:
         limits = SessionLimits(
             call_timeout=endpoint.call_timeout or config.call_timeout,
             max_frame_bytes=config.max_frame_bytes,
+            background_interval=config.held_retry_interval,
             validation=(entry.validation if entry and entry.validation else config.validation),
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(config.validation_by_model.items()),

@@ -16,16 +16,32 @@ Rules kept here:
   from when it was queued, so a CSMS that is down counts too) is answered with
   a CALLERROR in the originator's version;
 - a CALLRESULT carries no action: the pending request per side is kept as
-  explicit state and matched by unique id.
+  explicit state and matched by unique id;
+- work a translator holds back (2.0.1 transaction events waiting for a 1.6
+  transaction id) is pushed when the CSMS link comes up and every
+  ``background_interval`` while the charger is quiet, not only when the
+  charger next speaks (see ``Translator.background``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refuse, Reply, Side, Translator
+from adapters.base import (
+    Context,
+    Handler,
+    Notify,
+    OutCall,
+    PeerError,
+    PeerTimeout,
+    Refuse,
+    Reply,
+    Side,
+    Translator,
+)
 from gateway import ocppj, schemas
 from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
 from gateway.records import FrameRecord
@@ -142,6 +158,11 @@ class _SideState:
         self.version_name = self.version.value  # an enum's .value is a descriptor call each time
 
 
+# The timer of a translator's background work; CALL timers are "<side>:<id>:<seq>", so never this.
+BACKGROUND_TIMER = "background"
+# What a background exchange is logged and counted as: it answers nobody.
+_BACKGROUND_CALL = Call("", "(background)", {})
+
 _UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
 
 
@@ -152,6 +173,8 @@ STRICT, REPAIR, OBSERVE = "strict", "repair", "observe"
 class SessionLimits:
     call_timeout: float = 30.0
     max_frame_bytes: int = 65536
+    # How often held translator work is retried while the charger sends nothing.
+    background_interval: float = 30.0
     # Validation policy for what the charger sends: strict (refuse), repair (fix known quirks, then
     # strict), observe (forward as is). ``model_validation`` picks one by the model the charger
     # reports at boot, unless ``validation_fixed`` (set per charger in the config).
@@ -184,6 +207,8 @@ class ChargerSession:
         self._seq = 0
         self._closed = False
         self._timer_owner: dict[str, _Outgoing] = {}
+        self._background: Callable[[Context], Handler | None] | None = getattr(translator, "background", None)
+        self._background_armed = False
         self.policy = limits.validation
         model = ctx.state.get("charger", {}).get("model")
         if model:
@@ -236,6 +261,8 @@ class ChargerSession:
         out: list[Action] = []
         self._sides[side].up = True
         self._pump(out, side, now)
+        if side is Side.CSMS:
+            self._run_background(out, now)
         return out
 
     def link_down(self, side: Side, now: float) -> list[Action]:
@@ -257,8 +284,12 @@ class ChargerSession:
         return out
 
     def timer_fired(self, key: str, now: float) -> list[Action]:
-        """A CALL's deadline passed."""
+        """A CALL's deadline passed (or the background timer fired)."""
         out: list[Action] = []
+        if key == BACKGROUND_TIMER:
+            self._background_armed = False
+            self._run_background(out, now)
+            return out
         pending = self._timer_owner.pop(key, None)
         if pending is None:
             return out
@@ -310,6 +341,9 @@ class ChargerSession:
                     self._advance(out, item.exchange, now, throw=err)
         out.extend(CancelTimer(k) for k in self._timer_owner)
         self._timer_owner.clear()
+        if self._background_armed:
+            self._background_armed = False
+            out.append(CancelTimer(BACKGROUND_TIMER))
         return out
 
     # ------------------------------------------------------------ calls
@@ -343,7 +377,7 @@ class ChargerSession:
             self._start_exchange(out, side, call, now, lenient)
             return
         busy_ids = {c.unique_id for c, _, _, _ in st.incoming}
-        if st.current is not None:
+        if st.current is not None and st.current.call is not _BACKGROUND_CALL:
             busy_ids.add(st.current.call.unique_id)
         if call.unique_id in busy_ids and call.message_type is MessageType.CALL:
             self._send_error(
@@ -352,7 +386,7 @@ class ChargerSession:
             )
             return
         if st.current is not None:
-            # The sender broke the one-outstanding-CALL rule: queue, don't interleave.
+            # The sender broke the one-outstanding-CALL rule, or held work has the turn: queue, don't interleave.
             st.incoming.append((call, text, now, lenient))
             return
         self._start_exchange(out, side, call, now, lenient)
@@ -435,6 +469,39 @@ class ChargerSession:
         if st.current is ex:
             st.current = None
             self._drain_incoming(out, ex.origin, now)
+        if ex.call is _BACKGROUND_CALL:
+            self._arm_background(out)  # whatever is still held gets another try later
+
+    # ------------------------------------------------------------ background work
+
+    def _run_background(self, out: list[Action], now: float) -> None:
+        """Start the translator's held work as an exchange of the charger side that answers nobody.
+
+        It takes the charger side's turn, so CALLs the charger sends meanwhile
+        wait behind it, as they would behind the charger's own previous CALL:
+        held transaction messages reach the CSMS before anything newer.
+        """
+        if self._background is None or self._closed or not self._sides[Side.CSMS].up:
+            return  # the CSMS coming up runs it
+        charger = self._sides[Side.CHARGER]
+        if charger.current is not None or charger.incoming:
+            self._arm_background(out)  # the charger is talking; look again later
+            return
+        try:
+            handler = self._background(self.ctx)
+        except Exception as exc:  # a translator bug must not take the connection down
+            out.append(Problem("translator_error", {"action": _BACKGROUND_CALL.action, "error": repr(exc)}))
+            return
+        if handler is None:
+            return
+        ex = _Exchange(Side.CHARGER, _BACKGROUND_CALL, now, handler, replied=True)
+        charger.current = ex
+        self._advance(out, ex, now)
+
+    def _arm_background(self, out: list[Action]) -> None:
+        if self._background is not None and not self._background_armed and not self._closed:
+            self._background_armed = True
+            out.append(StartTimer(BACKGROUND_TIMER, self.limits.background_interval))
 
     def _drain_incoming(self, out: list[Action], side: Side, now: float) -> None:
         """Start the CALLs that waited behind the one just finished, one at a time.
@@ -705,6 +772,8 @@ class ChargerSession:
         if self.ctx.dirty:
             self.ctx.dirty = False
             out.append(SaveState(self.ctx.state))
+            # Changed state may hold work back: look at it later even if the charger falls silent.
+            self._arm_background(out)
 
     def _new_seq(self) -> int:
         self._seq += 1

@@ -32,9 +32,9 @@ class Rig:
         self.gw: Gateway | None = None
         self.charger: SimCharger | None = None
 
-    async def start_gateway(self) -> Gateway:
+    async def start_gateway(self, **overrides: Any) -> Gateway:
         cfg = gateway_config(self.tmp_path, {"csms": {"url": self.csms.url, "ocpp": self.sv.value}},
-                             call_timeout=10)
+                             **{"call_timeout": 10, **overrides})
         self.gw = Gateway(parse_config(cfg))
         await self.gw.start()
         return self.gw
@@ -219,4 +219,29 @@ async def test_gateway_restart_mid_transaction_keeps_the_transaction_id(rig: Rig
     assert done.transaction_id == original
     assert done.energy_wh == pytest.approx(4000)
     assert csms.charger("E2E1").active_transactions == []
+    rig.assert_clean()
+
+
+@pytest.mark.parametrize("rig", [(V201, V16), (V21, V16)], ids=["2.0.1->1.6", "2.1->1.6"], indirect=True)
+async def test_a_held_transaction_reaches_the_csms_while_the_charger_is_silent(rig: Rig) -> None:
+    """A StartTransaction the CSMS did not answer is retried on the gateway's timer, and the stop follows it."""
+    await rig.stop_gateway()
+    await rig.start_gateway(call_timeout=1, held_retry_interval=0.5)
+    csms = rig.csms
+    hang = csms.misbehave("hang", "StartTransaction")
+    charger = await rig.connect()
+    await charger.boot()
+    await charger.start_transaction(1)
+    await charger.send_meter_values(1, 900, 7400.0)
+    await charger.stop_transaction(1, "Local")
+    state = csms.charger("E2E1")
+    assert state.finished_transactions == [] and state.active_transactions == []  # held: no 1.6 id yet
+    tries = len(state.calls_in("StartTransaction"))
+
+    # The CSMS recovers; the charger says nothing more. The gateway's own retry gets the transaction through.
+    csms.misbehaviour.remove(hang)
+    await csms.wait_for(lambda: state.finished_transactions, timeout=10)
+    [done] = state.finished_transactions
+    assert done.energy_wh == pytest.approx(900)
+    assert len(state.calls_in("StartTransaction")) > tries
     rig.assert_clean()

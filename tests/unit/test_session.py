@@ -10,6 +10,7 @@ import pytest
 
 from adapters.base import Context, OutCall, Refuse, Side
 from adapters.passthrough import PassThrough
+from adapters.registry import translator_for
 from gateway.ocppj import Call, ErrorKind, Version
 from gateway.records import FrameRecord
 from gateway.session import (
@@ -296,3 +297,129 @@ def test_random_uuid_is_a_well_formed_version_4_uuid_and_never_repeats() -> None
     for text in ids[:300]:  # across more than one draw of entropy
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+# ------------------------------------------------------------ held work (Translator.background)
+
+V16, V201 = Version.V16, Version.V201
+TOKEN = {"idToken": "04A2B3C4D5", "type": "ISO14443"}
+
+
+def station_to_16(csms_up: bool, station: Version = V201) -> ChargerSession:
+    """A 2.0.1 (or 2.1) station behind the gateway and a 1.6 CSMS, the link to the CSMS up or not yet."""
+    ids = itertools.count(1)
+    ctx = Context("CS1", station, V16, new_uuid=lambda: f"gw-{next(ids)}")
+    translator = translator_for(station, V16)
+    assert translator is not None
+    session = ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=5.0, background_interval=30.0))
+    if csms_up:
+        session.link_up(Side.CSMS, 0.0)
+    return session
+
+
+def tx_event(event: str, seq: int, **extra: Any) -> dict[str, Any]:
+    return {"eventType": event, "timestamp": f"2026-01-01T10:{seq:02d}:00.000Z", "triggerReason": "Authorized",
+            "seqNo": seq, "transactionInfo": {"transactionId": "tx-A"}, **extra}
+
+
+def open_transactions(state: dict[str, Any]) -> list[str]:
+    """The transaction ids a v201_v16 translator still holds, directly or as a composed step."""
+    found: list[str] = []
+    for key, value in state.items():
+        if key == "tx" and isinstance(value, dict):
+            found += list(value)
+        elif isinstance(value, dict):
+            found += open_transactions(value)
+    return found
+
+
+def timer_keys(actions: list[Any]) -> list[str]:
+    return [a.key for a in actions if isinstance(a, StartTimer)]
+
+
+def answer_csms(s: ChargerSession, out: list[Any], now: float, payloads: dict[str, dict[str, Any]]) -> list[Any]:
+    """Answer every CALL sent to the CSMS in ``out`` (and those they lead to) with ``payloads[action]``."""
+    log: list[Any] = []
+    pending = [m for m in sent(out, Side.CSMS) if m[0] == 2]
+    while pending:
+        _, uid, action, _ = pending.pop(0)
+        step = s.receive(Side.CSMS, frame(3, uid, payloads.get(action, {})), now)
+        log += step
+        pending += [m for m in sent(step, Side.CSMS) if m[0] == 2]
+    return log
+
+
+def start_held(s: ChargerSession) -> list[Any]:
+    """Started and Ended reach the gateway while the CSMS does not take StartTransaction: both are held."""
+    out = s.receive(Side.CHARGER, frame(2, "e0", "TransactionEvent",
+                                        tx_event("Started", 0, idToken=TOKEN, evse={"id": 1})), 1.0)
+    [key] = [k for k in timer_keys(out) if k.startswith("csms:")]
+    out += s.timer_fired(key, 6.0)  # StartTransaction went unanswered: the station is answered locally
+    ended = s.receive(Side.CHARGER, frame(2, "e1", "TransactionEvent", tx_event("Ended", 1)), 7.0)
+    out += ended
+    for key in [k for k in timer_keys(ended) if k.startswith("csms:")]:  # Ended tries the start again
+        out += s.timer_fired(key, 12.0)
+    assert [m[:2] for m in sent(out, Side.CHARGER)] == [[3, "e0"], [3, "e1"]]
+    assert open_transactions(s.ctx.state) == ["tx-A"]
+    return out
+
+
+STOP16 = {"idTagInfo": {"status": "Accepted"}}
+START16 = {"transactionId": 7, "idTagInfo": {"status": "Accepted"}}
+
+
+@pytest.mark.parametrize("station", [V201, Version.V21])
+def test_held_transaction_messages_go_out_when_the_csms_link_comes_up(station: Version) -> None:
+    """A quiet station's held StartTransaction and StopTransaction reach the CSMS as soon as its link is up."""
+    s = station_to_16(csms_up=False, station=station)
+    start_held(s)
+
+    out = s.link_up(Side.CSMS, 10.0)
+    out += answer_csms(s, out, 10.1, {"StartTransaction": START16, "StopTransaction": STOP16})
+
+    calls = [m[2] for m in sent(out, Side.CSMS) if m[0] == 2]
+    assert calls[0] == "StartTransaction" and calls[-1] == "StopTransaction"
+    [stop] = [m[3] for m in sent(out, Side.CSMS) if m[0] == 2 and m[2] == "StopTransaction"]
+    assert stop["transactionId"] == 7
+    assert sent(out, Side.CHARGER) == []  # background work answers nobody
+    assert open_transactions(s.ctx.state) == []
+
+
+def test_held_work_is_retried_on_its_timer_while_the_station_is_silent() -> None:
+    """A start the CSMS left unanswered is tried again every background_interval, with no station message."""
+    s = station_to_16(csms_up=True)
+    out = start_held(s)
+    assert "background" in timer_keys(out)
+
+    retry = s.timer_fired("background", 37.0)
+    assert [m[2] for m in sent(retry, Side.CSMS)] == ["StartTransaction"]
+    retry += answer_csms(s, retry, 37.1, {"StartTransaction": START16, "StopTransaction": STOP16})
+    assert [m[2] for m in sent(retry, Side.CSMS) if m[0] == 2][-1] == "StopTransaction"
+
+    # Nothing is held any more: the next tick sends nothing and arms no further timer.
+    later = s.timer_fired("background", 67.0)
+    assert sent(later) == [] and "background" not in timer_keys(later)
+
+
+def test_a_station_call_waits_behind_held_work_and_then_goes() -> None:
+    """A CALL the station sends while held messages go out is relayed after them, in order."""
+    s = station_to_16(csms_up=False)
+    start_held(s)
+    out = s.link_up(Side.CSMS, 10.0)
+    out += s.receive(Side.CHARGER, frame(2, "h1", "Heartbeat", {}), 10.05)
+    assert [m[2] for m in sent(out, Side.CSMS) if m[0] == 2] == ["StartTransaction"]
+
+    out += answer_csms(s, out, 10.1, {"StartTransaction": START16, "StopTransaction": STOP16,
+                                       "Heartbeat": {"currentTime": "2026-01-01T10:05:00Z"}})
+    calls = [m[2] for m in sent(out, Side.CSMS) if m[0] == 2]
+    assert calls.index("StopTransaction") < calls.index("Heartbeat")
+    assert [m[:2] for m in sent(out, Side.CHARGER)] == [[3, "h1"]]
+
+
+def test_a_closed_session_cancels_its_background_timer() -> None:
+    """Closing the session cancels an armed background timer, and a late tick does nothing."""
+    s = station_to_16(csms_up=True)
+    start_held(s)
+    out = s.close(40.0)
+    assert any(isinstance(a, CancelTimer) and a.key == "background" for a in out)
+    assert s.timer_fired("background", 41.0) == []

@@ -152,7 +152,14 @@ class Context:
 
 
 class Translator(Protocol):
-    """A charger-version to CSMS-version translator. Pure: no I/O, no clocks but ``ctx``'s."""
+    """A charger-version to CSMS-version translator. Pure: no I/O, no clocks but ``ctx``'s.
+
+    Optional: ``background(ctx) -> Handler | None``, for work a translator
+    holds back in ``ctx.state`` (2.0.1 transaction events waiting for a 1.6
+    transaction id). The session runs the handler it returns when the CSMS
+    link comes up and every ``held_retry_interval`` seconds while the charger
+    is quiet; it answers nobody, and None means nothing is held.
+    """
 
     name: str
     charger_version: Version

@@ -6,8 +6,10 @@ import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
+from gateway import security
 from gateway.config import Route
 from gateway.store import StoreError
 
@@ -106,8 +108,22 @@ async def delete_route(request: web.Request) -> web.Response:
                               "route_source": "config"})
 
 
+def _require_token(digest: bytes) -> Middleware:
+    """/api/* answers only requests that carry the configured bearer token."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/") and not security.bearer_ok(request.headers.get("Authorization"), digest):
+            return web.json_response({"error": "this admin API needs 'Authorization: Bearer <token>'"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="ocpp-gateway"'})
+        return await handler(request)
+
+    return check
+
+
 def make_admin_app(gateway: Gateway) -> web.Application:
-    app = web.Application()
+    token = gateway.admin_token
+    app = web.Application(middlewares=[_require_token(token)] if token is not None else [])
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

@@ -69,6 +69,7 @@ class Gateway:
         # Handshake decisions by connection; weak so a handshake that fails later leaves nothing behind.
         self.vendors: VendorManager | None = None
         self._secrets: dict[str, bytes] = {}
+        self.admin_token: bytes | None = None  # SHA-256 of the admin API's bearer token, if one is required
         self._client_ssl: dict[str, ssl.SSLContext] = {}
         self._admissions: weakref.WeakKeyDictionary[ServerConnection, _Admission] = weakref.WeakKeyDictionary()
         self._setting_up = 0
@@ -101,6 +102,7 @@ class Gateway:
     async def start(self) -> None:
         self.check()
         self._secrets = security.charger_secrets(self.config)
+        self.admin_token = security.admin_token_digest(self.config)
         listen_tls = self.config.listen.tls
         ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -76,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--shadow", help="a CSMS that sees the charger's traffic without answering it")
     where = route.add_mutually_exclusive_group()
     where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
-    where.add_argument("--config", "-c", help="take the admin address from this configuration file")
+    where.add_argument("--config", "-c",
+                       help="take the admin address (and admin.token_env) from this configuration file")
+    route.add_argument("--token-env", metavar="NAME",
+                       help="environment variable with the admin API's bearer token (default: the config's "
+                       "admin.token_env)")
 
     vendor = sub.add_parser("vendor", help="vendor cloud chargers: move them to native OCPP")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True, metavar="VENDOR_COMMAND")
@@ -151,12 +156,21 @@ async def _route(args: argparse.Namespace) -> int:
     import aiohttp
 
     base = args.admin or "http://127.0.0.1:9100"
+    token_env = args.token_env
     if args.config:
         admin = _load(args.config).admin
         base = f"http://{'127.0.0.1' if admin.host in ('0.0.0.0', '::') else admin.host}:{admin.port}"
+        token_env = token_env or admin.token_env
+    headers = {}
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            print(f"ocpp-gateway: environment variable {token_env} (the admin API token) is not set", file=sys.stderr)
+            return 1
+        headers["Authorization"] = f"Bearer {token}"
     url = f"{base.rstrip('/')}/api/chargers/{args.charger_id}/route"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15), headers=headers) as http:
             if args.reset:
                 request = http.delete(url)
             else:

@@ -50,6 +50,10 @@ class Listen(_Model):
 class Admin(_Model):
     host: str = "127.0.0.1"
     port: int = Field(9100, ge=0, le=65535)
+    token_env: str | None = Field(
+        None, description="environment variable with a bearer token that /api/* requires (/metrics and /healthz "
+        "stay open)"
+    )
 
 
 class Keepalive(_Model):

@@ -30,6 +30,24 @@ def charger_secrets(config: GatewayConfig) -> dict[str, bytes]:
     return out
 
 
+def admin_token_digest(config: GatewayConfig) -> bytes | None:
+    """SHA-256 of the admin API's bearer token, or None when the config asks for none."""
+    env = config.admin.token_env
+    if env is None:
+        return None
+    token = os.environ.get(env)
+    if not token:
+        raise ConfigError(f"admin.token_env: environment variable {env} is not set")
+    return hashlib.sha256(token.encode()).digest()
+
+
+def bearer_ok(header: str | None, digest: bytes) -> bool:
+    """Whether an Authorization header carries the bearer token whose digest is ``digest``."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(hashlib.sha256(header[7:].strip().encode()).digest(), digest)
+
+
 def basic_auth_ok(header: str | None, charger_id: str, digest: bytes) -> bool:
     """Whether an Authorization header carries ``charger_id`` and the password whose digest is ``digest``."""
     if not header or not header.startswith("Basic "):

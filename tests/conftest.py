@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,14 @@ from gateway.config import parse_config
 from tests.rawpeers import RawCsms
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    """Run ``python -m gateway.cli *args`` as operators do; exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def gateway_config(tmp_path: Path, csms: dict[str, Any], **overrides: Any) -> dict[str, Any]:

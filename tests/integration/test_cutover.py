@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import aiohttp
 
 from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, cli
 from tests.rawpeers import RawCharger
 
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def boot_until_connected(url: str, csms: DemoCsms, cid: str) -> RawCharger:

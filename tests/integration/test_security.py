@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import trustme
 from websockets.asyncio.client import connect
@@ -14,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, cli
 from tests.rawpeers import RawCharger, RawCsms, dumps
 
 
@@ -135,3 +136,67 @@ async def test_mutual_tls_checks_the_certificate_belongs_to_the_charger_profile_
                            ssl=client("SOMEONE-ELSE"), proxy=None):
             pass
     assert exc.value.response.status_code == 403
+
+
+# --------------------------------------------------------------- admin API token
+
+ADMIN_TOKEN = "t0ken-for-the-admin-api"
+
+
+async def admin_get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, str], str]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers) as resp:
+            return resp.status, dict(resp.headers), await resp.text()
+
+
+async def test_admin_token_guards_the_api_but_not_metrics_or_health(
+    start_gateway: GatewayFactory, raw_csms: RawCsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With admin.token_env, /api/* needs the bearer token; /metrics and /healthz stay open for scrapers."""
+    monkeypatch.setenv("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}},
+                             admin={"host": "127.0.0.1", "port": 0, "token_env": "GW_ADMIN_TOKEN"})
+    for path in ("/api/chargers", "/api/chargers/CP1/messages"):
+        for token in (None, "wrong", ADMIN_TOKEN + "x"):
+            status, headers, body = await admin_get(gw.admin_port, path, token)
+            assert status == 401, (path, token)
+            assert headers["WWW-Authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer" in body
+        status, _, _ = await admin_get(gw.admin_port, path, ADMIN_TOKEN)
+        assert status == 200
+    for path in ("/metrics", "/healthz"):
+        assert (await admin_get(gw.admin_port, path))[0] == 200
+
+
+async def test_without_a_token_the_api_is_open_as_before(start_gateway: GatewayFactory, raw_csms: RawCsms) -> None:
+    """No admin.token_env: the API answers without credentials (bind it to 127.0.0.1)."""
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}})
+    assert (await admin_get(gw.admin_port, "/api/chargers"))[0] == 200
+
+
+async def test_missing_admin_token_variable_stops_start_up(start_gateway: GatewayFactory, raw_csms: RawCsms) -> None:
+    """An admin.token_env that is not set stops the gateway from starting, naming the key."""
+    from gateway.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"admin\.token_env: environment variable NO_SUCH_TOKEN_VARIABLE"):
+        await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}},
+                            admin={"host": "127.0.0.1", "port": 0, "token_env": "NO_SUCH_TOKEN_VARIABLE"})
+
+
+async def test_the_route_command_sends_the_token_from_the_named_variable(
+    start_gateway: GatewayFactory, raw_csms: RawCsms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ocpp-gateway route --token-env` authenticates; without it the command fails with the API's reason."""
+    monkeypatch.setenv("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    gw = await start_gateway({"a": {"url": raw_csms.url, "ocpp": "1.6"}, "b": {"url": raw_csms.url, "ocpp": "1.6"}},
+                             chargers={"CP1": {}}, admin={"host": "127.0.0.1", "port": 0,
+                                                          "token_env": "GW_ADMIN_TOKEN"})
+    admin = f"http://127.0.0.1:{gw.admin_port}"
+    code, _, err = await cli("route", "CP1", "--primary", "b", "--admin", admin)
+    assert code == 1 and "Authorization: Bearer" in err
+    code, out, err = await cli("route", "CP1", "--primary", "b", "--admin", admin, "--token-env", "GW_ADMIN_TOKEN")
+    assert code == 0, err
+    assert "CP1: primary b (from admin)" in out
+    code, _, err = await cli("route", "CP1", "--reset", "--admin", admin, "--token-env", "UNSET_TOKEN_VARIABLE")
+    assert code == 1 and "UNSET_TOKEN_VARIABLE" in err

@@ -15,8 +15,8 @@ authorizes it). Until the integer id is known, Updated and Ended are held in
 ``ctx.state`` in order and sent once it is; when the CSMS does not answer
 StartTransaction in time, the station is answered locally and the held
 start is retried before the next message the station sends, when the CSMS
-link comes back, and every ``background_interval`` while the station is
-quiet (``V201V16.background``). Duplicates
+link comes back, and every ``held_retry_interval`` (config) while the
+station is quiet (``V201V16.background``). Duplicates
 (a station retrying an event whose answer it missed) are recognised by
 seqNo and answered without a second 1.6 message.
 

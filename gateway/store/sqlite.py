@@ -47,10 +47,10 @@ _COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, act
 # executemany binds and steps each row on its own, and the sqlite3 module drops and re-takes
 # the GIL around every step; under load those hand-offs cost the event loop about a quarter of
 # its core (docs/benchmark.md, section 7). Here the GIL is let go once per batch.
+_LOGGED = "ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
 _INSERT_BATCH = (
-    "INSERT INTO message_log (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
-    " frame, error_code, note) SELECT "
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
+    f"INSERT INTO message_log ({_LOGGED}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(_LOGGED.count(",") + 1))
     + " FROM json_each(?)"
 )
 # SQLite's JSON functions end a string at an escaped NUL; batches holding one are bound row by row.
@@ -58,10 +58,7 @@ _ESCAPED_NUL = b"\\u0000"
 # The JSON text of one statement stays far below SQLite's 1e9-byte limit on a value (a batch of
 # 2,000 oversized frames, logged as INVALID, can run to gigabytes) and bounds the writer's memory.
 MAX_STATEMENT_JSON = 32 << 20
-_INSERT_ROW = (
-    "INSERT INTO message_log (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
-    " frame, error_code, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT_ROW = f"INSERT INTO message_log ({_LOGGED}) VALUES ({', '.join('?' * (_LOGGED.count(',') + 1))})"
 _UPSERT_STATE = (
     "INSERT INTO charger_state (charger_id, state, updated_at) VALUES (?, ?, ?)"
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
@@ -180,9 +177,12 @@ class SQLiteStore(Store):
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert rows in order: one statement when their JSON is small enough, else the halves in turn."""
+    if len(rows) == 1:
+        conn.execute(_INSERT_ROW, rows[0])
+        return
     # default=tuple: FrameRecord is a NamedTuple, which orjson does not serialise on its own.
     batch = orjson.dumps(rows, default=tuple)
-    if len(rows) == 1 or _ESCAPED_NUL in batch:
+    if _ESCAPED_NUL in batch:
         conn.executemany(_INSERT_ROW, rows)
     elif len(batch) > MAX_STATEMENT_JSON:
         half = len(rows) // 2

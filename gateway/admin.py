@@ -1,9 +1,14 @@
-"""The admin HTTP API (aiohttp): metrics, health, chargers and their message logs."""
+"""The admin HTTP API (aiohttp): metrics, health, chargers and their message logs.
+
+It sees the estate only through ``gateway.estate.AdminEstate``. Every body,
+errors included, is built by a JSON encoder: ids and messages are data, never
+pasted into JSON text.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any, NoReturn
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -11,13 +16,16 @@ from pydantic import ValidationError
 
 from gateway import security
 from gateway.config import Route
+from gateway.estate import AdminEstate
 from gateway.store import StoreError
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-
-GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+GATEWAY_KEY: web.AppKey[AdminEstate] = web.AppKey("gateway")
 MAX_LIMIT = 10_000
+
+
+def _fail(error: type[web.HTTPError], message: str, **extra: Any) -> NoReturn:
+    """Answer with ``error`` and the JSON body ``{"error": message, **extra}``."""
+    raise error(text=json.dumps({"error": message, **extra}), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -32,7 +40,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    return web.json_response({"status": "ok", "chargers_connected": len(gw.connections)})
+    return web.json_response({"status": "ok", "chargers_connected": gw.connected_count()})
 
 
 async def chargers(request: web.Request) -> web.Response:
@@ -46,7 +54,7 @@ async def charger(request: web.Request) -> web.Response:
     for item in gw.describe_chargers():
         if item["id"] == cid:
             return web.json_response(item)
-    raise web.HTTPNotFound(text=f'{{"error": "unknown charger {cid}"}}', content_type="application/json")
+    _fail(web.HTTPNotFound, f"unknown charger {cid}")
 
 
 def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -56,11 +64,9 @@ def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer"}}',
-                                 content_type="application/json") from None
+        _fail(web.HTTPBadRequest, f"{name} must be an integer")
     if not lo <= value <= hi:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be between {lo} and {hi}"}}',
-                                 content_type="application/json")
+        _fail(web.HTTPBadRequest, f"{name} must be between {lo} and {hi}")
     return value
 
 
@@ -72,8 +78,7 @@ async def messages(request: web.Request) -> web.Response:
     try:
         records = await gw.store.messages(cid, limit=limit, after_id=after)
     except StoreError as exc:
-        raise web.HTTPServiceUnavailable(text=f'{{"error": "message log unavailable: {exc}"}}',
-                                         content_type="application/json") from None
+        _fail(web.HTTPServiceUnavailable, f"message log unavailable: {exc}")
     return web.json_response(records)
 
 
@@ -85,16 +90,13 @@ async def put_route(request: web.Request) -> web.Response:
         body = await request.json()
         route = Route.model_validate(body)
     except (ValueError, ValidationError) as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"expected {{primary, shadow?}}: {exc}"}),
-                                 content_type="application/json") from None
-    if cid not in gw.config.chargers and cid not in gw.connections and not gw.config.allow_unknown_chargers:
-        raise web.HTTPNotFound(text=json.dumps({"error": f"unknown charger {cid}"}), content_type="application/json")
+        _fail(web.HTTPBadRequest, f"expected {{primary, shadow?}}: {exc}")
+    if cid not in gw.config.chargers and not gw.is_connected(cid) and not gw.config.allow_unknown_chargers:
+        _fail(web.HTTPNotFound, f"unknown charger {cid}")
     try:
         effective = await gw.set_route(cid, route)
     except KeyError as exc:
-        known = sorted(gw.config.csms)
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"no csms named {exc.args[0]!r}", "known": known}),
-                                 content_type="application/json") from None
+        _fail(web.HTTPBadRequest, f"no csms named {exc.args[0]!r}", known=sorted(gw.config.csms))
     return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
                               "route_source": "admin"})
 
@@ -121,10 +123,11 @@ def _require_token(digest: bytes) -> Middleware:
     return check
 
 
-def make_admin_app(gateway: Gateway) -> web.Application:
-    token = gateway.admin_token
+def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> web.Application:
+    """The admin app over ``estate``; with ``token_digest`` (SHA-256 of the token), /api/* needs the token."""
+    token = token_digest
     app = web.Application(middlewares=[_require_token(token)] if token is not None else [])
-    app[GATEWAY_KEY] = gateway
+    app[GATEWAY_KEY] = estate
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/chargers", chargers)

@@ -1,7 +1,10 @@
-"""The gateway service: charger-facing WebSocket server, admin HTTP server, store.
+"""The estate: the charger-facing WebSocket server, admission, routing, the admin HTTP server, the store.
 
 ``Gateway(config)`` is what ``ocpp-gateway run`` and ``ocpp-gateway demo``
-start, and what the integration tests start on port 0.
+start, and what the integration tests start on port 0. It owns every
+``ChargerConnection`` and hands each one ``ConnectionServices``, never
+itself; the admin API and the vendor runner see it through the Protocols in
+``gateway.estate``. docs/architecture.md draws the layers.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from adapters import registry
 from adapters.base import Context
 from gateway import schemas, security
 from gateway.config import ConfigError, GatewayConfig, Route
+from gateway.connection import ChargerConnection, ConnectionServices
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
-from gateway.runtime import ChargerConnection
 from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
@@ -83,6 +86,7 @@ class Gateway:
         self.route_overrides: dict[str, Route] = {}
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
+        self._services: ConnectionServices | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -107,6 +111,12 @@ class Gateway:
         ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()
         self.store.on_pressure(self._store_pressure)
+        self._services = ConnectionServices(
+            config=self.config, store=self.store, metrics=self.metrics, timers=self.timers,
+            connect_slots=self.connect_slots, client_ssl=self.client_ssl, background=self.background,
+            reading_paused=lambda: bool(self.store.pressed), repair_rules=self.repair_rules,
+            ws_max_size=self.ws_max_size,
+        )
         saved = await self.store.load_state(_GATEWAY_STATE) or {}
         for cid, route in saved.get("routes", {}).items():
             if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
@@ -142,7 +152,7 @@ class Gateway:
             await self.vendors.start()
         from gateway.admin import make_admin_app
 
-        self._admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
+        self._admin_runner = web.AppRunner(make_admin_app(self, self.admin_token), access_log=None)
         await self._admin_runner.setup()
         self._admin_site = web.TCPSite(self._admin_runner, self.config.admin.host, self.config.admin.port)
         await self._admin_site.start()
@@ -338,17 +348,20 @@ class Gateway:
             # OCPP: the newest connection for an id wins.
             self.metrics.sessions_replaced.inc()
             if old.can_take_over(admission.version, admission.route):
-                await old.serve(ws)
+                if await old.serve(ws):
+                    self._forget(old)
                 return
             del self.connections[cid]
             await old.replace()
+        assert self._services is not None  # set in start(), before the server listens
         ctx = Context(cid, admission.version, csms_version, options=options, state=state)
-        conn = ChargerConnection(self, cid, ws, admission.version, admission.route, translator, ctx)
+        conn = ChargerConnection(self._services, cid, ws, admission.version, admission.route, translator, ctx)
         self.connections[cid] = conn
         self.metrics.chargers_connected.labels(admission.version.value).inc()
         log.info("charger_connected", ocpp_version=admission.version.value, csms=admission.route.primary,
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
-        await conn.run()
+        if await conn.run():
+            self._forget(conn)
 
     def _store_pressure(self, pressed: bool) -> None:
         """The message-log writer fell behind (or caught up): stop (or resume) reading from chargers.
@@ -363,10 +376,6 @@ class Gateway:
                          queued=self.store.stats.get("queue_depth"))
         for conn in self.connections.values():
             conn.pause_reading(pressed)
-
-    @property
-    def reading_paused(self) -> bool:
-        return bool(self.store.pressed)
 
     def route_for(self, charger_id: str) -> Route | None:
         """The charger's route: an admin override, else the config's (None: unknown and refused)."""
@@ -395,10 +404,17 @@ class Gateway:
             await conn.ws.close(code=1012, reason="route changed: reconnect")
         return effective
 
-    def connection_closed(self, conn: ChargerConnection) -> None:
+    def _forget(self, conn: ChargerConnection) -> None:
+        """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""
         self.metrics.chargers_connected.labels(conn.version.value).dec()
         if self.connections.get(conn.charger_id) is conn:
             del self.connections[conn.charger_id]
+
+    def connected_count(self) -> int:
+        return len(self.connections)
+
+    def is_connected(self, charger_id: str) -> bool:
+        return charger_id in self.connections
 
     def describe_chargers(self) -> list[dict[str, Any]]:
         """Connected chargers plus configured ones that are not connected."""

@@ -3,7 +3,7 @@
 ``ChargerSession`` takes events (a frame received from a side, a link going up
 or down, a timer firing) and returns actions (send this text to that side,
 log this frame, start or cancel a timer, persist the translation state, count
-this). A thin asyncio runner (``gateway.runtime``) carries the actions out.
+this). A thin asyncio runner (``gateway.connection``) carries the actions out.
 Nothing here touches a socket, a clock (time comes in with each event) or the
 store, so every rule below is testable frame-in, frames-out.
 

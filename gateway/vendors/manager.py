@@ -29,7 +29,7 @@ import contextlib
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters import vendor_base as vb
 from adapters.vendor_base import (
@@ -42,15 +42,13 @@ from adapters.vendor_base import (
     VendorUnavailable,
 )
 from gateway.config import ChargerEntry, Route, VendorAccount
+from gateway.estate import VendorHost
 from gateway.logs import get_logger
 from gateway.ocppj import Version
 from gateway.records import FrameRecord
 from gateway.vendors.client import CredentialsError, VendorClient, load_credentials
 from gateway.vendors.metrics import VendorMetrics, vendor_metrics
 from gateway.vendors.virtual import Answer, VirtualCharger
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 
 def state_key(charger_id: str) -> str:
@@ -238,8 +236,7 @@ class ChargerRunner:
 
     async def _stepped_aside(self) -> bool:
         """The gateway replaced the virtual charger's connection: a native charger took the id?"""
-        other = self.gateway.connections.get(self.charger_id)
-        if other is not None:
+        if self.gateway.is_connected(self.charger_id):
             self._go_native("a charger with the same id connected natively")
             self.gateway.store.save_state(native_key(self.charger_id), {"native": True, "since": time.time()})
             return True
@@ -356,7 +353,7 @@ class AccountRunner:
 class VendorManager:
     """Every vendor account of a gateway (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: VendorHost) -> None:
         self.gateway = gateway
         self.metrics = vendor_metrics(gateway.metrics)
         self.log = get_logger(component="vendors")

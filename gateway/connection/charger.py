@@ -1,30 +1,25 @@
-"""The asyncio runner: sockets, timers and the store around each ``ChargerSession``.
+"""One connected charger: its socket, its upstream links and timers, driving a ``ChargerSession``.
 
-``ChargerConnection`` owns one charger's WebSocket, its ``UpstreamLink`` to the
-routed CSMS and its session, and carries out the session's actions. All
-protocol decisions are the session's; this module only moves bytes, keeps
-time and reports.
+``ChargerConnection`` carries out the session's actions. All protocol
+decisions are the session's; this module only moves frames, keeps time and
+reports. What it may use of its owner comes in ``ConnectionServices``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import os
-import random
+import datetime as dt
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-import websockets
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from typing import Any
 
 from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
-from gateway.config import CsmsEndpoint, Route
+from gateway.config import Route
+from gateway.connection.services import ConnectionServices
+from gateway.connection.session_timers import SessionTimers
+from gateway.connection.shadow import ShadowLink
+from gateway.connection.upstream import UpstreamLink
 from gateway.logs import get_logger
 from gateway.ocppj import Version
 from gateway.records import FrameRecord
@@ -40,196 +35,7 @@ from gateway.session import (
     StartTimer,
     ValidationFailed,
 )
-from gateway.transport import DirectClientConnection, DirectServerConnection
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-    from gateway.shadow import ShadowLink
-
-
-LinkCallback = Callable[[], None]
-
-
-class SessionTimers:
-    """Carries out a session's StartTimer / CancelTimer actions on the gateway's timer wheel.
-
-    When a timer fires, the session's ``timer_fired`` actions are applied at once.
-    """
-
-    def __init__(self, gateway: Gateway, session: ChargerSession, apply: Callable[[list[Action]], None]):
-        self.gateway = gateway
-        self.session = session
-        self.apply = apply
-        self.keys: set[str] = set()
-        self.closed = False
-
-    def start(self, key: str, delay: float) -> None:
-        if not self.closed:
-            self.keys.add(key)
-            self.gateway.timers.start((self, key), delay, functools.partial(self._fired, key))
-
-    def cancel(self, key: str) -> None:
-        if key in self.keys:
-            self.keys.discard(key)
-            self.gateway.timers.cancel((self, key))
-
-    def close(self) -> None:
-        self.closed = True
-        for key in self.keys:
-            self.gateway.timers.cancel((self, key))
-        self.keys.clear()
-
-    def _fired(self, key: str) -> None:
-        self.keys.discard(key)
-        if self.closed:
-            return
-        try:
-            self.apply(self.session.timer_fired(key, time.time()))
-        except Exception as exc:  # a timer must not take the event loop's callback down with it
-            self.gateway.metrics.problem("timer_handling_error")
-            get_logger(charger_id=self.session.charger_id).error("timer_handling_error", key=key, error=repr(exc),
-                                                                exc_info=True)
-
-
-class UpstreamLink:
-    """The gateway's own WebSocket to a charger's CSMS, reconnecting with backoff while the charger stays.
-
-    It knows nothing of OCPP: it hands every frame to ``on_frame`` as it
-    arrives and says when the link comes up or goes down.
-    """
-
-    def __init__(
-        self,
-        gateway: Gateway,
-        charger_id: str,
-        name: str,
-        endpoint: CsmsEndpoint,
-        on_up: LinkCallback,
-        on_frame: Callable[[str], None],
-        on_down: LinkCallback,
-        log: Any = None,
-    ) -> None:
-        self.gateway = gateway
-        self.charger_id = charger_id
-        self.name = name
-        self.endpoint = endpoint
-        self.url = f"{endpoint.url}/{charger_id}"
-        self.log = log or get_logger(charger_id=charger_id)
-        self._on_up = on_up
-        self._on_frame = on_frame
-        self._on_down = on_down
-        self.ws: DirectClientConnection | None = None
-        self.state = "down"
-        self._ssl = gateway.client_ssl(name)
-        self._counted = False
-        self._stopping = False
-
-    def _headers(self) -> dict[str, str]:
-        headers = dict(self.endpoint.headers)
-        env = self.endpoint.basic_auth_password_env
-        if env:
-            secret = os.environ.get(env, "")
-            token = base64.b64encode(f"{self.charger_id}:{secret}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        return headers
-
-    async def run(self) -> None:
-        gw = self.gateway
-        cfg = gw.config.upstream
-        delay = cfg.reconnect_initial
-        self._set_state("down")
-        while not self._stopping:
-            try:
-                async with gw.connect_slots:
-                    ws = await connect(
-                        self.url,
-                        subprotocols=[self.endpoint.ocpp.subprotocol],  # type: ignore[list-item]
-                        additional_headers=self._headers(),
-                        open_timeout=self.endpoint.connect_timeout,
-                        ping_interval=gw.config.csms_keepalive.ping_interval,
-                        ping_timeout=gw.config.csms_keepalive.ping_timeout,
-                        close_timeout=gw.config.csms_keepalive.close_timeout,
-                        compression=None,
-                        max_size=gw.ws_max_size,
-                        proxy=None,
-                        user_agent_header="ocpp-migration-gateway",
-                        ssl=self._ssl,
-                        create_connection=DirectClientConnection,
-                    )
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                gw.metrics.upstream_connects.labels(self.name, "failed").inc()
-                reason = f"HTTP {exc.response.status_code}" if isinstance(exc, InvalidStatus) else repr(exc)
-                jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
-                wait = min(delay, cfg.reconnect_max) * jitter
-                self.log.warning("upstream_connect_failed", csms=self.name, url=self.url, error=reason,
-                                 retry_in=round(wait, 2))
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, cfg.reconnect_max)
-                continue
-            if self._stopping:
-                await ws.close()
-                break
-            if ws.subprotocol != self.endpoint.ocpp.subprotocol:
-                self.log.warning("upstream_subprotocol_mismatch", csms=self.name,
-                                 offered=self.endpoint.ocpp.subprotocol, selected=ws.subprotocol)
-            gw.metrics.upstream_connects.labels(self.name, "ok").inc()
-            delay = cfg.reconnect_initial
-            assert isinstance(ws, DirectClientConnection)
-            self.ws = ws
-            self._set_state("up")
-            self.log.info("upstream_connected", csms=self.name, url=self.url)
-            self._guarded(self._on_up)
-            ws.forget_handshake()
-            try:
-                ws.deliver_to(self._frame)
-                await ws.closed()
-            finally:
-                self.ws = None
-                self._set_state("down")
-                self._guarded(self._on_down)
-            if not self._stopping:
-                self.log.warning("upstream_disconnected", csms=self.name, code=ws.close_code, reason=ws.close_reason)
-                jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)
-                await asyncio.sleep(cfg.reconnect_initial * jitter)
-
-    def _frame(self, text: str) -> None:
-        try:
-            self._on_frame(text)
-        except Exception as exc:  # one bad frame must not end the link
-            self._callback_failed(exc)
-
-    def _guarded(self, callback: LinkCallback) -> None:
-        try:
-            callback()
-        except Exception as exc:  # nor a failing up/down callback
-            self._callback_failed(exc)
-
-    def _callback_failed(self, exc: Exception) -> None:
-        self.gateway.metrics.problem("frame_handling_error")
-        self.log.error("frame_handling_error", csms=self.name, error=repr(exc), exc_info=True)
-
-    def _set_state(self, state: str) -> None:
-        gauge = self.gateway.metrics.upstream_links
-        if self._counted and self.state == state:
-            return
-        if self._counted:
-            gauge.labels(self.name, self.state).dec()
-        gauge.labels(self.name, state).inc()
-        self._counted = True
-        self.state = state
-
-    def send(self, text: str) -> bool:
-        ws = self.ws
-        return ws is not None and ws.send_now(text)
-
-    async def close(self) -> None:
-        self._stopping = True
-        ws = self.ws
-        if ws is not None:
-            await ws.close()
-        if self._counted:
-            self.gateway.metrics.upstream_links.labels(self.name, self.state).dec()
-            self._counted = False
+from gateway.transport import DirectServerConnection
 
 
 class ChargerConnection:
@@ -237,7 +43,7 @@ class ChargerConnection:
 
     def __init__(
         self,
-        gateway: Gateway,
+        services: ConnectionServices,
         charger_id: str,
         ws: DirectServerConnection,
         version: Version,
@@ -245,7 +51,7 @@ class ChargerConnection:
         translator: Translator,
         ctx: Context,
     ) -> None:
-        self.gateway = gateway
+        self.services = services
         self.charger_id = charger_id
         self.ws = ws
         self.version = version
@@ -254,8 +60,8 @@ class ChargerConnection:
         self.log = get_logger(charger_id=charger_id)
         self.connected_at = time.time()
         self.last_message_at: float | None = None
-        endpoint = gateway.config.csms[route.primary]
-        config = gateway.config
+        config = services.config
+        endpoint = config.csms[route.primary]
         entry = config.chargers.get(charger_id)
         limits = SessionLimits(
             call_timeout=endpoint.call_timeout or config.call_timeout,
@@ -264,17 +70,17 @@ class ChargerConnection:
             validation=(entry.validation if entry and entry.validation else config.validation),
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(config.validation_by_model.items()),
-            repair_rules=gateway.repair_rules,
+            repair_rules=services.repair_rules,
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
         self.upstream = UpstreamLink(
-            gateway, charger_id, route.primary, endpoint,
+            services, charger_id, route.primary, endpoint,
             on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
             on_frame=self._csms_frame,
             on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
             log=self.log,
         )
-        self.timers = SessionTimers(gateway, self.session, self.apply)
+        self.timers = SessionTimers(services.timers, services.metrics, self.session, self.apply)
         self._closed = False
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
@@ -285,22 +91,21 @@ class ChargerConnection:
             self.shadow = self._make_shadow(route.shadow, limits)
 
     def _make_shadow(self, name: str, limits: SessionLimits) -> ShadowLink | None:
-        from gateway.shadow import ShadowLink
-
-        endpoint = self.gateway.config.csms[name]
+        endpoint = self.services.config.csms[name]
         translator = registry.translator_for(self.version, endpoint.ocpp, self.session.ctx.options)
         if translator is None:
             self.log.warning("shadow_unsupported", csms=name, ocpp_version=self.version.value,
                              csms_ocpp_version=endpoint.ocpp.value)
             return None
         state = self.session.ctx.state.setdefault("shadow", {}).setdefault(name, {})
-        return ShadowLink(self, name, endpoint, translator, state, limits)
+        return ShadowLink(self.services, self.charger_id, name, endpoint, translator, self.session.ctx.options,
+                          state, limits, self.save_state, self.log)
 
     def save_state(self) -> None:
         try:
-            self.gateway.store.save_state(self.charger_id, self.session.ctx.state)
+            self.services.store.save_state(self.charger_id, self.session.ctx.state)
         except (TypeError, ValueError) as exc:  # a translator put something that is not JSON into its state
-            self.gateway.metrics.problem("state_not_saved")
+            self.services.metrics.problem("state_not_saved")
             self.log.error("state_not_saved", error=repr(exc))
 
     def can_take_over(self, version: Version, route: Route) -> bool:
@@ -311,15 +116,18 @@ class ChargerConnection:
     def upstream_state(self) -> str:
         return self.upstream.state
 
-    async def run(self) -> None:
-        """Relay until the charger goes away, then clean up."""
+    async def run(self) -> bool:
+        """Relay until the charger goes away, then clean up; see ``serve`` for what the result means."""
         self._upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
         if self.shadow is not None:
             self.shadow.start()
-        await self.serve(self.ws)
+        return await self.serve(self.ws)
 
-    async def serve(self, ws: DirectServerConnection) -> None:
+    async def serve(self, ws: DirectServerConnection) -> bool:
         """Read from ``ws`` until it closes; a later ``serve`` (a reconnect) takes over the session.
+
+        True when this call ended the connection (its owner forgets it then),
+        False when a newer socket took the session over and serves it on.
 
         A charger whose network dropped silently reconnects while the old
         socket still looks open. The new socket takes over this connection's
@@ -335,16 +143,18 @@ class ChargerConnection:
             closing = asyncio.ensure_future(
                 old.close(code=1000, reason="replaced by a newer connection with the same charger id")
             )
-            self.gateway.background(closing)
+            self.services.background(closing)
         ws.forget_handshake()
-        if self.gateway.reading_paused:
+        if self.services.reading_paused():
             self.pause_reading(True)
         try:
             ws.deliver_to(self._charger_frame)
             await ws.closed()
         finally:
-            if generation == self._generation:
+            ended = generation == self._generation
+            if ended:
                 await self._teardown()
+        return ended
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (or resume) reading the charger's socket: the store's back-pressure."""
@@ -363,7 +173,7 @@ class ChargerConnection:
             if self.shadow is not None:
                 self._mirror(text, now)
         except Exception as exc:  # one bad frame must not end the charger's connection
-            self.gateway.metrics.problem("frame_handling_error")
+            self.services.metrics.problem("frame_handling_error")
             self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
 
     def _csms_frame(self, text: str) -> None:
@@ -395,19 +205,18 @@ class ChargerConnection:
             except Exception as exc:  # the link's own errors must not hide the charger's disconnect
                 self.log.error("upstream_task_failed", error=repr(exc))
         self.timers.close()
-        self.gateway.connection_closed(self)
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
     def apply(self, actions: list[Action]) -> None:
         """Carry out what the session decided, in order."""
-        gw = self.gateway
+        svc = self.services
         for action in actions:
             # Most frequent first: four records and two sends per relayed CALL.
             if isinstance(action, FrameRecord):
-                gw.store.record(action)
-                gw.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)
+                svc.store.record(action)
+                svc.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)
                 if action.error_code is not None:
-                    gw.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
+                    svc.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
             elif isinstance(action, Send):
                 if action.to is Side.CHARGER:
                     # A closed socket is not an error here: serve() sees the close and cleans up.
@@ -424,9 +233,9 @@ class ChargerConnection:
             elif isinstance(action, SaveState):
                 self.save_state()
             elif isinstance(action, RoundTrip):
-                gw.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
+                svc.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
             elif isinstance(action, ValidationFailed):
-                gw.metrics.validation_failure(action.side.value, action.version.value, action.action, self.charger_id)
+                svc.metrics.validation_failure(action.side.value, action.version.value, action.action, self.charger_id)
                 key = (action.side.value, action.action or "", action.path, action.outcome)
                 seen = self.violations.get(key)
                 if seen is None and len(self.violations) < 200:
@@ -438,7 +247,7 @@ class ChargerConnection:
                                  action=action.action, path=action.path, error=action.message,
                                  outcome=action.outcome)
             elif isinstance(action, Problem):
-                gw.metrics.problem(action.event)
+                svc.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
 
     async def replace(self) -> None:
@@ -453,7 +262,7 @@ class ChargerConnection:
         closing = asyncio.ensure_future(
             self.ws.close(code=1000, reason="replaced by a newer connection with the same charger id")
         )
-        self.gateway.background(closing)
+        self.services.background(closing)
 
     async def shutdown(self) -> None:
         await self.ws.close(code=1001, reason="gateway shutting down")
@@ -480,9 +289,4 @@ class ChargerConnection:
 
 
 def _iso(ts: float) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-__all__ = ["ChargerConnection", "UpstreamLink", "websockets"]

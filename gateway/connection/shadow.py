@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
 from gateway.config import CsmsEndpoint
+from gateway.connection.services import ConnectionServices
+from gateway.connection.session_timers import SessionTimers
+from gateway.connection.upstream import UpstreamLink
 from gateway.ocppj import CallError, ErrorKind, Version
 from gateway.records import FrameRecord
-from gateway.runtime import SessionTimers, UpstreamLink
 from gateway.session import (
     Action,
     CancelTimer,
@@ -35,9 +38,6 @@ from gateway.session import (
     StartTimer,
     ValidationFailed,
 )
-
-if TYPE_CHECKING:
-    from gateway.runtime import ChargerConnection
 
 # 1.6 messages whose transactionId the charger got from the primary and the shadow must see as its own.
 _TX_ACTIONS = ("MeterValues", "StopTransaction")
@@ -71,22 +71,24 @@ def compare(primary: list[Any], shadow: list[Any]) -> str:
 class ShadowLink:
     """The shadow CSMS of one connected charger: its own session, translator and upstream link."""
 
-    def __init__(self, owner: ChargerConnection, name: str, endpoint: CsmsEndpoint, translator: Translator,
-                 state: dict[str, Any], limits: SessionLimits) -> None:
-        self.owner = owner
+    def __init__(self, services: ConnectionServices, charger_id: str, name: str, endpoint: CsmsEndpoint,
+                 translator: Translator, options: dict[str, Any], state: dict[str, Any], limits: SessionLimits,
+                 save_state: Callable[[], None], log: Any) -> None:
+        self.services = services
+        self.charger_id = charger_id
         self.name = name
         self.peer = f"shadow:{name}"
-        gw = owner.gateway
-        ctx = Context(owner.charger_id, translator.charger_version, translator.csms_version,
-                      options=owner.session.ctx.options, state=state)
-        self.session = ChargerSession(owner.charger_id, translator, ctx, limits, csms_peer=self.peer)
+        self.log = log
+        self._save_state = save_state  # the shadow's state lives inside the charger's, saved as one
+        ctx = Context(charger_id, translator.charger_version, translator.csms_version, options=options, state=state)
+        self.session = ChargerSession(charger_id, translator, ctx, limits, csms_peer=self.peer)
         self.link = UpstreamLink(
-            gw, owner.charger_id, name, endpoint,
+            services, charger_id, name, endpoint,
             on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
             on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
             on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
         )
-        self.timers = SessionTimers(gw, self.session, self.apply)
+        self.timers = SessionTimers(services.timers, services.metrics, self.session, self.apply)
         # unique id -> (action, primary answer, shadow answer), until both are known
         self._pending: dict[str, list[Any]] = {}
         # 1.6 chargers: transactionId from the primary -> the one the shadow's side assigned
@@ -94,7 +96,7 @@ class ShadowLink:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.link.run(), name=f"shadow:{self.owner.charger_id}")
+        self._task = asyncio.create_task(self.link.run(), name=f"shadow:{self.charger_id}")
 
     async def close(self) -> None:
         self.timers.close()
@@ -111,7 +113,7 @@ class ShadowLink:
     def mirror_call(self, call: ocppj.Call, now: float) -> None:
         """A CALL the charger sent (and the primary got): the shadow gets it too."""
         if len(self._pending) >= _MAX_PENDING:
-            self.owner.gateway.metrics.problem("shadow_backlog")
+            self.services.metrics.problem("shadow_backlog")
             return
         payload = call.payload
         if self.session.translator.charger_version is Version.V16 and call.action in _TX_ACTIONS:
@@ -142,8 +144,7 @@ class ShadowLink:
             return
         del self._pending[uid]
         outcome = compare(primary, shadow)
-        gw = self.owner.gateway
-        gw.metrics.shadow_comparison(self.name, action, outcome)
+        self.services.metrics.shadow_comparison(self.name, action, outcome)
         if action == "StartTransaction" and primary[0] == 3 and shadow[0] == 3:
             p, s = primary[2].get("transactionId"), shadow[2].get("transactionId")
             if isinstance(p, int) and isinstance(s, int):
@@ -151,14 +152,14 @@ class ShadowLink:
                 if len(self._tx_ids) > 1000:
                     self._tx_ids.pop(next(iter(self._tx_ids)))
         if outcome != "match":
-            self.owner.log.info("shadow_differs", csms=self.name, action=action, unique_id=uid, outcome=outcome,
+            self.log.info("shadow_differs", csms=self.name, action=action, unique_id=uid, outcome=outcome,
                                 primary=statuses(primary[2]) if primary[0] == 3 else primary[2],
                                 shadow=statuses(shadow[2]) if shadow[0] == 3 else shadow[2])
 
     # ------------------------------------------------------------ actions
 
     def apply(self, actions: list[Action]) -> None:
-        gw = self.owner.gateway
+        svc = self.services
         for action in actions:
             if isinstance(action, Send):
                 if action.to is Side.CSMS:
@@ -174,14 +175,14 @@ class ShadowLink:
                     self._shadow_answered(frame)
             elif isinstance(action, FrameRecord):
                 if action.peer == self.peer:
-                    gw.store.record(action)
-                    gw.metrics.frame(action.direction, action.peer, action.message_type, action.action,
+                    svc.store.record(action)
+                    svc.metrics.frame(action.direction, action.peer, action.message_type, action.action,
                                      action.charger_id)
             elif isinstance(action, StartTimer):
                 self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
                 self.timers.cancel(action.key)
             elif isinstance(action, SaveState):
-                self.owner.save_state()
+                self._save_state()
             elif isinstance(action, ValidationFailed | Problem):
-                gw.metrics.problem(f"shadow_{action.event}" if isinstance(action, Problem) else "shadow_invalid")
+                svc.metrics.problem(f"shadow_{action.event}" if isinstance(action, Problem) else "shadow_invalid")

@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from gateway.config import ConfigError, GatewayConfig, load_config, read_config_data, validate
+from gateway.config import ConfigError, GatewayConfig, load_config, read_config_data, salvage, validate
 from gateway.ocppj import Version
 
 
@@ -216,10 +216,12 @@ def _check_config(path: str, connect: bool) -> int:
     from gateway import checks
 
     try:
-        config, problems = validate(read_config_data(path), path)
+        data = read_config_data(path)
     except ConfigError as exc:
-        config, problems = None, exc.problems
-    findings: list[checks.Finding] = []
+        for line in exc.problems:
+            print(f"ocpp-gateway: {line}", file=sys.stderr)
+        return 2
+    config, problems = validate(data, path)
     rows = 0
     if config is not None:
         findings = checks.static_problems(config)
@@ -227,8 +229,13 @@ def _check_config(path: str, connect: bool) -> int:
         findings += table_findings
         if connect:
             findings += asyncio.run(checks.connect_report(config))
-        problems += [f"{path}: {f}" for f in findings if not f.ok]
-        problems = list(dict.fromkeys(problems))  # a bad store URL is found by the check and by --connect
+    elif isinstance(data, dict):
+        # The tables and peers need a valid file; what it points at can be checked from the parts that are.
+        findings = checks.static_problems(salvage(data))
+    else:
+        findings = []
+    problems += [f"{path}: {f}" for f in findings if not f.ok]
+    problems = list(dict.fromkeys(problems))  # a bad store URL is found by the check and by --connect
     for f in findings:
         if f.ok:
             print(f"{path}: {f}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from gateway.ocppj import Version
 
@@ -309,6 +309,31 @@ def validate(data: Any, path: str = "<config>") -> tuple[GatewayConfig | None, l
             # Field errors stop pydantic before the model-wide route check: run it on the raw data.
             problems += route_problems(data)
     return None, [f"{path}: {p}" for p in problems]
+
+
+def salvage(data: dict[str, Any]) -> GatewayConfig:
+    """The parts of an invalid config that validate on their own (top-level keys; single csms, chargers and
+    vendors entries), the rest defaulted, so checks of the environment still run. Never for serving."""
+    parts: dict[str, Any] = {"csms": {}}
+    for name, field in GatewayConfig.model_fields.items():
+        if name not in data:
+            continue
+        value, annotation = data[name], field.annotation
+        if annotation is None:
+            continue
+        if get_origin(annotation) is dict and isinstance(value, dict):
+            entry = TypeAdapter(get_args(annotation)[1])
+            parts[name] = {key: valid for key, item in value.items() if (valid := _valid(entry, item)) is not None}
+        elif (valid := _valid(TypeAdapter(annotation), value)) is not None:
+            parts[name] = valid
+    return GatewayConfig.model_construct(**parts)
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def parse_config(data: Any, path: str = "<config>") -> GatewayConfig:

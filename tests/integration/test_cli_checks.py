@@ -86,17 +86,20 @@ async def test_check_config_reports_every_validation_problem_in_one_run(
 
 
 async def test_check_config_reports_what_the_config_points_at_all_at_once(tmp_path: Path) -> None:
-    """Missing or file mapping_dirs, an uncreatable SQLite path, unset admin token and vendor credentials: all five."""
+    """A typo, missing or file mapping_dirs, an uncreatable SQLite path, unset admin token and vendor credentials:
+    all six in one run, even though the typo makes the file invalid."""
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")
     path = write(tmp_path, base(
-        tmp_path, store=f"sqlite:///{a_file}/gw.db", mapping_dirs=[str(tmp_path / "nope"), str(a_file)],
+        tmp_path, listen={"host": "127.0.0.1", "prot": 9000},
+        store=f"sqlite:///{a_file}/gw.db", mapping_dirs=[str(tmp_path / "nope"), str(a_file)],
         admin={"host": "127.0.0.1", "port": 0, "token_env": "I17_UNSET_TOKEN"},
         vendors={"easee-a": {"adapter": "easee", "username_env": "I17_UNSET_USER", "password_env": "I17_UNSET_PW"}},
     ))
     code, out, err = await cli("check-config", "--config", str(path))
     assert code == 2 and "OK" not in out and "Traceback" not in err
     assert problem_lines(err) == [
+        f"ocpp-gateway: {path}: listen.prot: unknown key (did you mean 'port'?)",
         f"ocpp-gateway: {path}: mapping_dirs[0]: {tmp_path / 'nope'} does not exist",
         f"ocpp-gateway: {path}: mapping_dirs[1]: {a_file} is a file, not a directory of mapping tables",
         f"ocpp-gateway: {path}: store: cannot create {a_file}/gw.db: {a_file} is a file, not a directory",

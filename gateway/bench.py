@@ -727,6 +727,9 @@ def parser() -> argparse.ArgumentParser:
         description="Measure the gateway against a direct charger -> CSMS connection on this machine: throughput "
         "at saturation, latency at a realistic load, CPU per message, memory per idle charger and the "
         "reconnect storm after a restart. Everything runs on 127.0.0.1 in separate processes.",
+        epilog="examples:\n  ocpp-gateway bench --quick\n"
+        "  ocpp-gateway bench --json bench.json --set admission.rate=1000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true",
                    help="smaller counts and shorter windows (~1-2 minutes); explicit options still win")

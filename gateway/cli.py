@@ -4,8 +4,12 @@
     ocpp-gateway demo [--chargers N] [--duration S]
     ocpp-gateway logs <charger_id> [--limit N] [--jsonl] [--follow] [--config F | --store URL]
     ocpp-gateway conformance [--charger V] [--csms V] [--markdown]
-    ocpp-gateway check-config --config gateway.yaml
+    ocpp-gateway check-config --config gateway.yaml [--connect]
     ocpp-gateway route <charger_id> --primary NEW [--shadow OLD] | --reset
+    ocpp-gateway sim charger --ocpp 1.6 --url ws://host:9000/ocpp --id CP1 [--transactions N]
+    ocpp-gateway sim csms --ocpp 2.0.1 --port 8180
+
+Every subcommand's ``--help`` ends with examples.
 """
 
 from __future__ import annotations
@@ -17,7 +21,25 @@ import signal
 import sys
 from typing import Any
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, read_config_data, salvage, validate
+from gateway.ocppj import Version
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class _Subcommands:
+    """``add_parser`` with the examples every subcommand's --help ends with."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+
+    def add(self, name: str, examples: list[str], **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.sub.add_parser(
+            name, epilog=_examples(*examples), formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+        )
+        return parser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,17 +47,36 @@ def _parser() -> argparse.ArgumentParser:
         prog="ocpp-gateway",
         description="OCPP migration gateway: chargers connect to it as to their CSMS; it relays and translates "
         "every frame between OCPP 1.6J, 2.0.1 and 2.1 to the CSMS each charger is routed to.",
+        epilog=_examples("ocpp-gateway check-config --config gateway.yaml --connect",
+                         "ocpp-gateway run --config gateway.yaml", "ocpp-gateway demo --chargers 20",
+                         "ocpp-gateway COMMAND --help"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = _Subcommands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
-    run = sub.add_parser("run", help="run the gateway service", description="Run the gateway until SIGTERM/SIGINT.")
+    run = sub.add("run", ["ocpp-gateway run --config /etc/ocpp-gateway/gateway.yaml"],
+                  help="run the gateway service",
+                  description="Run the gateway until SIGTERM/SIGINT. Before listening it checks what check-config "
+                  "checks without --connect; any problem stops it with exit status 2.")
     run.add_argument("--config", "-c", required=True, help="YAML configuration file")
 
-    check = sub.add_parser("check-config", help="validate a configuration file and its mapping tables, then exit")
-    check.add_argument("--config", "-c", required=True)
+    check = sub.add(
+        "check-config",
+        ["ocpp-gateway check-config --config gateway.yaml",
+         "ocpp-gateway check-config --config gateway.yaml --connect   # also reach the store and every CSMS"],
+        help="validate a configuration file, its environment and mapping tables, then exit",
+        description="Report every problem of a configuration in one run, one line each naming the file and the "
+        "key: the file itself, mapping_dirs, the store location, TLS files, the environment variables it names "
+        "(admin token, passwords, vendor credentials), the mapping tables and translator options. Creates nothing. "
+        "Exit status 0 when all is well, 2 otherwise.",
+    )
+    check.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    check.add_argument("--connect", action="store_true",
+                       help="also open the store (read only) and knock on every CSMS endpoint; say which answer")
 
-    demo = sub.add_parser(
-        "demo", help="self-contained demo: gateway + demo CSMS + simulated chargers with a live summary",
+    demo = sub.add(
+        "demo", ["ocpp-gateway demo", "ocpp-gateway demo --chargers 200 --duration 120 --no-vendors"],
+        help="self-contained demo: gateway + demo CSMS + simulated chargers with a live summary",
         description="Start the gateway, an embedded demo CSMS per OCPP version and simulated 1.6J/2.0.1/2.1 "
         "chargers that boot, heartbeat, authorize and charge; print a live summary.",
     )
@@ -49,8 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--vendors", action=argparse.BooleanOptionalAction, default=True,
                       help="add cloud-locked Easee/Zaptec chargers from simulated vendor clouds (default on)")
 
-    logs = sub.add_parser("logs", help="print a charger's message log",
-                          description="Print a charger's message log, oldest first.")
+    logs = sub.add("logs", ["ocpp-gateway logs CP001 --config gateway.yaml --limit 20",
+                            "ocpp-gateway logs CP001 --jsonl --follow --store sqlite:////var/lib/ocpp-gateway/gateway.db"],
+                   help="print a charger's message log",
+                   description="Print a charger's message log, oldest first. Exit status 1 when the store "
+                   "cannot be read or holds no message for the charger.")
     logs.add_argument("charger_id")
     logs.add_argument("--limit", "-n", type=int, default=50)
     logs.add_argument("--jsonl", action="store_true", help="one JSON record per line")
@@ -59,14 +103,19 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--config", "-c", help="read the store URL from this configuration file")
     src.add_argument("--store", help="store URL (default: the demo's sqlite:///ocpp-gateway-demo.db)")
 
-    conf = sub.add_parser("conformance", help="print the conformance list of a charger/CSMS version pair",
-                          description="Print, from the translators' own tables, what becomes of each message.")
+    conf = sub.add("conformance", ["ocpp-gateway conformance --charger 1.6 --csms 2.0.1",
+                                   "ocpp-gateway conformance --markdown > docs/conformance.md"],
+                   help="print the conformance list of a charger/CSMS version pair",
+                   description="Print, from the translators' own tables, what becomes of each message.")
     conf.add_argument("--charger", help="charger OCPP version (1.6, 2.0.1, 2.1); default: every pair")
     conf.add_argument("--csms", help="CSMS OCPP version (1.6, 2.0.1, 2.1); default: every pair")
     conf.add_argument("--markdown", action="store_true", help="Markdown (docs/conformance.md) instead of text")
 
-    route = sub.add_parser(
-        "route", help="cut a charger over to another CSMS, add a shadow, or roll back (via the admin API)",
+    route = sub.add(
+        "route",
+        ["ocpp-gateway route CP001 --primary new --shadow legacy --config gateway.yaml",
+         "ocpp-gateway route CP001 --reset --admin http://127.0.0.1:9100 --token-env GW_ADMIN_TOKEN"],
+        help="cut a charger over to another CSMS, add a shadow, or roll back (via the admin API)",
         description="Set a charger's route on a running gateway. The charger is reconnected onto the new route; "
         "the change is kept across restarts until --reset puts the config file's route back.",
     )
@@ -83,10 +132,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="environment variable with the admin API's bearer token (default: the config's "
                        "admin.token_env)")
 
-    vendor = sub.add_parser("vendor", help="vendor cloud chargers: move them to native OCPP")
-    vsub = vendor.add_subparsers(dest="vendor_command", required=True, metavar="VENDOR_COMMAND")
-    native = vsub.add_parser(
-        "native-ocpp", help="point a cloud charger at the gateway's own OCPP URL (Easee)",
+    native_example = "ocpp-gateway vendor native-ocpp easee-EH123456 --config gateway.yaml --url wss://gw.example/ocpp"
+    vendor = sub.add("vendor", [native_example], help="vendor cloud chargers: move them to native OCPP")
+    vsub = _Subcommands(vendor.add_subparsers(dest="vendor_command", required=True, metavar="VENDOR_COMMAND"))
+    native = vsub.add(
+        "native-ocpp", [native_example], help="point a cloud charger at the gateway's own OCPP URL (Easee)",
         description="Ask the vendor cloud to connect the charger natively (OCPP) to the gateway; the gateway keeps "
         "its charger id, route and history and the cloud adapter steps aside.",
     )
@@ -94,17 +144,118 @@ def _parser() -> argparse.ArgumentParser:
     native.add_argument("--config", "-c", required=True)
     native.add_argument("--url", help="the gateway's OCPP URL as the charger must reach it (ws(s)://host:port/ocpp)")
 
-    bench = sub.add_parser("bench", help="benchmark the gateway against a direct connection (see README)")
+    bench = sub.add("bench", ["ocpp-gateway bench --quick", "ocpp-gateway bench --json bench.json"],
+                    help="benchmark the gateway against a direct connection (see README)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+
+    _sim_parsers(sub)
     return p
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sim_parsers(sub: _Subcommands) -> None:
+    sim = sub.add("sim", ["ocpp-gateway sim csms --ocpp 2.0.1 --port 8181",
+                          "ocpp-gateway sim charger --ocpp 1.6 --url ws://127.0.0.1:9000/ocpp --id CP001"],
+                  help="a strict simulated charger or CSMS, to try the gateway without writing code",
+                  description="The strict recording peers the tests use: they print every frame and what the "
+                  "other side got wrong, and exit 1 if it broke a rule.")
+    ssub = _Subcommands(sim.add_subparsers(dest="sim_command", required=True, metavar="PEER"))
+    charger = ssub.add(
+        "charger",
+        ["ocpp-gateway sim charger --ocpp 1.6 --url ws://127.0.0.1:9000/ocpp --id CP001 --transactions 2",
+         "ocpp-gateway sim charger --ocpp 2.0.1 --url ws://127.0.0.1:9000/ocpp --id CP002 --password-env CP002_PW "
+         "--stay"],
+        help="connect one simulated charger, boot it and run charging sessions",
+        description="Connect to <url>/<id>, boot (BootNotification, StatusNotification, Heartbeat), run N "
+        "charging sessions (Authorize, start, meter values, stop) and disconnect; with --stay keep answering "
+        "the CSMS (remote start, configuration, ...) until Ctrl-C. Exit 0 when every step succeeded and the "
+        "server broke no rule.",
+    )
+    charger.add_argument("--ocpp", type=_version, required=True, help="1.6, 2.0.1 or 2.1")
+    charger.add_argument("--url", required=True, help="the gateway's (or a CSMS's) endpoint; the id is appended")
+    charger.add_argument("--id", required=True, dest="charger_id", help="charger id")
+    charger.add_argument("--transactions", "-n", type=int, default=1, help="charging sessions to run (default 1)")
+    charger.add_argument("--id-tag", default="SIMTAG0001", help="the token presented (default SIMTAG0001)")
+    charger.add_argument("--energy", type=int, default=5000, help="Wh charged per session (default 5000)")
+    charger.add_argument("--meter-interval", type=float, default=1.0,
+                         help="seconds between the 3 meter values of a session (default 1)")
+    charger.add_argument("--password-env", metavar="NAME", help="environment variable with the HTTP Basic password")
+    charger.add_argument("--stay", action="store_true", help="stay connected after the sessions until Ctrl-C")
+    charger.add_argument("--quiet", "-q", action="store_true", help="do not print every frame")
+    csms = ssub.add(
+        "csms", ["ocpp-gateway sim csms --ocpp 2.0.1 --port 8181", "ocpp-gateway sim csms --ocpp 1.6 --port 8180 -q"],
+        help="run a strict simulated CSMS that accepts every charger",
+        description="Listen on ws://HOST:PORT/ocpp/<charger_id>, answer every CALL validly, validate every frame "
+        "against the OCPP schemas, print each one, and on SIGINT/SIGTERM (or after --duration) print the "
+        "chargers, transactions and violations seen. Exit 1 if any charger broke a rule.",
+    )
+    csms.add_argument("--ocpp", type=_version, required=True, help="1.6, 2.0.1 or 2.1")
+    csms.add_argument("--port", type=int, default=8180, help="port to listen on (default 8180; 0 = any)")
+    csms.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    csms.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    csms.add_argument("--quiet", "-q", action="store_true", help="do not print every frame")
 
 
 def _load(path: str) -> GatewayConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"ocpp-gateway: {exc}", file=sys.stderr)
+        for line in exc.problems:
+            print(f"ocpp-gateway: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _check_config(path: str, connect: bool) -> int:
+    """Every problem of the file in one run: the file, its environment, the tables (and with --connect, peers)."""
+    from gateway import checks
+
+    try:
+        data = read_config_data(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"ocpp-gateway: {line}", file=sys.stderr)
+        return 2
+    config, problems = validate(data, path)
+    rows = 0
+    if config is not None:
+        findings = checks.static_problems(config)
+        rows, table_findings = checks.table_problems(config)
+        findings += table_findings
+        if connect:
+            findings += asyncio.run(checks.connect_report(config))
+    elif isinstance(data, dict):
+        # The tables and peers need a valid file; what it points at can be checked from the parts that are.
+        findings = checks.static_problems(salvage(data))
+    else:
+        findings = []
+    problems += [f"{path}: {f}" for f in findings if not f.ok]
+    problems = list(dict.fromkeys(problems))  # a bad store URL is found by the check and by --connect
+    for f in findings:
+        if f.ok:
+            print(f"{path}: {f}")
+    for line in problems:
+        print(f"ocpp-gateway: {line}", file=sys.stderr)
+    if problems or config is None:
+        print(f"ocpp-gateway: {path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
+        return 2
+    print(f"{path}: OK ({len(config.csms)} CSMS, {len(config.chargers)} chargers, {rows} mapping rows)")
+    return 0
+
+
+def _refuse_start(path: str, config: GatewayConfig) -> bool:
+    """Print what would stop the gateway from working (check-config's checks, without --connect)."""
+    from gateway.checks import static_problems
+
+    problems = [f for f in static_problems(config) if not f.ok]
+    for f in problems:
+        print(f"ocpp-gateway: cannot start: {path}: {f}", file=sys.stderr)
+    return bool(problems)
 
 
 def raise_open_files_limit() -> int:
@@ -141,7 +292,11 @@ async def _serve(config: GatewayConfig) -> int:
                              hint="each charger needs two sockets; raise LimitNOFILE / ulimit -n")
 
     gw = Gateway(config)
-    await gw.start()
+    try:
+        await gw.start()
+    except BaseException:
+        await gw.store.close()
+        raise
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -199,29 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     from gateway import logs as logsetup
 
     if args.command == "run":
-        config = _load(args.config)
-        logsetup.configure(config.logging.format, config.logging.level)
-        try:
-            return asyncio.run(_serve(config))
-        except Exception as exc:  # start-up failures: one clear line, non-zero exit
-            from mappings import MappingError
-
-            if isinstance(exc, MappingError | OSError | ConfigError):
-                print(f"ocpp-gateway: cannot start: {exc}", file=sys.stderr)
-                return 1
-            raise
+        return _run(args.config)
     if args.command == "check-config":
-        config = _load(args.config)
-        from gateway.app import Gateway
-        from mappings import MappingError
-
-        try:
-            rows = Gateway(config).check()
-        except (MappingError, ConfigError) as exc:
-            print(f"ocpp-gateway: {exc}", file=sys.stderr)
-            return 2
-        print(f"{args.config}: OK ({len(config.csms)} CSMS, {len(config.chargers)} chargers, {rows} mapping rows)")
-        return 0
+        return _check_config(args.config, args.connect)
+    if args.command == "sim":
+        return _sim(args)
     if args.command == "demo":
         logsetup.configure("console", "warning")
         from gateway.demo import run_demo
@@ -231,12 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         store_url = args.store or "sqlite:///ocpp-gateway-demo.db"
         if args.config:
             store_url = _load(args.config).store
-        from gateway.store.cli import logs_command
+        from gateway.store.cli import run_logs
 
-        try:
-            return int(asyncio.run(logs_command(store_url, args.charger_id, args.limit, args.jsonl, args.follow)))
-        except KeyboardInterrupt:
-            return 0
+        return run_logs(store_url, args.charger_id, args.limit, args.jsonl, args.follow)
     if args.command == "conformance":
         from gateway.conformance import conformance_command
 
@@ -252,6 +386,45 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(bench_command(args.args))
     raise AssertionError(args.command)
+
+
+def _run(path: str) -> int:
+    from gateway import logs as logsetup
+    from gateway.store import StoreError
+    from mappings import MappingError
+
+    config = _load(path)
+    if _refuse_start(path, config):
+        return 2
+    logsetup.configure(config.logging.format, config.logging.level)
+    try:
+        return asyncio.run(_serve(config))
+    except StoreError as exc:  # start-up failures: one line naming the key and the cause
+        print(f"ocpp-gateway: cannot start: {path}: store: {exc}", file=sys.stderr)
+        return 2
+    except (MappingError, ConfigError) as exc:
+        print(f"ocpp-gateway: cannot start: {path}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, a certificate cannot be read, ...
+        print(f"ocpp-gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from gateway.sim import cli as sim
+
+    if args.sim_command == "csms":
+        return asyncio.run(sim.run_csms(args.ocpp, args.host, args.port, args.duration, args.quiet))
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(f"ocpp-gateway sim charger: environment variable {args.password_env} is not set", file=sys.stderr)
+            return 2
+    return asyncio.run(sim.run_charger(
+        args.ocpp, args.url, args.charger_id, args.transactions, password=password, id_tag=args.id_tag,
+        energy_wh=args.energy, meter_interval=args.meter_interval, stay=args.stay, quiet=args.quiet,
+    ))
 
 
 def entry() -> Any:  # pragma: no cover

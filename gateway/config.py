@@ -7,17 +7,23 @@ so ``ocpp-gateway run`` can exit non-zero with a line an operator can act on.
 
 from __future__ import annotations
 
+import difflib
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from gateway.ocppj import Version
 
 
 class ConfigError(Exception):
-    """The configuration cannot be used; the message says where and why."""
+    """The configuration cannot be used; the message says where and why (one line per problem)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else message.splitlines()
 
 
 class _Model(BaseModel):
@@ -189,24 +195,9 @@ class GatewayConfig(_Model):
 
     @model_validator(mode="after")
     def _routes_exist(self) -> GatewayConfig:
-        def check(route: Route | None, where: str) -> None:
-            if route is None:
-                return
-            for role, name in (("primary", route.primary), ("shadow", route.shadow)):
-                if name is not None and name not in self.csms:
-                    known = ", ".join(sorted(self.csms)) or "none"
-                    raise ValueError(f"{where}.{role}: no csms named {name!r} (known: {known})")
-
-        check(self.default_route, "default_route")
-        for cid, entry in self.chargers.items():
-            check(entry.route, f"chargers.{cid}.route")
-        for name, account in self.vendors.items():
-            check(account.route, f"vendors.{name}.route")
-        if self.allow_unknown_chargers and self.default_route is None:
-            raise ValueError("allow_unknown_chargers: true needs a default_route")
-        for cid, entry in self.chargers.items():
-            if entry.route is None and self.default_route is None:
-                raise ValueError(f"chargers.{cid}: no route and no default_route")
+        problems = route_problems(self.model_dump(include=_ROUTING_KEYS))
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def route_for(self, charger_id: str) -> Route | None:
@@ -219,35 +210,152 @@ class GatewayConfig(_Model):
         return None
 
 
-def _format_errors(path: str, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
+_ROUTING_KEYS = {"csms", "default_route", "chargers", "vendors", "allow_unknown_chargers"}
+
+
+def route_problems(data: dict[str, Any]) -> list[str]:
+    """Every route that names an unknown CSMS, and every charger left without a route, as ``key: message``.
+
+    Works on the raw YAML data too, so a file whose CSMS entries are broken
+    still gets its route typos reported in the same run.
+    """
+    csms = data.get("csms")
+    known = set(csms) if isinstance(csms, dict) else set()
+    problems: list[str] = []
+
+    def check(route: Any, where: str) -> None:
+        if not isinstance(route, dict):
+            return
+        for role in ("primary", "shadow"):
+            name = route.get(role)
+            if isinstance(name, str) and name not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                problems.append(f"{where}.{role}: no csms named {name!r}{_did_you_mean(name, known)} (known: {listed})")
+
+    default_route = data.get("default_route")
+    check(default_route, "default_route")
+    chargers = data.get("chargers")
+    chargers = chargers if isinstance(chargers, dict) else {}
+    vendors = data.get("vendors")
+    for cid, entry in chargers.items():
+        check(entry.get("route") if isinstance(entry, dict) else None, f"chargers.{cid}.route")
+    for name, account in (vendors if isinstance(vendors, dict) else {}).items():
+        check(account.get("route") if isinstance(account, dict) else None, f"vendors.{name}.route")
+    if data.get("allow_unknown_chargers") is True and default_route is None:
+        problems.append("allow_unknown_chargers: true needs a default_route")
+    if default_route is None:
+        for cid, entry in chargers.items():
+            if not (isinstance(entry, dict) and entry.get("route") is not None):
+                problems.append(f"chargers.{cid}: no route and no default_route")
+    return problems
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` from ``X | None``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if args else annotation
+    return annotation
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model allows at ``loc`` (the mapping that holds an unknown key), for "did you mean"."""
+    current: Any = GatewayConfig
+    for segment in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(segment))
+            if field is None:
+                return []
+            current = _unwrap(field.annotation)
+        elif get_origin(current) in (dict, list):
+            current = _unwrap(get_args(current)[-1])
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def config_problems(exc: ValidationError) -> list[str]:
+    """One ``key: message`` line per problem pydantic found."""
+    lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+            msg = "unknown key" + _did_you_mean(str(loc[-1]), _keys_at(loc[:-1]))
+        if not key:  # the model-wide check: its message is already "key: message" lines
+            lines.extend(msg.splitlines())
+        else:
+            lines.append(f"{key}: {msg}")
+    return lines
+
+
+def validate(data: Any, path: str = "<config>") -> tuple[GatewayConfig | None, list[str]]:
+    """The config and no problems, or None and every problem as ``file: key: message``."""
+    if not isinstance(data, dict):
+        return None, [f"{path}: expected a YAML mapping at the top level"]
+    try:
+        return GatewayConfig.model_validate(data), []
+    except ValidationError as exc:
+        problems = config_problems(exc)
+        if all(err["loc"] for err in exc.errors()):
+            # Field errors stop pydantic before the model-wide route check: run it on the raw data.
+            problems += route_problems(data)
+    return None, [f"{path}: {p}" for p in problems]
+
+
+def salvage(data: dict[str, Any]) -> GatewayConfig:
+    """The parts of an invalid config that validate on their own (top-level keys; single csms, chargers and
+    vendors entries), the rest defaulted, so checks of the environment still run. Never for serving."""
+    parts: dict[str, Any] = {"csms": {}}
+    for name, field in GatewayConfig.model_fields.items():
+        if name not in data:
+            continue
+        value, annotation = data[name], field.annotation
+        if annotation is None:
+            continue
+        if get_origin(annotation) is dict and isinstance(value, dict):
+            entry = TypeAdapter(get_args(annotation)[1])
+            parts[name] = {key: valid for key, item in value.items() if (valid := _valid(entry, item)) is not None}
+        elif (valid := _valid(TypeAdapter(annotation), value)) is not None:
+            parts[name] = valid
+    return GatewayConfig.model_construct(**parts)
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def parse_config(data: Any, path: str = "<config>") -> GatewayConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
-    try:
-        return GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc)) from None
+    config, problems = validate(data, path)
+    if config is None:
+        raise ConfigError("\n".join(problems), problems)
+    return config
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate the YAML configuration file."""
+def read_config_data(path: str | Path) -> Any:
+    """The YAML data of a configuration file; ConfigError if it cannot be read or parsed."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_config(data, str(p))
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate the YAML configuration file."""
+    return parse_config(read_config_data(path), str(path))

@@ -220,6 +220,7 @@ class DemoCsms:
         self.counters = Counters()
         self.refuse_status: int | None = None  # set: refuse every handshake with this HTTP status
         self.handshakes: list[tuple[str, list[str]]] = []  # (path, offered subprotocols)
+        self.on_frame: Callable[[Endpoint, SimFrame], None] | None = None  # every session's frames
         self._tx_ids = itertools.count(first_transaction_id)
         self._server: Server | None = None
         self._handlers_running: set[asyncio.Task[Any]] = set()
@@ -284,6 +285,7 @@ class DemoCsms:
             self.chargers[charger_id] = state
         old = state.session
         session = CsmsSession(self, state, version)
+        session.on_frame = self.on_frame
         state.session = session
         state.version = version
         state.subprotocol = ws.subprotocol

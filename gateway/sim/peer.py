@@ -232,6 +232,8 @@ class Endpoint:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.closed = asyncio.Event()  # set when the current connection is gone
+        # Called with every frame as it is recorded (the `ocpp-gateway sim` commands print them).
+        self.on_frame: Callable[[Endpoint, SimFrame], None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -310,6 +312,8 @@ class Endpoint:
 
     def _record(self, frame: SimFrame) -> None:
         self.frames.append(frame)
+        if self.on_frame is not None:
+            self.on_frame(self, frame)
         if frame.direction == "out":
             self.counters.frames_sent += 1
         else:

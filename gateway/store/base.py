@@ -199,6 +199,19 @@ class Store(abc.ABC):
 
     # ----------------------------------------------------------------- backend
 
+    def location_problem(self) -> str | None:
+        """Why the store could not be opened where it is configured, found without opening or creating
+        anything (None: nothing known against it). Used by ``check-config`` and before ``run`` starts."""
+        return None
+
+    def location_note(self) -> str | None:
+        """Something the operator should know about where the store lives that is not a problem."""
+        return None
+
+    @abc.abstractmethod
+    def probe(self, timeout: float) -> str:
+        """Connect once, read only, and say what answered; StoreError (one line) when nothing usable did."""
+
     @abc.abstractmethod
     def _connect_writer(self) -> Connection:
         """A new connection for the writer thread."""

@@ -40,7 +40,8 @@ async def logs_command(
 ) -> int:
     """Print the newest ``limit`` records of a charger (all chargers if None); with ``follow``, keep printing new ones.
 
-    Returns the process exit code: 0, or 1 when the store cannot be read.
+    Returns the process exit code: 0, or 1 when the store cannot be read or (not following) holds no
+    message for the charger, so scripts can tell a typo in the id from an empty answer.
     Following ends with KeyboardInterrupt (exit 0) or cancellation.
     """
     try:
@@ -56,9 +57,10 @@ async def logs_command(
             print(f"ocpp-gateway logs: {exc}", file=err)
             return 1
         printer.print(rows)
-        if not rows and not jsonl and not follow:
-            print(f"(no messages for {charger_id or 'any charger'})", file=out)
         out.flush()
+        if not rows and not follow:
+            print(f"ocpp-gateway logs: no messages for {charger_id or 'any charger'} in {store.description}", file=err)
+            return 1
         if follow:
             last_id = rows[-1]["id"] if rows else await _last_id(store, charger_id)
             await _follow(store, charger_id, last_id, printer, poll_interval, err)

@@ -103,11 +103,24 @@ class PostgresStore(Store):
         self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
 
-    def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
+    def _connect(self, autocommit: bool, **overrides: Any) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(autocommit=autocommit, **self._params)
+            return psycopg.connect(autocommit=autocommit, **{**self._params, **overrides})
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
+            raise StoreError(f"cannot connect to {self.description}: {one_line(exc)}") from exc
+
+    def probe(self, timeout: float) -> str:
+        conn = self._connect(autocommit=True, connect_timeout=max(1, round(timeout)))
+        try:
+            version = conn.execute("SHOW server_version").fetchone()
+            table = f"{self.schema}.message_log" if self.schema else "message_log"
+            found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.description}: {one_line(exc)}") from exc
+        finally:
+            conn.close()
+        log = "message log present" if found and found[0] else "no message log yet (`run` creates it)"
+        return f"{self.description}: answers (PostgreSQL {version[0] if version else '?'}); {log}"
 
     def _connect_writer(self) -> psycopg.Connection[Any]:
         return self._connect(autocommit=False)
@@ -146,6 +159,16 @@ class PostgresStore(Store):
     def _select_messages(
         self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
     ) -> list[tuple[Any, ...]]:
+        try:
+            return self._select_messages_from(conn, charger_id, limit, after_id)
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(
+                f"no message log in {self.description} (has the gateway run with this store URL?)"
+            ) from None
+
+    def _select_messages_from(
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
+    ) -> list[tuple[Any, ...]]:
         if after_id is None:
             if charger_id is None:
                 rows = conn.execute(self._newest_all, (limit,)).fetchall()
@@ -168,6 +191,11 @@ class PostgresStore(Store):
             conn.close()
         except psycopg.Error:
             pass
+
+
+def one_line(exc: BaseException) -> str:
+    """libpq's messages run over several lines (a hint on the next one): one line for logs and the CLI."""
+    return " ".join(str(exc).split())
 
 
 def _no_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -111,6 +111,48 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
+    def location_problem(self) -> str | None:
+        if self.path == MEMORY:
+            return None
+        path = Path(self.path)
+        if path.is_dir():
+            return f"{path} is a directory, not a database file"
+        existing = _nearest_existing(path.parent)
+        if not existing.is_dir():
+            return f"cannot create {path}: {existing} is a file, not a directory"
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} is not readable and writable by this user"
+        # WAL mode keeps -wal and -shm files next to the database: the directory must be writable too.
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"directory {existing} is not writable by this user"
+        return None
+
+    def location_note(self) -> str | None:
+        if self.path == MEMORY:
+            return "in memory: the message log and translation state are lost at every restart"
+        parent = Path(self.path).parent
+        if not parent.exists():
+            return f"directory {parent} does not exist yet; `run` creates it"
+        return None
+
+    def probe(self, timeout: float) -> str:
+        if self.path == MEMORY:
+            return "sqlite in memory"
+        if not os.path.exists(self.path):
+            return f"sqlite {self.path}: no database yet; `run` creates it"
+        try:
+            conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "message_log" not in tables:
+                    return f"sqlite {self.path}: opens; no message log yet (`run` creates it)"
+                count = conn.execute("SELECT count(*) FROM message_log").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open sqlite {self.path}: {exc}") from exc
+        return f"sqlite {self.path}: opens; {count} message-log records"
+
     def _connect_reader(self) -> sqlite3.Connection:
         if self._memory is not None:
             return self._memory
@@ -173,6 +215,13 @@ class SQLiteStore(Store):
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (as a file or a directory)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

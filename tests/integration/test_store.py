@@ -760,13 +760,13 @@ async def test_logs_jsonl_prints_one_record_per_line(stores: Callable[..., Store
 
 
 async def test_logs_says_when_a_charger_has_no_messages(stores: Callable[..., Store], sqlite_url: str) -> None:
-    """An empty log is stated in table mode and prints nothing in JSON lines mode."""
+    """An empty log exits 1 with the reason on stderr, in table and JSON lines mode alike (stdout stays empty)."""
     await _logged(stores, sqlite_url)
-    table, jsonl = io.StringIO(), io.StringIO()
-    assert await logs_command(sqlite_url, "NOPE", 10, False, False, table) == 0
-    assert await logs_command(sqlite_url, "NOPE", 10, True, False, jsonl) == 0
-    assert table.getvalue() == "(no messages for NOPE)\n"
-    assert jsonl.getvalue() == ""
+    for jsonl in (False, True):
+        out, err = io.StringIO(), io.StringIO()
+        assert await logs_command(sqlite_url, "NOPE", 10, jsonl, False, out, err=err) == 1
+        assert out.getvalue() == ""
+        assert "no messages for NOPE" in err.getvalue()
 
 
 async def test_logs_follow_prints_records_written_later(stores: Callable[..., Store], store_url: str) -> None:

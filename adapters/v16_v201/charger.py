@@ -285,23 +285,30 @@ def start_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     "TransactionEvent(Updated) / MeterValues",
     Support.PARTIAL,
     "with a known transactionId: TransactionEvent(Updated), triggerReason from the context "
-    "(mappings/reading_context_trigger.yaml); without: MeterValues (connector 0 -> evseId 0); units -> "
+    "(mappings/reading_context_trigger.yaml); without: MeterValues (connector 0 -> evseId 0); the answer to a "
+    "translated TriggerMessage is the message the CSMS asked for: TransactionEvent(Updated, Trigger) of the "
+    "connector's open transaction (with or without transactionId), or MeterValues; units -> "
     "unitOfMeasure {unit, multiplier} (mappings/units.yaml); SignedData -> signedMeterValue on its Raw twin "
     "(OCMF blobs without a twin carry their own reading); lost: Temperature and RPM samples, non-numeric "
     "values, signed blobs without a number",
 )
 def meter_values(env: Env, p: Payload, ctx: Context) -> Sub:
     st = State(ctx)
+    triggered = st.take_trigger(p["connectorId"], ctx.clock().timestamp())
     mvs = convert.meter_values_to_v201(p["meterValue"])
     if not mvs:
         return {}  # nothing 2.0.1 can express: answer the charger, send nothing
     tx = st.tx_by_int(p["transactionId"]) if "transactionId" in p else None
+    if triggered == "TransactionEvent" and tx is None:
+        tx = st.tx_on_connector(p["connectorId"])  # 1.6 lets the charger leave the transactionId out
+    elif triggered == "MeterValues":
+        tx = None  # the CSMS asked for MeterValues, not for a transaction event
     if tx is None:
         evse, _ = env.connectors.to_evse(p["connectorId"])
         yield from call(CSMS, "MeterValues", {"evseId": evse, "meterValue": mvs})
         return {}
     first = (p["meterValue"][0].get("sampledValue") or [{}])[0]
-    trigger = tables.to_v201("reading_context_trigger", first.get("context", "Sample.Periodic"))
+    trigger = "Trigger" if triggered else tables.to_v201("reading_context_trigger", first.get("context", "Sample.Periodic"))
     yield from call(
         CSMS,
         "TransactionEvent",

@@ -416,6 +416,9 @@ def unlock_connector(env: Env, p: Payload, ctx: Context) -> Sub:
     return {"status": _status("UnlockConnector", res["status"], "UnlockFailed")}
 
 
+TRIGGER_ANSWER_WINDOW = 60.0  # seconds within which a MeterValues counts as the answer to a TriggerMessage
+
+
 @handles(
     CSMS,
     "TriggerMessage",
@@ -423,24 +426,43 @@ def unlock_connector(env: Env, p: Payload, ctx: Context) -> Sub:
     Support.PARTIAL,
     "requestedMessage per mappings/trigger_message.yaml (TransactionEvent -> MeterValues, "
     "LogStatusNotification -> DiagnosticsStatusNotification, SignChargingStationCertificate -> "
-    "ExtendedTriggerMessage); others -> NotImplemented",
+    "ExtendedTriggerMessage); the MeterValues the charger then sends becomes what the CSMS asked for "
+    "(TransactionEvent(Updated, Trigger) or MeterValues); TransactionEvent with no transaction running on "
+    "the EVSE (or anywhere, without evse) -> Rejected; others -> NotImplemented",
 )
 def trigger_message(env: Env, p: Payload, ctx: Context) -> Sub:
-    row = tables.to_v16_row("trigger_message", p["requestedMessage"])
+    st = State(ctx)
+    wanted = p["requestedMessage"]
+    row = tables.to_v16_row("trigger_message", wanted)
     if row is None:
         return {"status": "NotImplemented"}
     out: Payload = {"requestedMessage": row["v16"]}
     evse = p.get("evse")
+    scope: list[int] | None = None  # the 1.6 connectors asked; None: all of them
     if evse and evse["id"] > 0:
         c = env.connectors.to_connector(evse["id"], evse.get("connectorId"))
         if c is None:
             return _rejected("UnknownEvse", "no such EVSE/connector")
         out["connectorId"] = c
+        scope = [c]
+    expect: list[int] = []
+    if row["v16"] == "MeterValues":
+        # The charger answers with MeterValues either way; the gateway must know which message it stands for.
+        expect = [int(tx["connector"]) for tx in st.transactions.values() if scope is None or tx["connector"] in scope]
+        if wanted == "TransactionEvent" and not expect:
+            return _rejected("NoTransaction", "no transaction is running there")
+        st.expect_trigger(expect, wanted, ctx.clock().timestamp() + TRIGGER_ANSWER_WINDOW)
     action = str(row.get("v16_action") or "TriggerMessage")
-    res = yield from call(CHARGER, action, out)
+    try:
+        res = yield from call(CHARGER, action, out)
+    except PeerError:
+        st.drop_triggers(expect)
+        raise
     status = _status(action, res["status"])
-    if status == "Accepted" and p["requestedMessage"] == "BootNotification":
-        State(ctx).set("boot_reason", "Triggered")
+    if status != "Accepted":
+        st.drop_triggers(expect)
+    elif wanted == "BootNotification":
+        st.set("boot_reason", "Triggered")
     return {"status": status}
 
 

@@ -15,6 +15,8 @@ runtime can store it; every mutator calls ``ctx.save()``. Layout::
     token_types:    {"<idTag>": "<IdTokenEnumType>"}                 types learnt from the CSMS
     reservations:   {"<reservationId>": {connector, expiry}}         accepted ReserveNow not yet used or ended
     profiles:       {"<chargingProfileId>": {evse, profile}}         charging profiles the charger accepted
+    triggers:       {"<connectorId>": {message, until}}  a TriggerMessage the charger will answer with
+                    MeterValues: the 2.0.1 message the CSMS asked for, until when (epoch seconds)
     log_request_id / firmware_request_id: requestId of the GetLog / UpdateFirmware in progress
     pending_reset:  true while a Reset(OnIdle) waits for the last transaction to end
     boot_reason:    the BootNotification reason the gateway expects next (RemoteReset, Triggered, ...)
@@ -155,6 +157,33 @@ class State:
     def token_type(self, id_tag: str) -> str | None:
         types: dict[str, str] = self.d.get("token_types", {})
         return types.get(id_tag)
+
+    # -- triggered messages ------------------------------------------------------------------
+
+    def expect_trigger(self, connectors: list[int], message: str, until: float) -> None:
+        """The charger was asked for MeterValues on these connectors, standing in for 2.0.1 ``message``."""
+        if not connectors:
+            return
+        triggers: dict[str, dict[str, Any]] = self.d.setdefault("triggers", {})
+        for c in connectors:
+            triggers[str(c)] = {"message": message, "until": until}
+        self.save()
+
+    def take_trigger(self, connector: int, now: float) -> str | None:
+        """The 2.0.1 message a MeterValues from ``connector`` answers (None: not triggered), forgotten now."""
+        triggers: dict[str, dict[str, Any]] = self.d.get("triggers", {})
+        if not triggers:
+            return None
+        hit = triggers.pop(str(connector), None)
+        for key in [k for k, v in triggers.items() if v["until"] < now]:
+            del triggers[key]
+        self.save()
+        return str(hit["message"]) if hit and hit["until"] >= now else None
+
+    def drop_triggers(self, connectors: list[int]) -> None:
+        triggers: dict[str, dict[str, Any]] = self.d.get("triggers", {})
+        if any(triggers.pop(str(c), None) for c in connectors):
+            self.save()
 
     # -- reservations -------------------------------------------------------------------------
 

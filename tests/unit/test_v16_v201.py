@@ -999,6 +999,8 @@ def test_unlock_connector(tr: V16ToV201, ctx: Context) -> None:
 )
 def test_trigger_message_row(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
     """TriggerMessage: requestedMessage and evse mapped, through the 1.6 action the table names."""
+    if row["v201"] == "TransactionEvent":
+        start_tx(tr, ctx, connector=2)  # without a transaction there is no event to trigger
     trace = drive(
         tr, ctx, CSMS, "TriggerMessage", {"requestedMessage": row["v201"], "evse": {"id": 2}}, [{"status": "Accepted"}]
     )

@@ -770,26 +770,32 @@ def test_get_transaction_status_is_answered_from_state(tr: V16ToV201, ctx: Conte
 
 @pytest.mark.parametrize("row", mappings.rows("config_keys"), ids=lambda r: r["v16"])
 def test_config_key_row_get_and_set(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
-    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key (gateway-managed ones: read only)."""
+    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key, unless the row says it cannot.
+
+    Gateway-managed and ReadOnly variables are not written; WriteOnly ones and counts whose 1.6 key is only
+    the maximum (value_is: maxLimit) are not read: each is Rejected without asking the charger.
+    """
     variable = {"name": row["variable"]} | ({"instance": row["instance"]} if row.get("instance") else {})
     item = {"component": {"name": row["component"]}, "variable": variable}
-    got = drive(
-        tr,
-        ctx,
-        CSMS,
-        "GetVariables",
-        {"getVariableData": [item]},
-        [{"configurationKey": [{"key": row["v16"], "readonly": False, "value": "7"}]}],
-    )
-    assert got.call("GetConfiguration") == {"key": [row["v16"]]}
-    assert got.reply == {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": "7"}]}
-    if row.get("gateway_managed"):
+    readable = row.get("mutability") != "WriteOnly" and row.get("value_is") != "maxLimit"
+    writable = not row.get("gateway_managed") and row.get("mutability") != "ReadOnly" and readable
+    if readable:
+        got = drive(tr, ctx, CSMS, "GetVariables", {"getVariableData": [item]},
+                    [{"configurationKey": [{"key": row["v16"], "readonly": False, "value": "7"}]}])  # fmt: skip
+        assert got.call("GetConfiguration") == {"key": [row["v16"]]}
+        assert got.reply == {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": "7"}]}
+    else:
+        got = drive(tr, ctx, CSMS, "GetVariables", {"getVariableData": [item]})
+        assert got.calls == []
+        [result] = got.reply["getVariableResult"]  # type: ignore[index]
+        assert result["attributeStatus"] == "Rejected" and "attributeValue" not in result
+    if not writable:
         refused = drive(tr, ctx, CSMS, "SetVariables", {"setVariableData": [{**item, "attributeValue": "8"}]})
         assert refused.calls == []
         [result] = refused.reply["setVariableResult"]  # type: ignore[index]
         assert (result["attributeStatus"], result["attributeStatusInfo"]["reasonCode"]) == (
             "Rejected",
-            "GatewayManaged",
+            "GatewayManaged" if row.get("gateway_managed") else "ReadOnly",
         )
         return
     put = drive(

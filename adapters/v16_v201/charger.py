@@ -308,7 +308,8 @@ def meter_values(env: Env, p: Payload, ctx: Context) -> Sub:
         yield from call(CSMS, "MeterValues", {"evseId": evse, "meterValue": mvs})
         return {}
     first = (p["meterValue"][0].get("sampledValue") or [{}])[0]
-    trigger = "Trigger" if triggered else tables.to_v201("reading_context_trigger", first.get("context", "Sample.Periodic"))
+    context = first.get("context", "Sample.Periodic")
+    trigger = "Trigger" if triggered else tables.to_v201("reading_context_trigger", context)
     yield from call(
         CSMS,
         "TransactionEvent",
@@ -343,7 +344,8 @@ def stop_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
         event = _ended_event(env, st, tx, p)
         st.end_transaction(tx, event)
         # A 1.6 TxProfile lives as long as its transaction.
-        st.clear_profiles(lambda evse, prof: not (evse == tx["evse"] and prof["chargingProfilePurpose"] == "TxProfile"))
+        tx_evse = tx["evse"]
+        st.clear_profiles(lambda evse, prof: not (evse == tx_evse and prof["chargingProfilePurpose"] == "TxProfile"))
     else:
         tx = st.ended_tx(p["transactionId"])
         if tx is None:

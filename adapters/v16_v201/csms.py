@@ -309,8 +309,9 @@ def _report(ctx: Context, env: Env, request_id: int, entries: list[Payload]) -> 
     Support.PARTIAL,
     "answered Accepted at once; ConfigurationInventory/FullInventory: GetConfiguration, each key as its "
     "variable (mutability from readonly unless the table says, dataType from the table; a 1.6 maximum such as "
-    "LocalAuthListMaxLength is the maxLimit of its count variable, which gets no value; WriteOnly: no value); FullInventory/SummaryInventory add "
-    "ChargingStation/EVSE/Connector AvailabilityState from reported statuses; sent as NotifyReport parts",
+    "LocalAuthListMaxLength is the maxLimit of its count variable, which gets no value; WriteOnly: no value); "
+    "FullInventory/SummaryInventory add ChargingStation/EVSE/Connector AvailabilityState from reported "
+    "statuses; sent as NotifyReport parts",
 )
 def get_base_report(env: Env, p: Payload, ctx: Context) -> Sub:
     base = p["reportBase"]

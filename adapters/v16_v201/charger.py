@@ -232,8 +232,8 @@ def status_notification(env: Env, p: Payload, ctx: Context) -> Sub:
     "TransactionEvent(Started)",
     notes="the gateway makes the 2.0.1 transactionId (UUID) and the 1.6 integer id (never reused); "
     "triggerReason RemoteStart with remoteStartId when a RequestStartTransaction for that token/EVSE came "
-    "first, else Authorized; meterStart becomes Energy.Active.Import.Register (Transaction.Begin, Wh); a "
-    "repeated StartTransaction is re-sent with the same transactionId and seqNo 0",
+    "first, else Authorized; idToken typed as for Authorize; meterStart becomes Energy.Active.Import.Register "
+    "(Transaction.Begin, Wh); a repeated StartTransaction is re-sent with the same transactionId and seqNo 0",
 )
 def start_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     st = State(ctx)

@@ -7,6 +7,7 @@ a generator that yields what the gateway must do and receives the answers.
         result = yield OutCall(Side.CSMS, "Heartbeat", {})   # ask the other side, get its CALLRESULT payload
         yield Notify(Side.CSMS, "NotifyEvent", {...})        # fire and forget (queued, answer only logged)
         yield Reply({...})                                   # answer the originator now and carry on (optional)
+        yield Report("event_name", {...})                   # tell the operator (logged and counted, sent nowhere)
         return {...}                                         # the originator's CALLRESULT payload
 
 Raising ``Refuse`` answers the originator with a CALLERROR in its own
@@ -70,7 +71,19 @@ class Reply:
     payload: dict[str, Any]
 
 
-Step = OutCall | Notify | Reply
+@dataclass(slots=True)
+class Report:
+    """For the operator, sent to no peer: the session logs it as a warning and counts it in problems_total.
+
+    For what a handler decided without telling either side, e.g. a message answered locally instead of
+    forwarded.
+    """
+
+    event: str
+    detail: dict[str, Any]
+
+
+Step = OutCall | Notify | Reply | Report
 Handler = Generator[Step, dict[str, Any] | None, dict[str, Any] | None]
 
 

@@ -41,6 +41,7 @@ from adapters.base import (
     PeerError,
     Refuse,
     Reply,
+    Report,
     Side,
     Step,
     Support,
@@ -215,6 +216,9 @@ class _Driver:
                 value, error = None, None
                 if isinstance(step, Reply):
                     return step.payload, False
+                if isinstance(step, Report):
+                    yield step  # for the operator, whichever translator made it
+                    continue
                 try:
                     if self._is_virtual(level, step.to):
                         value = yield from self._nested(level, step)

@@ -106,7 +106,9 @@ class Route(_Model):
 class ChargerEntry(_Model):
     route: Route | None = None
     ocpp: Version | None = Field(None, description="the charger's version, for chargers that offer no subprotocol")
-    id_token_type: str = "ISO14443"
+    id_token_type: str | None = Field(
+        None, description="idToken type for every 1.6 idTag going to 2.x; unset: inferred from each tag's shape"
+    )
     connectors_per_evse: int = Field(1, ge=1)
     validation: Literal["strict", "repair", "observe"] | None = None
     password_env: str | None = Field(

@@ -39,6 +39,7 @@ from adapters.base import (
     PeerTimeout,
     Refuse,
     Reply,
+    Report,
     Side,
     Translator,
 )
@@ -460,6 +461,9 @@ class ChargerSession:
             if isinstance(step, Reply):
                 if not ex.replied:
                     self._reply(out, ex, step.payload, now)
+                continue
+            if isinstance(step, Report):
+                out.append(Problem(step.event, step.detail))
                 continue
             out.append(Problem("translator_error", {"action": ex.call.action, "error": f"bad step {step!r}"}))
             throw = RuntimeError("unknown step")

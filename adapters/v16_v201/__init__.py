@@ -7,7 +7,8 @@ direction), ``env`` (per-charger options, handler registry), ``state``
 and the conformance rows).
 
 Options (per charger, from the configuration): ``id_token_type`` (2.0.1
-idToken type for 1.6 idTags, default ISO14443), ``connectors_per_evse``
+idToken type for every 1.6 idTag; default: inferred from each tag's shape,
+see ``convert.infer_token_type``), ``connectors_per_evse``
 (default 1) or ``connector_map`` ({connector: [evse, connector]}),
 ``config_key_files`` (extra config_keys tables for vendor keys) and
 ``report_chunk`` (entries per NotifyReport part, default 50).

@@ -6,7 +6,7 @@ from collections.abc import Generator
 from datetime import datetime, timezone
 from typing import Any
 
-from adapters.base import Context, Notify, OutCall, Reply, Side, Step, Support
+from adapters.base import Context, Notify, OutCall, PeerError, Reply, Report, Side, Step, Support
 from adapters.v16_v201 import convert, tables
 from adapters.v16_v201.env import Env, handles
 from adapters.v16_v201.state import State
@@ -23,8 +23,10 @@ def call(to: Side, action: str, payload: Payload) -> Sub:
 
 
 def token(env: Env, st: State, id_tag: str) -> Payload:
-    """A 1.6 idTag as a 2.0.1 idToken: the type the CSMS used for it, else the charger's configured type."""
-    return {"idToken": id_tag, "type": st.token_type(id_tag) or env.id_token_type}
+    """A 1.6 idTag as a 2.0.1 idToken (the very string): typed as the CSMS typed it, else as the operator
+    configured (id_token_type), else by its shape (``convert.infer_token_type``)."""
+    token_type = st.token_type(id_tag) or env.id_token_type or convert.infer_token_type(id_tag)
+    return {"idToken": id_tag, "type": token_type}
 
 
 def _parse_time(text: str) -> datetime:
@@ -123,8 +125,9 @@ def data_transfer(env: Env, p: Payload, ctx: Context) -> Sub:
     CHARGER,
     "Authorize",
     "Authorize",
-    notes="idToken.type is the type the CSMS used for the token, else the charger's id_token_type; 2.0.1-only "
-    "statuses map per mappings/authorization_status.yaml",
+    notes="idToken.type is the type the CSMS used for the token, else the charger's id_token_type, else "
+    "inferred from the tag (8/14 hex: ISO14443, 16 hex: ISO15693, eMAID shape: eMAID, other: Local; see "
+    "docs/transactions-and-tokens.md); 2.0.1-only statuses map per mappings/authorization_status.yaml",
 )
 def authorize(env: Env, p: Payload, ctx: Context) -> Sub:
     res = yield from call(CSMS, "Authorize", {"idToken": token(env, State(ctx), p["idTag"])})
@@ -229,8 +232,8 @@ def status_notification(env: Env, p: Payload, ctx: Context) -> Sub:
     "TransactionEvent(Started)",
     notes="the gateway makes the 2.0.1 transactionId (UUID) and the 1.6 integer id (never reused); "
     "triggerReason RemoteStart with remoteStartId when a RequestStartTransaction for that token/EVSE came "
-    "first, else Authorized; meterStart becomes Energy.Active.Import.Register (Transaction.Begin, Wh); a "
-    "repeated StartTransaction is re-sent with the same transactionId and seqNo 0",
+    "first, else Authorized; idToken typed as for Authorize; meterStart becomes Energy.Active.Import.Register "
+    "(Transaction.Begin, Wh); a repeated StartTransaction is re-sent with the same transactionId and seqNo 0",
 )
 def start_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     st = State(ctx)
@@ -282,23 +285,31 @@ def start_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     "TransactionEvent(Updated) / MeterValues",
     Support.PARTIAL,
     "with a known transactionId: TransactionEvent(Updated), triggerReason from the context "
-    "(mappings/reading_context_trigger.yaml); without: MeterValues (connector 0 -> evseId 0); units -> "
+    "(mappings/reading_context_trigger.yaml); without: MeterValues (connector 0 -> evseId 0); the answer to a "
+    "translated TriggerMessage is the message the CSMS asked for: TransactionEvent(Updated, Trigger) of the "
+    "connector's open transaction (with or without transactionId), or MeterValues; units -> "
     "unitOfMeasure {unit, multiplier} (mappings/units.yaml); SignedData -> signedMeterValue on its Raw twin "
     "(OCMF blobs without a twin carry their own reading); lost: Temperature and RPM samples, non-numeric "
     "values, signed blobs without a number",
 )
 def meter_values(env: Env, p: Payload, ctx: Context) -> Sub:
     st = State(ctx)
+    triggered = st.take_trigger(p["connectorId"], ctx.clock().timestamp())
     mvs = convert.meter_values_to_v201(p["meterValue"])
     if not mvs:
         return {}  # nothing 2.0.1 can express: answer the charger, send nothing
     tx = st.tx_by_int(p["transactionId"]) if "transactionId" in p else None
+    if triggered == "TransactionEvent" and tx is None:
+        tx = st.tx_on_connector(p["connectorId"])  # 1.6 lets the charger leave the transactionId out
+    elif triggered == "MeterValues":
+        tx = None  # the CSMS asked for MeterValues, not for a transaction event
     if tx is None:
         evse, _ = env.connectors.to_evse(p["connectorId"])
         yield from call(CSMS, "MeterValues", {"evseId": evse, "meterValue": mvs})
         return {}
     first = (p["meterValue"][0].get("sampledValue") or [{}])[0]
-    trigger = tables.to_v201("reading_context_trigger", first.get("context", "Sample.Periodic"))
+    context = first.get("context", "Sample.Periodic")
+    trigger = "Trigger" if triggered else tables.to_v201("reading_context_trigger", context)
     yield from call(
         CSMS,
         "TransactionEvent",
@@ -321,37 +332,33 @@ def meter_values(env: Env, p: Payload, ctx: Context) -> Sub:
     "TransactionEvent(Ended)",
     notes="same transactionId as Started; stoppedReason and triggerReason from mappings/stop_reasons.yaml "
     "(no reason = Local); transactionData then meterStop (Energy.Active.Import.Register, Transaction.End); a "
-    "StopTransaction for a transaction the gateway never saw starts a new transactionId",
+    "transaction ends once: a repeated StopTransaction gets the first one's answer and is not forwarded (the "
+    "same Ended goes again only while the CSMS has not confirmed it); a StopTransaction for a transaction the "
+    "gateway never saw start is answered locally (idTagInfo from an Authorize), never forwarded, and "
+    "reported as unmatched_stop_transaction (docs/transactions-and-tokens.md)",
 )
 def stop_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
     st = State(ctx)
-    tx = st.tx_by_int(p["transactionId"]) or st.ended_tx(p["transactionId"])
-    row = tables.to_v201_row("stop_reasons", p.get("reason", "Local"))
-    stopped = str(row["v201"]) if row else "Other"
-    trigger = str(row["trigger_reason"]) if row else "AbnormalCondition"
-    meter = convert.meter_values_to_v201(p.get("transactionData") or [])
-    meter.append(convert.energy_reading(p["timestamp"], p["meterStop"], "Transaction.End"))
-    event: Payload = {
-        "eventType": "Ended",
-        "timestamp": p["timestamp"],
-        "triggerReason": trigger,
-        "seqNo": st.next_seq(tx) if tx else 0,
-        "transactionInfo": {"transactionId": tx["id"] if tx else ctx.new_uuid(), "stoppedReason": stopped},
-        "meterValue": meter,
-    }
+    tx = st.tx_by_int(p["transactionId"])
     if tx is not None:
-        event["evse"] = {"id": tx["evse"], "connectorId": tx["evse_connector"]}
-    if p.get("idTag"):
-        known = tx["id_token"] if tx and tx["id_token"]["idToken"] == p["idTag"] else None
-        event["idToken"] = known or token(env, st, p["idTag"])
-    res = yield from call(CSMS, "TransactionEvent", event)
-    if tx is not None:
-        st.end_transaction(tx)
+        event = _ended_event(env, st, tx, p)
+        st.end_transaction(tx, event)
         # A 1.6 TxProfile lives as long as its transaction.
-        st.clear_profiles(lambda evse, prof: not (evse == tx["evse"] and prof["chargingProfilePurpose"] == "TxProfile"))
+        tx_evse = tx["evse"]
+        st.clear_profiles(lambda evse, prof: not (evse == tx_evse and prof["chargingProfilePurpose"] == "TxProfile"))
+    else:
+        tx = st.ended_tx(p["transactionId"])
+        if tx is None:
+            return (yield from _unmatched_stop(env, st, ctx, p))
+        if "stop_reply" in tx or "stop_event" not in tx:
+            yield Report("duplicate_stop_transaction", {**_stop_record(ctx, p), "csms_transaction_id": tx["id"]})
+            return dict(tx.get("stop_reply") or {})
+        event = tx["stop_event"]  # the CSMS never confirmed it: the same Ended again, not a second one
+    res = yield from call(CSMS, "TransactionEvent", event)
     reply: Payload = {}
-    if p.get("idTag") and res.get("idTokenInfo"):
+    if "idToken" in event and res.get("idTokenInfo"):
         reply["idTagInfo"] = convert.id_tag_info(res["idTokenInfo"])
+    st.confirm_stop(tx, reply)
     if st.get("pending_reset") and not st.transactions:
         # A Reset(OnIdle) was waiting for the last transaction: answer first, then reset.
         st.set("pending_reset", None)
@@ -359,6 +366,49 @@ def stop_transaction(env: Env, p: Payload, ctx: Context) -> Sub:
         yield Reply(reply)
         yield Notify(CHARGER, "Reset", {"type": tables.to_v16("reset_type", "OnIdle") or "Soft"})
     return reply
+
+
+def _ended_event(env: Env, st: State, tx: Payload, p: Payload) -> Payload:
+    """The TransactionEvent(Ended) of a running transaction for its StopTransaction."""
+    row = tables.to_v201_row("stop_reasons", p.get("reason", "Local"))
+    meter = convert.meter_values_to_v201(p.get("transactionData") or [])
+    meter.append(convert.energy_reading(p["timestamp"], p["meterStop"], "Transaction.End"))
+    event: Payload = {
+        "eventType": "Ended",
+        "timestamp": p["timestamp"],
+        "triggerReason": str(row["trigger_reason"]) if row else "AbnormalCondition",
+        "seqNo": st.next_seq(tx),
+        "transactionInfo": {"transactionId": tx["id"], "stoppedReason": str(row["v201"]) if row else "Other"},
+        "evse": {"id": tx["evse"], "connectorId": tx["evse_connector"]},
+        "meterValue": meter,
+    }
+    if p.get("idTag"):
+        known = tx["id_token"] if tx["id_token"]["idToken"] == p["idTag"] else None
+        event["idToken"] = known or token(env, st, p["idTag"])
+    return event
+
+
+def _stop_record(ctx: Context, p: Payload) -> Payload:
+    """What an operator needs to know of a StopTransaction the gateway answered itself."""
+    record: Payload = {"received": ctx.now_iso()}
+    record.update({k: p[k] for k in ("transactionId", "timestamp", "meterStop", "reason", "idTag") if k in p})
+    return record
+
+
+def _unmatched_stop(env: Env, st: State, ctx: Context, p: Payload) -> Sub:
+    """A StopTransaction for a transaction the gateway never saw start (it began before the gateway was put
+    in front of the charger, say): the CSMS never saw it start either, so an Ended would name a transaction
+    it does not know. The charger is answered here, the stop is kept and reported, and nothing is forwarded."""
+    record = _stop_record(ctx, p)
+    st.add_unmatched_stop(record)
+    yield Report("unmatched_stop_transaction", record)
+    if not p.get("idTag"):
+        return {}
+    try:
+        res = yield from call(CSMS, "Authorize", {"idToken": token(env, st, p["idTag"])})
+    except PeerError:
+        return {}  # the stop is still acknowledged; the charger's cache keeps what it had for the tag
+    return {"idTagInfo": convert.id_tag_info(res.get("idTokenInfo"))}
 
 
 # -- firmware, diagnostics, security extension ------------------------------------------------

@@ -154,6 +154,30 @@ def energy_reading(timestamp: str, wh: int, context: str) -> dict[str, Any]:
 
 # -- tokens -----------------------------------------------------------------------------------
 
+# How a 1.6 idTag (a bare string) is typed as a 2.0.1 idToken when neither the CSMS nor the operator
+# said: the first rule that matches wins. A 2.0.1 CSMS may check the format of a typed token (CitrineOS
+# refuses an "ISO14443" token that is not 8 or 14 hex digits), so a tag that fits no card shape is Local.
+TOKEN_TYPE_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}"), "ISO14443", "8 or 14 hex digits: a 4- or 7-byte RFID card UID"),
+    (re.compile(r"[0-9A-Fa-f]{16}"), "ISO15693", "16 hex digits: an 8-byte vicinity card UID"),
+    (
+        re.compile(r"[A-Za-z]{2}-?[A-Za-z0-9]{3}-?[A-Za-z0-9]{9}(-?[A-Za-z0-9])?"),
+        "eMAID",
+        "an ISO 15118 contract id: country, provider, 9-character instance, optional check digit "
+        "(e.g. DE-8AC-C12345678-9)",
+    ),
+)
+FALLBACK_TOKEN_TYPE = "Local"
+
+
+def infer_token_type(id_tag: str) -> str:
+    """The 2.0.1 IdTokenEnumType a 1.6 idTag's shape says it is (``TOKEN_TYPE_RULES``, else Local)."""
+    for pattern, token_type, _ in TOKEN_TYPE_RULES:
+        if pattern.fullmatch(id_tag):
+            return token_type
+    return FALLBACK_TOKEN_TYPE
+
+
 
 def id_tag_info(info: dict[str, Any] | None) -> dict[str, Any]:
     """2.0.1 idTokenInfo -> 1.6 idTagInfo (absent info means Accepted: the CSMS raised no objection)."""

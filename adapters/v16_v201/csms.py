@@ -124,6 +124,17 @@ def _lookup(env: Env, item: Payload) -> tables.ConfigVariable | str:
     return found
 
 
+def _unreadable(var: tables.ConfigVariable) -> Payload | None:
+    """Why GetVariables cannot read this variable's Actual value from a 1.6 charger (None: it can)."""
+    if var.mutability_for(False) == "WriteOnly":
+        return convert.status_info("WriteOnly", "this variable can be set but never read")
+    if var.max_limit:
+        return convert.status_info(
+            "CountUnknown", f"1.6 {var.key} is the maximum (maxLimit in a base report), not the current count"
+        )
+    return None
+
+
 @handles(
     CSMS,
     "GetVariables",
@@ -131,12 +142,13 @@ def _lookup(env: Env, item: Payload) -> tables.ConfigVariable | str:
     Support.PARTIAL,
     "component.variable -> 1.6 key per mappings/config_keys.yaml (any OCPP16LegacyCtrlr.<key> reaches that "
     "key); one GetConfiguration for all items; only attributeType Actual; EVSE-specific components -> "
-    "UnknownComponent",
+    "UnknownComponent; WriteOnly variables (BasicAuthPassword) and counts whose 1.6 key is only the maximum "
+    "(Entries, CertificateEntries) -> Rejected, not asked",
 )
 def get_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     items = p["getVariableData"]
     found = [_lookup(env, item) for item in items]
-    keys = sorted({f.key for f in found if isinstance(f, tables.ConfigVariable)})
+    keys = sorted({f.key for f in found if isinstance(f, tables.ConfigVariable) and _unreadable(f) is None})
     values: dict[str, Payload] = {}
     if keys:
         res = yield from call(CHARGER, "GetConfiguration", {"key": keys})
@@ -144,8 +156,12 @@ def get_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     results = []
     for item, f in zip(items, found, strict=True):
         out = _echo(item)
+        refused = None if isinstance(f, str) else _unreadable(f)
         if isinstance(f, str):
             out["attributeStatus"] = f
+        elif refused is not None:
+            out["attributeStatus"] = "Rejected"
+            out["attributeStatusInfo"] = refused
         elif f.key in values:
             out["attributeStatus"] = "Accepted"
             if values[f.key].get("value") is not None:
@@ -164,7 +180,7 @@ def get_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     "component.variable -> 1.6 key per mappings/config_keys.yaml; one ChangeConfiguration per item, in "
     "order; 1.6 NotSupported -> UnknownVariable; values longer than 500 characters -> Rejected; after a "
     "charger timeout the remaining items are Rejected; gateway-managed security variables (BasicAuthPassword, "
-    "SecurityProfile) -> Rejected, never forwarded",
+    "SecurityProfile) and ReadOnly ones (Entries, CertificateEntries) -> Rejected, never forwarded",
 )
 def set_variables(env: Env, p: Payload, ctx: Context) -> Sub:
     results = []
@@ -182,6 +198,10 @@ def set_variables(env: Env, p: Payload, ctx: Context) -> Sub:
                 "GatewayManaged",
                 "TLS and credentials of this link end at the gateway; change them in its configuration",
             )
+            continue
+        if f.mutability_for(False) == "ReadOnly":
+            out["attributeStatus"] = "Rejected"
+            out["attributeStatusInfo"] = convert.status_info("ReadOnly", "a CSMS cannot set this variable")
             continue
         if timed_out:
             out["attributeStatus"] = "Rejected"
@@ -211,15 +231,21 @@ def _config_entries(env: Env, res: Payload) -> list[Payload]:
     entries = []
     for k in res.get("configurationKey") or []:
         var = env.config.for_key(k["key"])
-        attribute: Payload = {"type": "Actual", "mutability": "ReadOnly" if k.get("readonly") else "ReadWrite"}
-        if k.get("value") is not None:
-            attribute["value"] = k["value"]
+        attribute: Payload = {"type": "Actual", "mutability": var.mutability_for(bool(k.get("readonly")))}
+        characteristics: Payload = {"dataType": var.data_type, "supportsMonitoring": False}
+        value = k.get("value")
+        if var.max_limit:
+            limit = convert.number(value)
+            if limit is not None:
+                characteristics["maxLimit"] = limit  # the maximum; the current count stays unstated
+        elif value is not None and attribute["mutability"] != "WriteOnly":
+            attribute["value"] = value
         entries.append(
             {
                 "component": var.component_json(),
                 "variable": var.variable_json(),
                 "variableAttribute": [attribute],
-                "variableCharacteristics": {"dataType": var.data_type, "supportsMonitoring": False},
+                "variableCharacteristics": characteristics,
             }
         )
     return entries
@@ -282,8 +308,10 @@ def _report(ctx: Context, env: Env, request_id: int, entries: list[Payload]) -> 
     "GetConfiguration + NotifyReport (synthesised)",
     Support.PARTIAL,
     "answered Accepted at once; ConfigurationInventory/FullInventory: GetConfiguration, each key as its "
-    "variable (mutability from readonly, dataType from the table); FullInventory/SummaryInventory add "
-    "ChargingStation/EVSE/Connector AvailabilityState from reported statuses; sent as NotifyReport parts",
+    "variable (mutability from readonly unless the table says, dataType from the table; a 1.6 maximum such as "
+    "LocalAuthListMaxLength is the maxLimit of its count variable, which gets no value; WriteOnly: no value); "
+    "FullInventory/SummaryInventory add ChargingStation/EVSE/Connector AvailabilityState from reported "
+    "statuses; sent as NotifyReport parts",
 )
 def get_base_report(env: Env, p: Payload, ctx: Context) -> Sub:
     base = p["reportBase"]
@@ -416,6 +444,9 @@ def unlock_connector(env: Env, p: Payload, ctx: Context) -> Sub:
     return {"status": _status("UnlockConnector", res["status"], "UnlockFailed")}
 
 
+TRIGGER_ANSWER_WINDOW = 60.0  # seconds within which a MeterValues counts as the answer to a TriggerMessage
+
+
 @handles(
     CSMS,
     "TriggerMessage",
@@ -423,24 +454,43 @@ def unlock_connector(env: Env, p: Payload, ctx: Context) -> Sub:
     Support.PARTIAL,
     "requestedMessage per mappings/trigger_message.yaml (TransactionEvent -> MeterValues, "
     "LogStatusNotification -> DiagnosticsStatusNotification, SignChargingStationCertificate -> "
-    "ExtendedTriggerMessage); others -> NotImplemented",
+    "ExtendedTriggerMessage); the MeterValues the charger then sends becomes what the CSMS asked for "
+    "(TransactionEvent(Updated, Trigger) or MeterValues); TransactionEvent with no transaction running on "
+    "the EVSE (or anywhere, without evse) -> Rejected; others -> NotImplemented",
 )
 def trigger_message(env: Env, p: Payload, ctx: Context) -> Sub:
-    row = tables.to_v16_row("trigger_message", p["requestedMessage"])
+    st = State(ctx)
+    wanted = p["requestedMessage"]
+    row = tables.to_v16_row("trigger_message", wanted)
     if row is None:
         return {"status": "NotImplemented"}
     out: Payload = {"requestedMessage": row["v16"]}
     evse = p.get("evse")
+    scope: list[int] | None = None  # the 1.6 connectors asked; None: all of them
     if evse and evse["id"] > 0:
         c = env.connectors.to_connector(evse["id"], evse.get("connectorId"))
         if c is None:
             return _rejected("UnknownEvse", "no such EVSE/connector")
         out["connectorId"] = c
+        scope = [c]
+    expect: list[int] = []
+    if row["v16"] == "MeterValues":
+        # The charger answers with MeterValues either way; the gateway must know which message it stands for.
+        expect = [int(tx["connector"]) for tx in st.transactions.values() if scope is None or tx["connector"] in scope]
+        if wanted == "TransactionEvent" and not expect:
+            return _rejected("NoTransaction", "no transaction is running there")
+        st.expect_trigger(expect, wanted, ctx.clock().timestamp() + TRIGGER_ANSWER_WINDOW)
     action = str(row.get("v16_action") or "TriggerMessage")
-    res = yield from call(CHARGER, action, out)
+    try:
+        res = yield from call(CHARGER, action, out)
+    except PeerError:
+        st.drop_triggers(expect)
+        raise
     status = _status(action, res["status"])
-    if status == "Accepted" and p["requestedMessage"] == "BootNotification":
-        State(ctx).set("boot_reason", "Triggered")
+    if status != "Accepted":
+        st.drop_triggers(expect)
+    elif wanted == "BootNotification":
+        st.set("boot_reason", "Triggered")
     return {"status": status}
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from adapters.base import Context, Handler, Side, Support
 from adapters.v16_v201.tables import ConfigKeys
 
-DEFAULT_ID_TOKEN_TYPE = "ISO14443"
 ID_TOKEN_TYPES = frozenset(
     {"Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization"}
 )
@@ -77,14 +76,15 @@ class Env:
     """What every handler knows about its charger besides the persisted state."""
 
     connectors: ConnectorMap = field(default_factory=ConnectorMap)
-    id_token_type: str = DEFAULT_ID_TOKEN_TYPE
+    id_token_type: str | None = None  # the operator's override; None: inferred from each tag's shape
     config: ConfigKeys = field(default_factory=ConfigKeys.load)
     report_chunk: int = 50  # reportData entries per NotifyReport part
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Env:
-        token_type = str(options.get("id_token_type", DEFAULT_ID_TOKEN_TYPE))
-        if token_type not in ID_TOKEN_TYPES:
+        raw = options.get("id_token_type")
+        token_type = None if raw is None else str(raw)
+        if token_type is not None and token_type not in ID_TOKEN_TYPES:
             raise ValueError(f"id_token_type {token_type!r} is not a 2.0.1 IdTokenEnumType")
         return cls(
             connectors=ConnectorMap(int(options.get("connectors_per_evse", 1)), options.get("connector_map")),

@@ -6,12 +6,17 @@ runtime can store it; every mutator calls ``ctx.save()``. Layout::
     next_tx:        the next 1.6 integer transactionId (never reused)
     tx:             {"<int>": {id, int, seq, connector, evse, evse_connector, id_token, key,
                                charging_state, remote_start_id}}   running transactions
-    ended:          the last few ended transactions (same shape), for a repeated StopTransaction
+    ended:          the last few ended transactions (same shape plus stop_event, the Ended sent, and
+                    stop_reply, the charger's answer once the CSMS confirmed it), for a repeated StopTransaction
+    unmatched_stops: the last few StopTransactions for an id the gateway never saw start, answered locally
+    unmatched_stops_total: how many of those there were in all
     connectors:     {"<connectorId>": {status, charging_state, problem}}
     remote_starts:  [{remote_start_id, id_tag, type, evse}]          RequestStartTransaction not yet started
     token_types:    {"<idTag>": "<IdTokenEnumType>"}                 types learnt from the CSMS
     reservations:   {"<reservationId>": {connector, expiry}}         accepted ReserveNow not yet used or ended
     profiles:       {"<chargingProfileId>": {evse, profile}}         charging profiles the charger accepted
+    triggers:       {"<connectorId>": {message, until}}  a TriggerMessage the charger will answer with
+                    MeterValues: the 2.0.1 message the CSMS asked for, until when (epoch seconds)
     log_request_id / firmware_request_id: requestId of the GetLog / UpdateFirmware in progress
     pending_reset:  true while a Reset(OnIdle) waits for the last transaction to end
     boot_reason:    the BootNotification reason the gateway expects next (RemoteReset, Triggered, ...)
@@ -29,6 +34,7 @@ NAMESPACE = "v16_v201"
 MAX_REMOTE_STARTS = 16
 MAX_TOKEN_TYPES = 256
 MAX_ENDED = 8
+MAX_UNMATCHED_STOPS = 16
 MAX_PROFILES = 64
 
 
@@ -77,17 +83,34 @@ class State:
         self.save()
         return seq
 
-    def end_transaction(self, tx: dict[str, Any]) -> None:
-        """Forget a running transaction, keeping a few ended ones so a repeated StopTransaction still maps."""
+    def end_transaction(self, tx: dict[str, Any], stop_event: dict[str, Any]) -> None:
+        """Move a running transaction to the few ended ones, with the Ended event that closes it.
+
+        A transaction ends once: a repeated StopTransaction finds it here and gets the first one's answer.
+        """
         self.transactions.pop(str(tx["int"]), None)
+        tx["stop_event"] = stop_event
         ended: list[dict[str, Any]] = self.d.setdefault("ended", [])
-        if all(e["int"] != tx["int"] for e in ended):
-            ended.append(tx)
+        ended[:] = [e for e in ended if e["int"] != tx["int"]]
+        ended.append(tx)
         del ended[:-MAX_ENDED]
         self.save()
 
     def ended_tx(self, n: int) -> dict[str, Any] | None:
         return next((tx for tx in self.d.get("ended", []) if tx["int"] == n), None)
+
+    def confirm_stop(self, tx: dict[str, Any], reply: dict[str, Any]) -> None:
+        """The CSMS took the Ended event: ``reply`` is what every StopTransaction for it is answered."""
+        tx["stop_reply"] = reply
+        self.save()
+
+    def add_unmatched_stop(self, record: dict[str, Any]) -> None:
+        """Keep a StopTransaction for a transaction the gateway never saw start (the last few, and a count)."""
+        unmatched: list[dict[str, Any]] = self.d.setdefault("unmatched_stops", [])
+        unmatched.append(record)
+        del unmatched[:-MAX_UNMATCHED_STOPS]
+        self.d["unmatched_stops_total"] = int(self.d.get("unmatched_stops_total", 0)) + 1
+        self.save()
 
     # -- connectors ---------------------------------------------------------------------------
 
@@ -134,6 +157,33 @@ class State:
     def token_type(self, id_tag: str) -> str | None:
         types: dict[str, str] = self.d.get("token_types", {})
         return types.get(id_tag)
+
+    # -- triggered messages ------------------------------------------------------------------
+
+    def expect_trigger(self, connectors: list[int], message: str, until: float) -> None:
+        """The charger was asked for MeterValues on these connectors, standing in for 2.0.1 ``message``."""
+        if not connectors:
+            return
+        triggers: dict[str, dict[str, Any]] = self.d.setdefault("triggers", {})
+        for c in connectors:
+            triggers[str(c)] = {"message": message, "until": until}
+        self.save()
+
+    def take_trigger(self, connector: int, now: float) -> str | None:
+        """The 2.0.1 message a MeterValues from ``connector`` answers (None: not triggered), forgotten now."""
+        triggers: dict[str, dict[str, Any]] = self.d.get("triggers", {})
+        if not triggers:
+            return None
+        hit = triggers.pop(str(connector), None)
+        for key in [k for k, v in triggers.items() if v["until"] < now]:
+            del triggers[key]
+        self.save()
+        return str(hit["message"]) if hit and hit["until"] >= now else None
+
+    def drop_triggers(self, connectors: list[int]) -> None:
+        triggers: dict[str, dict[str, Any]] = self.d.get("triggers", {})
+        if any(triggers.pop(str(c), None) for c in connectors):
+            self.save()
 
     # -- reservations -------------------------------------------------------------------------
 

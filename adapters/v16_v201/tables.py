@@ -119,6 +119,7 @@ def status_to_v16(message: str, v201_status: str) -> str | None:
 # Configuration keys <-> device-model variables
 
 LEGACY_COMPONENT = "OCPP16LegacyCtrlr"
+MUTABILITIES = ("ReadOnly", "ReadWrite", "WriteOnly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,14 @@ class ConfigVariable:
     instance: str | None = None  # the variable's instance
     data_type: str = "string"
     gateway_managed: bool = False  # a security setting of the link that ends at the gateway: not CSMS-writable
+    max_limit: bool = False  # the 1.6 value is the variable's maxLimit; its Actual value (a count) is unknown
+    mutability: str | None = None  # the 2.0.1 mutability when it is not the 1.6 key's readonly flag
+
+    def mutability_for(self, readonly: bool) -> str:
+        """The 2.0.1 mutability of this variable when the 1.6 key says ``readonly``."""
+        if self.mutability:
+            return self.mutability
+        return "ReadOnly" if readonly or self.max_limit else "ReadWrite"
 
     def component_json(self) -> dict[str, Any]:
         return {"name": self.component}
@@ -152,6 +161,12 @@ class ConfigKeys:
             direction = row.get("direction", "both")
             if direction not in ("both", "to_v16", "to_v201"):
                 raise MappingError(f"{row.file}: row {row.index}: direction must be both, to_v16 or to_v201")
+            value_column = row.get("value_is")
+            if value_column not in (None, "maxLimit"):
+                raise MappingError(f"{row.file}: row {row.index}: value_is must be maxLimit")
+            mutability = row.get("mutability")
+            if mutability is not None and mutability not in MUTABILITIES:
+                raise MappingError(f"{row.file}: row {row.index}: mutability must be one of {', '.join(MUTABILITIES)}")
             var = ConfigVariable(
                 key=str(row[V16]),
                 component=str(row["component"]),
@@ -159,6 +174,8 @@ class ConfigKeys:
                 instance=str(row["instance"]) if row.get("instance") else None,
                 data_type=str(row.get("data_type") or "string"),
                 gateway_managed=bool(row.get("gateway_managed", False)),
+                max_limit=value_column == "maxLimit",
+                mutability=mutability,
             )
             if direction in ("both", "to_v201"):
                 self._by_key[var.key] = var

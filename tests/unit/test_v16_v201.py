@@ -19,7 +19,7 @@ import pytest
 
 import mappings
 from adapters import directions, registry
-from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refuse, Reply, Side, Support
+from adapters.base import Context, Notify, OutCall, PeerError, PeerTimeout, Refuse, Reply, Report, Side, Support
 from adapters.v16_v201 import V16ToV201, tables
 from adapters.v16_v201.env import HANDLERS, ConnectorMap
 from gateway import schemas
@@ -60,6 +60,7 @@ class Trace:
 
     calls: list[OutCall] = field(default_factory=list)
     notifies: list[Notify] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
     reply: dict[str, Any] | None = None
     replied_early: bool = False
 
@@ -71,6 +72,9 @@ class Trace:
 
     def notified(self, action: str) -> list[dict[str, Any]]:
         return [n.payload for n in self.notifies if n.action == action]
+
+    def reported(self, event: str) -> list[dict[str, Any]]:
+        return [r.detail for r in self.reports if r.event == event]
 
 
 def drive(
@@ -105,6 +109,8 @@ def drive(
         elif isinstance(step, Notify):
             assert_valid(step.to, step.action, step.payload)
             trace.notifies.append(step)
+        elif isinstance(step, Report):
+            trace.reports.append(step)
         else:
             assert isinstance(step, OutCall)
             assert_valid(step.to, step.action, step.payload)
@@ -261,12 +267,12 @@ def test_charger_data_transfer_encodes_structured_answers(tr: V16ToV201, ctx: Co
     "row", [r for r in mappings.rows("authorization_status")], ids=lambda r: f"{r['v201']}->{r['v16']}"
 )
 def test_authorize_status_row(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
-    """Authorize: idTag -> idToken (default type ISO14443) and each 2.0.1 status -> its 1.6 status."""
+    """Authorize: idTag -> idToken (a free-form tag is typed Local) and each 2.0.1 status -> its 1.6 status."""
     if tables.to_v16("authorization_status", row["v201"]) != row["v16"]:
         pytest.skip("a later row overrides this one going to 1.6")
     answer = {"idTokenInfo": {"status": row["v201"], "cacheExpiryDateTime": NOW}}
     trace = drive(tr, ctx, CHARGER, "Authorize", {"idTag": "TAG1"}, [answer])
-    assert trace.call("Authorize") == {"idToken": {"idToken": "TAG1", "type": "ISO14443"}}
+    assert trace.call("Authorize") == {"idToken": {"idToken": "TAG1", "type": "Local"}}
     assert trace.reply == {"idTagInfo": {"status": row["v16"], "expiryDate": NOW}}
 
 
@@ -408,7 +414,7 @@ def test_start_transaction_becomes_transaction_event_started(tr: V16ToV201, ctx:
         "triggerReason": "Authorized",
         "seqNo": 0,
         "transactionInfo": {"transactionId": "00000000-0000-4000-8000-000000000001"},
-        "idToken": {"idToken": "TAG1", "type": "ISO14443"},
+        "idToken": {"idToken": "TAG1", "type": "Local"},
         "evse": {"id": 1, "connectorId": 1},
         "meterValue": [
             {
@@ -486,26 +492,28 @@ def test_stop_transaction_becomes_ended_with_data_then_meter_stop(tr: V16ToV201,
     event = trace.call("TransactionEvent")
     assert event["eventType"] == "Ended" and event["seqNo"] == 1
     assert event["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
-    assert event["idToken"] == {"idToken": "TAG1", "type": "ISO14443"}
+    assert event["idToken"] == {"idToken": "TAG1", "type": "Local"}
     assert [mv["sampledValue"][0]["value"] for mv in event["meterValue"]] == [1500, 4321]
     assert event["meterValue"][-1]["sampledValue"][0]["context"] == "Transaction.End"
     assert trace.reply == {"idTagInfo": {"status": "Accepted"}}
 
 
-def test_stop_for_an_unknown_transaction_still_reaches_the_csms(tr: V16ToV201, ctx: Context) -> None:
-    """A StopTransaction the gateway has no record of is not dropped: it ends under a fresh transactionId."""
-    event = stop_tx(tr, ctx, 99).call("TransactionEvent")
-    assert event["eventType"] == "Ended" and event["seqNo"] == 0
-    assert event["transactionInfo"]["transactionId"]
+def test_stop_for_an_unknown_transaction_is_answered_locally(tr: V16ToV201, ctx: Context) -> None:
+    """A StopTransaction the gateway has no record of never reaches the CSMS as an Ended; it is reported."""
+    trace = drive(tr, ctx, CHARGER, "StopTransaction", {"transactionId": 99, "meterStop": 5, "timestamp": NOW})
+    assert trace.calls == [] and trace.reply == {}
+    assert [r["transactionId"] for r in trace.reported("unmatched_stop_transaction")] == [99]
 
 
-def test_repeated_stop_transaction_keeps_the_transaction_id(tr: V16ToV201, ctx: Context) -> None:
-    """A StopTransaction repeated after the transaction ended maps to the same transactionId, higher seqNo."""
-    tx = start_tx(tr, ctx).call("TransactionEvent")["transactionInfo"]["transactionId"]
-    first = stop_tx(tr, ctx, 1).call("TransactionEvent")
-    again = stop_tx(tr, ctx, 1).call("TransactionEvent")
-    assert first["transactionInfo"]["transactionId"] == again["transactionInfo"]["transactionId"] == tx
-    assert again["seqNo"] > first["seqNo"]
+def test_repeated_stop_transaction_is_answered_with_the_first_answer(tr: V16ToV201, ctx: Context) -> None:
+    """A StopTransaction repeated after the transaction ended gets the first answer and is not forwarded."""
+    start_tx(tr, ctx)
+    first = drive(tr, ctx, CHARGER, "StopTransaction",
+                  {"transactionId": 1, "meterStop": 2000, "timestamp": NOW, "idTag": "TAG1"}, [AUTH_OK])  # fmt: skip
+    again = drive(tr, ctx, CHARGER, "StopTransaction",
+                  {"transactionId": 1, "meterStop": 2001, "timestamp": NOW, "idTag": "TAG1"})  # fmt: skip
+    assert again.calls == [] and again.reply == first.reply == {"idTagInfo": {"status": "Accepted"}}
+    assert [r["meterStop"] for r in again.reported("duplicate_stop_transaction")] == [2001]
 
 
 @pytest.mark.parametrize(
@@ -762,26 +770,32 @@ def test_get_transaction_status_is_answered_from_state(tr: V16ToV201, ctx: Conte
 
 @pytest.mark.parametrize("row", mappings.rows("config_keys"), ids=lambda r: r["v16"])
 def test_config_key_row_get_and_set(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
-    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key (gateway-managed ones: read only)."""
+    """GetVariables/SetVariables on a table variable reach exactly its 1.6 key, unless the row says it cannot.
+
+    Gateway-managed and ReadOnly variables are not written; WriteOnly ones and counts whose 1.6 key is only
+    the maximum (value_is: maxLimit) are not read: each is Rejected without asking the charger.
+    """
     variable = {"name": row["variable"]} | ({"instance": row["instance"]} if row.get("instance") else {})
     item = {"component": {"name": row["component"]}, "variable": variable}
-    got = drive(
-        tr,
-        ctx,
-        CSMS,
-        "GetVariables",
-        {"getVariableData": [item]},
-        [{"configurationKey": [{"key": row["v16"], "readonly": False, "value": "7"}]}],
-    )
-    assert got.call("GetConfiguration") == {"key": [row["v16"]]}
-    assert got.reply == {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": "7"}]}
-    if row.get("gateway_managed"):
+    readable = row.get("mutability") != "WriteOnly" and row.get("value_is") != "maxLimit"
+    writable = not row.get("gateway_managed") and row.get("mutability") != "ReadOnly" and readable
+    if readable:
+        got = drive(tr, ctx, CSMS, "GetVariables", {"getVariableData": [item]},
+                    [{"configurationKey": [{"key": row["v16"], "readonly": False, "value": "7"}]}])  # fmt: skip
+        assert got.call("GetConfiguration") == {"key": [row["v16"]]}
+        assert got.reply == {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": "7"}]}
+    else:
+        got = drive(tr, ctx, CSMS, "GetVariables", {"getVariableData": [item]})
+        assert got.calls == []
+        [result] = got.reply["getVariableResult"]  # type: ignore[index]
+        assert result["attributeStatus"] == "Rejected" and "attributeValue" not in result
+    if not writable:
         refused = drive(tr, ctx, CSMS, "SetVariables", {"setVariableData": [{**item, "attributeValue": "8"}]})
         assert refused.calls == []
         [result] = refused.reply["setVariableResult"]  # type: ignore[index]
         assert (result["attributeStatus"], result["attributeStatusInfo"]["reasonCode"]) == (
             "Rejected",
-            "GatewayManaged",
+            "GatewayManaged" if row.get("gateway_managed") else "ReadOnly",
         )
         return
     put = drive(
@@ -991,6 +1005,8 @@ def test_unlock_connector(tr: V16ToV201, ctx: Context) -> None:
 )
 def test_trigger_message_row(tr: V16ToV201, ctx: Context, row: mappings.Row) -> None:
     """TriggerMessage: requestedMessage and evse mapped, through the 1.6 action the table names."""
+    if row["v201"] == "TransactionEvent":
+        start_tx(tr, ctx, connector=2)  # without a transaction there is no event to trigger
     trace = drive(
         tr, ctx, CSMS, "TriggerMessage", {"requestedMessage": row["v201"], "evse": {"id": 2}}, [{"status": "Accepted"}]
     )

@@ -13,6 +13,7 @@ from adapters.v201_v16.charger import data_transfer
 from adapters.v201_v16.convert import id_tag_info_to_token_info, profile_to_v201, status16
 from adapters.v201_v16.env import PNC_VENDOR, Env, Payload, Result, handles
 from adapters.v201_v16.state import State
+from adapters.v201_v16.transactions import authorize_waiting
 from gateway import schemas
 from gateway.ocppj import Version
 
@@ -34,7 +35,11 @@ def _evse(env: Env, connector: int) -> dict[str, Any] | None:
     "remote_token_type, default Central); connectorId -> evseId; chargingProfile converted",
 )
 def remote_start(env: Env, st: State, p: Payload) -> Result:
-    req: Payload = {"remoteStartId": st.next_id(), "idToken": st.token(p["idTag"], env.remote_token_type)}
+    remote_start_id = st.next_id()
+    token = st.token(p["idTag"], env.remote_token_type)
+    # The station's TransactionEvent may name only the remoteStartId, not the idToken: remember whose it is.
+    st.remember_remote_start(remote_start_id, p["idTag"], token["type"])
+    req: Payload = {"remoteStartId": remote_start_id, "idToken": token}
     if p.get("connectorId"):
         req["evseId"] = env.connectors.to_evse(p["connectorId"])[0]
     if "chargingProfile" in p:
@@ -42,7 +47,11 @@ def remote_start(env: Env, st: State, p: Payload) -> Result:
         req["chargingProfile"] = profile_to_v201(profile)
     r = yield OutCall(Side.CHARGER, "RequestStartTransaction", req)
     assert r is not None
-    return {"status": status16("RemoteStartTransaction", r["status"])}
+    status = status16("RemoteStartTransaction", r["status"])
+    if status == "Accepted" and "transactionId" in r:
+        # The station had a transaction waiting for authorization already: the remote start authorizes it.
+        authorize_waiting(st, str(r["transactionId"]), remote_start_id)
+    return {"status": status}
 
 
 @handles(

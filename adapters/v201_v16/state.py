@@ -9,6 +9,7 @@ Plain JSON only, so the runtime can store it. Layout::
     next_id:     the next remoteStartId / requestId the gateway hands out
     requests:    {"<requestId>": "<1.6 action that asked>"}   for status notifications echoing it
     tokens:      {"<idTag>": {idToken, type}}                   idTokens the station showed, by 1.6 idTag
+    remote_starts: {"<remoteStartId>": {id_tag, type}}          RemoteStartTransactions not yet started
     readonly:    {"<1.6 key>": bool}                            mutability from the station's NotifyReport
 """
 
@@ -21,6 +22,9 @@ from adapters.base import Context
 NAME = "v201_v16"
 # Remembered tokens (type, full id behind a 20-character 1.6 idTag) per station.
 TOKEN_MEMORY = 500
+# RemoteStartTransactions remembered per station until a transaction names their remoteStartId
+# (a rejected or unanswered one is pushed out by later ones).
+REMOTE_START_MEMORY = 16
 
 
 class State:
@@ -93,3 +97,21 @@ class State:
         if hit:
             return dict(hit)
         return {"idToken": id_tag, "type": default_type}
+
+    def remember_remote_start(self, remote_start_id: int, id_tag: str, token_type: str) -> None:
+        """The 1.6 idTag the gateway sent a RequestStartTransaction for, by the remoteStartId it chose."""
+        starts: dict[str, dict[str, str]] = self.ns.setdefault("remote_starts", {})
+        starts[str(remote_start_id)] = {"id_tag": id_tag, "type": token_type}
+        while len(starts) > REMOTE_START_MEMORY:
+            starts.pop(next(iter(starts)))
+        self.save()
+
+    def take_remote_start(self, remote_start_id: int | None) -> dict[str, str] | None:
+        """The remembered remote start of ``remote_start_id`` (forgotten once taken); None if the gateway never
+        issued it."""
+        if remote_start_id is None:
+            return None
+        found: dict[str, str] | None = self.ns.get("remote_starts", {}).pop(str(remote_start_id), None)
+        if found is not None:
+            self.save()
+        return found

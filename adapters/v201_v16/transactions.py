@@ -35,6 +35,26 @@ def _new_tx(env: Env, st: State, p: Payload) -> dict[str, Any]:
     }
 
 
+def _unauthorized(tx: dict[str, Any]) -> bool:
+    """Whether the transaction still has no idTag for its StartTransaction."""
+    return tx.get("id_tag") is None and tx.get("int") is None and tx.get("start") is None
+
+
+def _take_remote_start(st: State, tx: dict[str, Any], remote_start_id: int | None) -> None:
+    """Give the transaction the idTag of the RemoteStartTransaction the gateway issued ``remote_start_id`` for."""
+    remote = st.take_remote_start(remote_start_id)
+    if remote is not None:
+        tx["id_tag"], tx["token_type"] = remote["id_tag"], remote["type"]
+
+
+def authorize_waiting(st: State, tx_id: str, remote_start_id: int) -> None:
+    """A RequestStartTransaction the station answered with a running transaction: that one is the remote start's."""
+    tx = st.txs.get(tx_id)
+    if tx is not None and _unauthorized(tx):
+        _take_remote_start(st, tx, remote_start_id)
+        st.save()
+
+
 def _build_start(env: Env, tx: dict[str, Any], p: Payload) -> None:
     """The StartTransaction for this transaction, once it has an idTag (or the anonymous one)."""
     if tx.get("start") is not None or tx.get("int") is not None:
@@ -148,13 +168,15 @@ def push_held(st: State) -> Handler:
     "StartTransaction, MeterValues, StopTransaction, StatusNotification",
     Support.PARTIAL,
     "Started -> StartTransaction (the CSMS's integer id mapped to the station's string id; a Started without "
-    "idToken waits for the authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
+    "idToken takes the idTag of the RemoteStartTransaction whose remoteStartId it names, else waits for the "
+    "authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
     "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
     "order until the integer id is known, and retried when the CSMS link comes back and every "
     "held_retry_interval while the station is quiet (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
     "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, "
-    "cableMaxCurrent, remoteStartId; a transaction that never had an idToken is not reported; an idToken "
+    "cableMaxCurrent, remoteStartId; a transaction that never had an idToken (nor a remote start) is not "
+    "reported; an idToken "
     "longer than 20 characters is truncated.",
 )
 def transaction_event(env: Env, st: State, p: Payload) -> Result:
@@ -182,9 +204,11 @@ def transaction_event(env: Env, st: State, p: Payload) -> Result:
     start_tag: str | None = None
     if token and token.get("idToken") is not None:
         tag = st.remember_token(token)
-        if tx.get("id_tag") is None and tx.get("int") is None and tx.get("start") is None:
+        if _unauthorized(tx):
             tx["id_tag"], tx["token_type"] = tag, token["type"]
         start_tag = tag
+    elif _unauthorized(tx):
+        _take_remote_start(st, tx, info.get("remoteStartId"))
     _build_start(env, tx, p)
 
     if event == "Updated" and meter:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from adapters import directions
 from adapters.base import Context, CoverageRow, Handler, OutCall, Side, Support
-from gateway import schemas
 from gateway.ocppj import Call, MessageType, Version
 
 
@@ -27,8 +27,9 @@ class PassThrough:
         return result
 
     def coverage(self) -> list[CoverageRow]:
+        """One row per action, under the side that sends it (DataTransfer, which both send, twice)."""
         return [
             CoverageRow(side, action, Support.SUPPORTED, action, "pass-through")
-            for action in sorted(schemas.actions(self.charger_version))
             for side in (Side.CHARGER, Side.CSMS)
+            for action in directions.sent_by(self.charger_version, side)
         ]

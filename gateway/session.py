@@ -649,7 +649,7 @@ class ChargerSession:
         if pending is None:
             return
         if pending.exchange is not None:
-            self._advance(out, pending.exchange, now, throw=PeerError(frame.code, frame.description, frame.details))
+            self._advance(out, pending.exchange, now, throw=RelayedError(frame, side, self._sides[side].version))
         self._pump(out, side, now)
 
     # ------------------------------------------------------------ replies to the originator
@@ -689,7 +689,7 @@ class ChargerSession:
             return
         version = self._sides[ex.origin].version
         code = ocppj.translate_error_code(err.code, version)
-        self._send_error(out, ex.origin, ex.call.unique_id, None, err.description, now, err.details or None,
+        self._send_error(out, ex.origin, ex.call.unique_id, None, err.description, now, relayed_details(err, version),
                          code=code, action=ex.call.action)
         ex.replied = True
         out.append(RoundTrip(ex.origin, ex.call.action, now - ex.started, "error"))
@@ -801,3 +801,24 @@ def _looks_like_send(text: str) -> bool:
 def _uid_of_result(text: str) -> str | None:
     m = _UID_RE.match(text[:80])
     return m.group(1) if m else None
+
+
+class RelayedError(PeerError):
+    """A CALLERROR a peer sent, thrown into the handler: it remembers the side and OCPP version it came from."""
+
+    def __init__(self, frame: CallError, side: Side, version: Version) -> None:
+        super().__init__(frame.code, frame.description, frame.details)
+        self.side = side
+        self.version = version
+
+
+def relayed_details(err: PeerError, to: Version) -> dict[str, Any] | None:
+    """The errorDetails of ``err`` relayed to an OCPP ``to`` peer.
+
+    A peer's own errorDetails are written in its version's terms (some stations put the whole request payload
+    there); to a peer of another version they mean nothing, so it gets where the error came from and its
+    original code instead. Same version (pass-through): the details go as they came.
+    """
+    if not isinstance(err, RelayedError) or err.version is to:
+        return err.details or None
+    return {"relayedFrom": f"OCPP {err.version.value} {err.side.value}", "errorCode": err.code}

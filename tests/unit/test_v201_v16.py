@@ -12,7 +12,18 @@ from typing import Any
 import pytest
 
 from adapters import registry
-from adapters.base import Context, Handler, Notify, OutCall, PeerError, PeerTimeout, Refuse, Side, Support
+from adapters.base import (
+    Context,
+    Handler,
+    Notify,
+    OutCall,
+    PeerError,
+    PeerTimeout,
+    Refuse,
+    Side,
+    Support,
+    Translator,
+)
 from adapters.v201_v16 import PNC_VENDOR, V201V16
 from gateway import schemas
 from gateway.ocppj import Call, ErrorKind, Version
@@ -65,7 +76,7 @@ def station201(answers: dict[str, dict[str, Any]]) -> Answer:
 class Link:
     """The gateway's two links as a test sees them: everything sent, validated, and answered."""
 
-    tr: V201V16 = field(default_factory=V201V16)
+    tr: Translator = field(default_factory=V201V16)
     ctx: Context = field(default_factory=lambda: Context("CS1", V201, V16))
     csms: Answer = field(default_factory=csms16)
     station: Answer = field(default_factory=lambda: station201({}))
@@ -74,7 +85,8 @@ class Link:
 
     def call(self, origin: Side, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         """One CALL from ``origin`` through the translator; returns the answer it gets."""
-        version = V201 if origin is Side.CHARGER else V16
+        station_version, csms_version = self.ctx.charger_version, self.ctx.csms_version
+        version = station_version if origin is Side.CHARGER else csms_version
         valid(version, action, payload)
         handler: Handler = self.tr.handle_call(origin, Call(f"m{len(self.sent)}", action, payload), self.ctx)
         value: dict[str, Any] | None = None
@@ -88,7 +100,7 @@ class Link:
                 return stop.value  # type: ignore[no-any-return]
             value, error = None, None
             assert isinstance(step, OutCall | Notify)
-            target = V201 if step.to is Side.CHARGER else V16
+            target = station_version if step.to is Side.CHARGER else csms_version
             valid(target, step.action, step.payload)
             self.sent.append((step.to, step.action, step.payload))
             if step.to in self.down:

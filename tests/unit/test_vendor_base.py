@@ -20,6 +20,7 @@ from adapters.vendor_base import (
     VendorAdapter,
     VendorUnavailable,
 )
+from adapters.vendor_base import registry as vendor_registry
 from gateway import schemas
 from gateway.ocppj import ErrorKind, Version
 
@@ -306,7 +307,7 @@ def test_the_active_period_of_a_schedule_is_the_last_one_started() -> None:
     prof = profile("A", 32)
     prof["chargingSchedule"][0]["chargingSchedulePeriod"] = [
         {"startPeriod": 0, "limit": 32}, {"startPeriod": 3600, "limit": 10}]
-    start = vb._parse_ts("2023-01-01T00:00:00Z")
+    start = vb.parse_ts("2023-01-01T00:00:00Z")
     assert vb.profile_limit_a(prof, start + 60, Reading(), CHARGER) == 32.0
     assert vb.profile_limit_a(prof, start + 4000, Reading(), CHARGER) == 10.0
 
@@ -539,8 +540,8 @@ def test_third_party_adapters_come_from_the_entry_point_group(monkeypatch: pytes
         assert group == vb.ENTRY_POINT_GROUP
         return [EntryPoint()]
 
-    monkeypatch.setattr(vb, "entry_points", eps)
-    monkeypatch.setattr(vb, "_REGISTERED", {})
+    monkeypatch.setattr(vendor_registry, "entry_points", eps)
+    monkeypatch.setattr(vendor_registry, "_REGISTERED", {})
     assert isinstance(vb.adapter_for("acme"), FakeAdapter)
     assert "acme" in vb.available()
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway import charger_ids
 from gateway.ocppj import Version
 
 
@@ -133,6 +134,37 @@ class Admission(_Model):
     max_pending: int = Field(500, ge=1, description="handshakes being set up at once; more get HTTP 503")
 
 
+class ChargerIds(_Model):
+    """Which charger ids are admitted (see gateway/charger_ids.py): OCPP's identifierString by default."""
+
+    extra_characters: str = Field(
+        "", description="characters admitted in charger ids beyond letters, digits and * - _ = : + | @ . "
+        "(never control characters or '/'); ids are always percent-encoded in upstream URLs"
+    )
+    max_length: int = Field(charger_ids.MAX_LENGTH, ge=1, le=255)
+
+    @field_validator("extra_characters")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        reason = charger_ids.forbidden_extra(v)
+        if reason is not None:
+            raise ValueError(reason)
+        return v
+
+    @property
+    def rules(self) -> charger_ids.IdRules:
+        return charger_ids.IdRules(self.extra_characters, self.max_length)
+
+
+class ChargerCalls(_Model):
+    """How many CALLs a charger may send without waiting for answers (OCPP-J allows one at a time)."""
+
+    max_waiting: int = Field(100, ge=1, description="CALLs queued behind the one in progress; more get a CALLERROR")
+    close_after_refused: int = Field(
+        1000, ge=1, description="CALLs refused in a row for a full queue before the connection is closed (1008)"
+    )
+
+
 class Metrics(_Model):
     per_charger: bool = Field(False, description="label frame counters with charger_id (off for large estates)")
 
@@ -169,6 +201,8 @@ class GatewayConfig(_Model):
     allow_unknown_chargers: bool = False
     require_charger_auth: bool = Field(False, description="refuse chargers without a configured password")
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
+    charger_ids: ChargerIds = ChargerIds()
+    charger_calls: ChargerCalls = ChargerCalls()
     call_timeout: float = Field(30.0, gt=0)
     held_retry_interval: float = Field(
         30.0, gt=0, description="seconds between retries of messages a translator holds while the charger is quiet"
@@ -204,7 +238,11 @@ class GatewayConfig(_Model):
             check(account.route, f"vendors.{name}.route")
         if self.allow_unknown_chargers and self.default_route is None:
             raise ValueError("allow_unknown_chargers: true needs a default_route")
+        rules = self.charger_ids.rules
         for cid, entry in self.chargers.items():
+            reason = charger_ids.problem(cid, rules)
+            if reason is not None:
+                raise ValueError(f"chargers.{cid}: {reason} (widen the set with charger_ids.extra_characters)")
             if entry.route is None and self.default_route is None:
                 raise ValueError(f"chargers.{cid}: no route and no default_route")
         return self

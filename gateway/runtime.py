@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from adapters import registry
 from adapters.base import Context, Side, Translator
-from gateway import ocppj
+from gateway import charger_ids, ocppj
 from gateway.config import CsmsEndpoint, Route
 from gateway.logs import get_logger
 from gateway.ocppj import Version
@@ -113,7 +113,7 @@ class UpstreamLink:
         self.charger_id = charger_id
         self.name = name
         self.endpoint = endpoint
-        self.url = f"{endpoint.url}/{charger_id}"
+        self.url = charger_ids.upstream_url(endpoint.url, charger_id)
         self.log = log or get_logger(charger_id=charger_id)
         self._on_up = on_up
         self._on_frame = on_frame

@@ -32,6 +32,7 @@ from gateway.session import (
     Action,
     CancelTimer,
     ChargerSession,
+    Disconnect,
     Problem,
     RoundTrip,
     SaveState,
@@ -265,6 +266,8 @@ class ChargerConnection:
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(config.validation_by_model.items()),
             repair_rules=gateway.repair_rules,
+            max_waiting_calls=config.charger_calls.max_waiting,
+            close_after_refused=config.charger_calls.close_after_refused,
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
         self.upstream = UpstreamLink(
@@ -440,6 +443,8 @@ class ChargerConnection:
             elif isinstance(action, Problem):
                 gw.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
+            elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
+                gw.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
 
     async def replace(self) -> None:
         """A newer connection with the same id arrived: this one steps aside at once.

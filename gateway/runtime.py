@@ -351,13 +351,7 @@ class ChargerConnection:
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (or resume) reading the charger's socket: the store's back-pressure."""
-        transport = self.ws.transport
-        if transport is None or transport.is_closing():
-            return
-        if paused:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
+        self.ws.hold_reading(paused)
 
     def _charger_frame(self, text: str) -> None:
         self.last_message_at = now = time.time()

@@ -34,6 +34,7 @@ from gateway.app import Gateway
 from gateway.config import parse_config
 from gateway.ocppj import Version
 from tests.conftest import gateway_config
+from tests.rawpeers import dumps
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -49,10 +50,6 @@ AUTO_ANSWERS: dict[str, dict[str, Any]] = {
     "StatusNotification": {},
     "Authorize": {"idTagInfo": {"status": "Accepted"}},
 }
-
-
-def dumps(*parts: Any) -> str:
-    return orjson.dumps(list(parts)).decode()
 
 
 def rss_mib() -> float:

@@ -131,8 +131,8 @@ def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> we
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/chargers", chargers)
-    app.router.add_get("/api/chargers/{id}", charger)
-    app.router.add_get("/api/chargers/{id}/messages", messages)
-    app.router.add_put("/api/chargers/{id}/route", put_route)
-    app.router.add_delete("/api/chargers/{id}/route", delete_route)
+    app.router.add_get("/api/chargers/{id:[^/]+}", charger)
+    app.router.add_get("/api/chargers/{id:[^/]+}/messages", messages)
+    app.router.add_put("/api/chargers/{id:[^/]+}/route", put_route)
+    app.router.add_delete("/api/chargers/{id:[^/]+}/route", delete_route)
     return app

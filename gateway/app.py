@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -28,7 +27,7 @@ from websockets.http11 import Request, Response
 import mappings
 from adapters import registry
 from adapters.base import Context
-from gateway import schemas, security
+from gateway import charger_ids, schemas, security
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
 from gateway.logs import get_logger
@@ -235,11 +234,11 @@ class Gateway:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Admit or refuse a charger at the HTTP handshake: id, route and version are decided here."""
-        segments = [s for s in request.path.split("?", 1)[0].split("/") if s]
-        charger_id = unquote(segments[-1]) if segments else ""
-        if not charger_id or len(charger_id) > 48:
-            return self._refuse(connection, HTTPStatus.NOT_FOUND, "no_charger_id",
-                                "the URL must end with the charger id: ws://host:port/<prefix>/<charger_id>\n")
+        charger_id, id_problem = charger_ids.from_path(request.path, self.config.charger_ids.rules)
+        if id_problem is not None:  # an id that could mean something else upstream is never admitted
+            if not charger_id:
+                return self._refuse(connection, HTTPStatus.NOT_FOUND, "no_charger_id", id_problem + "\n")
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "invalid_charger_id", id_problem + "\n")
         busy = len(self._admissions) + self._setting_up >= self.config.admission.max_pending
         if busy or not self._bucket.take(time.monotonic()):
             # A reconnect flood: ask the charger to come back shortly rather than queue without bound.

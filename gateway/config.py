@@ -15,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from gateway import charger_ids
 from gateway.ocppj import Version
 
 
@@ -141,6 +142,37 @@ class Admission(_Model):
     max_pending: int = Field(500, ge=1, description="handshakes being set up at once; more get HTTP 503")
 
 
+class ChargerIds(_Model):
+    """Which charger ids are admitted (see gateway/charger_ids.py): OCPP's identifierString by default."""
+
+    extra_characters: str = Field(
+        "", description="characters admitted in charger ids beyond letters, digits and * - _ = : + | @ . "
+        "(never control characters or '/'); ids are always percent-encoded in upstream URLs"
+    )
+    max_length: int = Field(charger_ids.MAX_LENGTH, ge=1, le=255)
+
+    @field_validator("extra_characters")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        reason = charger_ids.forbidden_extra(v)
+        if reason is not None:
+            raise ValueError(reason)
+        return v
+
+    @property
+    def rules(self) -> charger_ids.IdRules:
+        return charger_ids.IdRules(self.extra_characters, self.max_length)
+
+
+class ChargerCalls(_Model):
+    """How many CALLs a charger may send without waiting for answers (OCPP-J allows one at a time)."""
+
+    max_waiting: int = Field(100, ge=1, description="CALLs queued behind the one in progress; more get a CALLERROR")
+    close_after_refused: int = Field(
+        1000, ge=1, description="CALLs refused in a row for a full queue before the connection is closed (1008)"
+    )
+
+
 class Metrics(_Model):
     per_charger: bool = Field(False, description="label frame counters with charger_id (off for large estates)")
 
@@ -177,6 +209,8 @@ class GatewayConfig(_Model):
     allow_unknown_chargers: bool = False
     require_charger_auth: bool = Field(False, description="refuse chargers without a configured password")
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
+    charger_ids: ChargerIds = ChargerIds()
+    charger_calls: ChargerCalls = ChargerCalls()
     call_timeout: float = Field(30.0, gt=0)
     held_retry_interval: float = Field(
         30.0, gt=0, description="seconds between retries of messages a translator holds while the charger is quiet"
@@ -198,6 +232,11 @@ class GatewayConfig(_Model):
     @model_validator(mode="after")
     def _routes_exist(self) -> GatewayConfig:
         problems = route_problems(self.model_dump(include=_ROUTING_KEYS))
+        rules = self.charger_ids.rules
+        for cid in self.chargers:
+            reason = charger_ids.problem(cid, rules)
+            if reason is not None:
+                problems.append(f"chargers.{cid}: {reason} (widen the set with charger_ids.extra_characters)")
         if problems:
             raise ValueError("\n".join(problems))
         return self

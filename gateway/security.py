@@ -43,23 +43,35 @@ def admin_token_digest(config: GatewayConfig) -> bytes | None:
 
 def bearer_ok(header: str | None, digest: bytes) -> bool:
     """Whether an Authorization header carries the bearer token whose digest is ``digest``."""
-    if not header or not header.startswith("Bearer "):
+    token = _credentials(header, "bearer")
+    if token is None:
         return False
-    return hmac.compare_digest(hashlib.sha256(header[7:].strip().encode()).digest(), digest)
+    return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), digest)
 
 
 def basic_auth_ok(header: str | None, charger_id: str, digest: bytes) -> bool:
     """Whether an Authorization header carries ``charger_id`` and the password whose digest is ``digest``."""
-    if not header or not header.startswith("Basic "):
+    encoded = _credentials(header, "basic")
+    if encoded is None:
         return False
     try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return False
     user, sep, password = decoded.partition(":")
-    if not sep or user != charger_id:
-        return False
-    return hmac.compare_digest(hashlib.sha256(password.encode()).digest(), digest)
+    password_ok = hmac.compare_digest(hashlib.sha256(password.encode()).digest(), digest)
+    return bool(sep) and user == charger_id and password_ok
+
+
+def _credentials(header: str | None, scheme: str) -> str | None:
+    """The credentials of an Authorization header in ``scheme``; RFC 9110 11.1: schemes are case-insensitive."""
+    if not header:
+        return None
+    given, _, credentials = header.strip().partition(" ")
+    credentials = credentials.strip(" ")
+    if given.lower() != scheme or not credentials:
+        return None
+    return credentials
 
 
 def server_context(tls: ServerTls) -> ssl.SSLContext:

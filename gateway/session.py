@@ -25,7 +25,9 @@ Rules kept here:
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +104,15 @@ class RoundTrip:
 
 
 @dataclass(slots=True)
+class Disconnect:
+    """Close the connection to ``side`` with WebSocket close ``code`` and ``reason``: it will not behave."""
+
+    side: Side
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
 class Problem:
     """Something an operator should see in the service log (a refused or dropped message, a bug)."""
 
@@ -109,7 +120,8 @@ class Problem:
     detail: dict[str, Any]
 
 
-Action = Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
+Action = (Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
+          | Disconnect)
 
 
 # ---------------------------------------------------------------- internal state
@@ -142,6 +154,37 @@ class _Outgoing:
     timer_key: str = ""
 
 
+class _Waiting:
+    """CALLs a side sent while one of its own is still being handled, oldest first.
+
+    Every step is O(1), whatever a careless charger piles up: a deque for the
+    order, and a count per messageId for the duplicate check (a 2.1 SEND may
+    reuse an id, so it is a count, not a set).
+    """
+
+    __slots__ = ("calls", "ids")
+
+    def __init__(self) -> None:
+        self.calls: deque[tuple[Call, bool]] = deque()
+        self.ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def push(self, call: Call, lenient: bool) -> None:
+        self.calls.append((call, lenient))
+        self.ids[call.unique_id] = self.ids.get(call.unique_id, 0) + 1
+
+    def pop(self) -> tuple[Call, bool]:
+        call, lenient = self.calls.popleft()
+        left = self.ids[call.unique_id] - 1
+        if left:
+            self.ids[call.unique_id] = left
+        else:
+            del self.ids[call.unique_id]
+        return call, lenient
+
+
 @dataclass(slots=True)
 class _SideState:
     version: Version
@@ -149,8 +192,10 @@ class _SideState:
     # Lists, not deques: they hold one or two items, and an empty deque costs ~600 bytes per idle charger.
     queue: list[_Outgoing] = field(default_factory=list)
     in_flight: _Outgoing | None = None
-    # Calls this side sent us, waiting for the one before them to be answered.
-    incoming: list[tuple[Call, str, float, bool]] = field(default_factory=list)
+    # Calls this side sent us, waiting for the one before them to be answered (None while there are none).
+    incoming: _Waiting | None = None
+    # CALLs refused in a row because ``incoming`` was full; reset when one is accepted again.
+    overflowed: int = 0
     current: _Exchange | None = None
     draining: bool = False
     version_name: str = field(init=False, default="")  # version.value, read for every logged frame
@@ -163,6 +208,9 @@ class _SideState:
 BACKGROUND_TIMER = "background"
 # What a background exchange is logged and counted as: it answers nobody.
 _BACKGROUND_CALL = Call("", "(background)", {})
+
+# Characters of a refused oversized frame kept in the message log (enough to see what it was).
+OVERSIZED_HEAD_CHARS = 4096
 
 _UID_RE = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"]{1,36})"')
 
@@ -183,6 +231,11 @@ class SessionLimits:
     validation_fixed: bool = False
     model_validation: tuple[tuple[str, str], ...] = ()
     repair_rules: tuple[RepairRule, ...] = ()
+    # A side that sends CALLs without waiting for answers: this many wait behind the one in progress,
+    # further ones are refused with a CALLERROR, and after ``close_after_refused`` refusals in a row
+    # the charger's connection is closed (a CSMS only gets the CALLERRORs).
+    max_waiting_calls: int = 100
+    close_after_refused: int = 1000
 
 
 class ChargerSession:
@@ -207,6 +260,7 @@ class ChargerSession:
         self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
         self._seq = 0
         self._closed = False
+        self._disconnecting = False  # the charger is being closed for flooding: its frames are ignored
         self._timer_owner: dict[str, _Outgoing] = {}
         self._background: Callable[[Context], Handler | None] | None = getattr(translator, "background", None)
         self._background_armed = False
@@ -220,15 +274,11 @@ class ChargerSession:
     def receive(self, side: Side, text: str, now: float) -> list[Action]:
         """A frame arrived from ``side``."""
         out: list[Action] = []
+        if self._disconnecting and side is Side.CHARGER:
+            return out
         st = self._sides[side]
         if len(text) > self.limits.max_frame_bytes:
-            m = _UID_RE.match(text[:80])
-            uid = m.group(1) if m else "-1"
-            out.append(self._record(side, "in", now, text, "INVALID", None, uid, note="oversized frame"))
-            desc = f"frame of {len(text)} bytes exceeds the gateway's limit of {self.limits.max_frame_bytes}"
-            out.append(ValidationFailed(side, st.version, None, "$", desc))
-            if text.lstrip()[:3].replace(" ", "").startswith("[2"):
-                self._send_error(out, side, uid, ErrorKind.FORMAT, desc, now)
+            self._refuse_oversized(out, side, text, now)
             return out
         try:
             frame = ocppj.parse(text, st.version)
@@ -256,6 +306,31 @@ class ChargerSession:
             )
             self._on_error(out, side, frame, now)
         return out
+
+    def _refuse_oversized(self, out: list[Action], side: Side, text: str, now: float) -> None:
+        """Answer a frame over ``max_frame_bytes`` and log only its size, digest and head.
+
+        Nothing returned refers to ``text``: a charger sending megabytes that
+        are refused anyway must not fill the message log or keep memory.
+        """
+        st = self._sides[side]
+        m = _UID_RE.match(text[:80])
+        uid = m.group(1) if m else "-1"
+        data = text.encode("utf-8", "surrogatepass")
+        size = len(data)
+        digest = hashlib.sha256(data).hexdigest()
+        del data
+        head = text[:OVERSIZED_HEAD_CHARS]  # a copy: the frame's own text is not kept
+        kept = (f"{head} ...[truncated by the gateway: {size} bytes in all, sha256 {digest}]")
+        desc = f"frame of {size} bytes exceeds the gateway's limit of {self.limits.max_frame_bytes}"
+        out.append(self._record(side, "in", now, kept, "INVALID", None, uid,
+                                note=f"oversized frame refused: {size} bytes, sha256 {digest}, "
+                                     f"only the first {len(head)} characters are logged"))
+        out.append(ValidationFailed(side, st.version, None, "$", desc))
+        out.append(Problem("oversized_frame", {"from": side.value, "bytes": size, "sha256": digest,
+                                               "unique_id": uid}))
+        if text.lstrip()[:3].replace(" ", "").startswith("[2"):
+            self._send_error(out, side, uid, ErrorKind.FORMAT, desc, now)
 
     def link_up(self, side: Side, now: float) -> list[Action]:
         """The connection to ``side`` is (again) open: send what waited for it."""
@@ -374,23 +449,56 @@ class ChargerSession:
             call = Call(call.unique_id, call.action, fixed, call.message_type)
         if side is Side.CHARGER and call.action == "BootNotification":
             self._note_model(out, call.payload)
-        if st.current is None and not st.incoming:  # the usual case: nothing in progress from this side
+        waiting = st.incoming
+        if st.current is None and not waiting:  # the usual case: nothing in progress from this side
+            st.overflowed = 0
             self._start_exchange(out, side, call, now, lenient)
             return
-        busy_ids = {c.unique_id for c, _, _, _ in st.incoming}
-        if st.current is not None and st.current.call is not _BACKGROUND_CALL:
-            busy_ids.add(st.current.call.unique_id)
-        if call.unique_id in busy_ids and call.message_type is MessageType.CALL:
+        current = st.current
+        uid = call.unique_id
+        busy = (waiting is not None and uid in waiting.ids) or (
+            current is not None and current.call is not _BACKGROUND_CALL and current.call.unique_id == uid)
+        if busy and call.message_type is MessageType.CALL:
             self._send_error(
-                out, side, call.unique_id, ErrorKind.RPC_FRAMEWORK,
-                f"messageId {call.unique_id} is already in use by a CALL that is not answered yet", now,
+                out, side, uid, ErrorKind.RPC_FRAMEWORK,
+                f"messageId {uid} is already in use by a CALL that is not answered yet", now,
             )
             return
-        if st.current is not None:
+        if current is not None:
             # The sender broke the one-outstanding-CALL rule, or held work has the turn: queue, don't interleave.
-            st.incoming.append((call, text, now, lenient))
+            if waiting is None:
+                waiting = st.incoming = _Waiting()
+            elif len(waiting) >= self.limits.max_waiting_calls:
+                self._overflow(out, side, call, now)
+                return
+            st.overflowed = 0
+            waiting.push(call, lenient)
             return
+        st.overflowed = 0
         self._start_exchange(out, side, call, now, lenient)
+
+    def _overflow(self, out: list[Action], side: Side, call: Call, now: float) -> None:
+        """A CALL arrived while ``max_waiting_calls`` already wait: refuse it, and end a flood from the charger."""
+        st = self._sides[side]
+        st.overflowed += 1
+        limits = self.limits
+        if st.overflowed == 1:  # once per flood, not per frame
+            out.append(Problem("call_queue_full", {"from": side.value, "waiting": limits.max_waiting_calls,
+                                                   "action": call.action, "unique_id": call.unique_id}))
+        if side is Side.CHARGER and st.overflowed >= limits.close_after_refused:
+            self._disconnecting = True
+            reason = (f"{st.overflowed} CALLs refused in a row: more than {limits.max_waiting_calls} "
+                      "sent without waiting for answers")
+            out.append(Problem("charger_flood_closed", {"refused": st.overflowed,
+                                                        "waiting": limits.max_waiting_calls}))
+            out.append(Disconnect(Side.CHARGER, 1008, reason))
+            return
+        if call.message_type is MessageType.CALL:
+            self._send_error(
+                out, side, call.unique_id, ErrorKind.RPC_FRAMEWORK,
+                f"{limits.max_waiting_calls} CALLs already wait behind the one in progress; OCPP-J allows one "
+                "outstanding CALL: wait for each answer before sending the next", now, action=call.action,
+            )
 
     def _start_exchange(self, out: list[Action], side: Side, call: Call, now: float, lenient: bool = False) -> None:
         try:
@@ -518,8 +626,10 @@ class ChargerSession:
             return
         st.draining = True
         try:
-            while st.current is None and st.incoming:
-                call, _text, _t, lenient = st.incoming.pop(0)
+            while st.current is None and (waiting := st.incoming) is not None:
+                call, lenient = waiting.pop()
+                if not waiting:
+                    st.incoming = None
                 self._start_exchange(out, side, call, now, lenient)
         finally:
             st.draining = False

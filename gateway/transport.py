@@ -22,6 +22,14 @@ anything malformed) is handed, as exact bytes, to websockets' own parser,
 which is always left at a frame boundary. A fragmented message is left to
 websockets until its parser is between frames again; a malformed frame is
 judged and answered by websockets, which fails the connection.
+
+Fairness: one read from a socket can hold thousands of small frames, and
+handling them all in one go would hold the event loop (every other charger,
+the admin API) for as long as that takes. A connection hands at most
+``MESSAGES_PER_TURN`` messages to its handler per read; the rest wait in a
+backlog that is handed over the same number per loop turn, and the socket is
+not read meanwhile, so the backlog is bounded by one read and the sender's
+surplus waits in TCP buffers.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +54,9 @@ except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
 TextHandler = Callable[[str], None]
+
+# Messages one connection hands to its handler per read or loop turn before it lets others run.
+MESSAGES_PER_TURN = 32
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 # The code websockets' parser waits in between frames: the only place the fast path may take over from it.
@@ -90,6 +102,21 @@ class _DirectDelivery:
             path.closed = asyncio.get_running_loop().create_future()
         await path.closed
 
+    def hold_reading(self, held: bool) -> None:
+        """Stop (or resume) reading the socket for the owner (the store's back-pressure).
+
+        The owner's hold and the fairness pause are kept apart: reading resumes only when neither wants it paused.
+        """
+        path = self._path
+        path.owner_held = held
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if held:
+            transport.pause_reading()
+        elif path.backlog is None:
+            transport.resume_reading()
+
     def forget_handshake(self) -> None:
         """Drop the handshake's header lists (a few KiB per connection); the request and response stay."""
         for message in (getattr(self, "request", None), getattr(self, "response", None)):
@@ -103,6 +130,11 @@ class _DirectDelivery:
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)  # type: ignore[misc]
+        # Messages already read are handled before the owner learns of the close, as they would have been at once.
+        backlog, self._path.backlog = self._path.backlog, None
+        handler = self._path.handler
+        while backlog and handler is not None:
+            self._call(handler, backlog.popleft())
         closed = self._path.closed
         if closed is not None and not closed.done():
             closed.set_result(None)
@@ -126,7 +158,9 @@ class _DirectDelivery:
         return True
 
     def data_received(self, data: bytes) -> None:
-        frames = self._path.frames
+        path = self._path
+        path.budget = MESSAGES_PER_TURN
+        frames = path.frames
         protocol = self.protocol
         if protocol.state is not OPEN or not (frames.on or frames.engage(protocol)):
             super().data_received(data)  # type: ignore[misc]
@@ -192,11 +226,45 @@ class _DirectDelivery:
                 return
         else:  # OCPP-J is text; a binary message is read as best-effort UTF-8 and judged by the session
             text = bytes(data).decode("utf-8", "replace")
-        handler = self._path.handler
+        path = self._path
+        handler = path.handler
         if handler is None:
-            self._path.early.append(text)
-        else:
+            path.early.append(text)
+        elif path.budget > 0 and path.backlog is None:
+            path.budget -= 1
             self._call(handler, text)
+        else:
+            self._defer(text)
+
+    def _defer(self, text: str) -> None:
+        """This read's share is used up: keep ``text`` for a later loop turn and stop reading until then."""
+        path = self._path
+        if path.backlog is None:
+            path.backlog = deque()
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._drain_backlog)
+        path.backlog.append(text)
+
+    def _drain_backlog(self) -> None:
+        path = self._path
+        backlog = path.backlog
+        if backlog is None:  # the connection was lost and its backlog handled meanwhile
+            return
+        handler = path.handler
+        assert handler is not None  # nothing is deferred before a handler is attached
+        for _ in range(MESSAGES_PER_TURN):
+            if not backlog:
+                break
+            self._call(handler, backlog.popleft())
+        if backlog:
+            asyncio.get_running_loop().call_soon(self._drain_backlog)
+            return
+        path.backlog = None
+        transport = self.transport
+        if not path.owner_held and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _call(self, handler: TextHandler, text: str) -> None:
         try:
@@ -208,7 +276,8 @@ class _DirectDelivery:
 class _DataPath:
     """What a direct connection adds to websockets' own state."""
 
-    __slots__ = ("closed", "early", "fragmented_opcode", "fragments", "frames", "handler")
+    __slots__ = ("backlog", "budget", "closed", "early", "fragmented_opcode", "fragments", "frames", "handler",
+                 "owner_held")
 
     def __init__(self, frames: _FastFrames) -> None:
         self.frames = frames
@@ -219,6 +288,10 @@ class _DataPath:
         self.fragments: list[bytes] = []
         self.fragmented_opcode: Opcode | None = None
         self.closed: asyncio.Future[None] | None = None
+        # Fairness: messages this read may still hand over, those held for later turns, and the owner's pause.
+        self.budget = MESSAGES_PER_TURN
+        self.backlog: deque[str] | None = None
+        self.owner_held = False
 
 
 class _NoQueue:

@@ -27,6 +27,7 @@ from gateway.session import (
     Action,
     CancelTimer,
     ChargerSession,
+    Disconnect,
     Problem,
     RoundTrip,
     SaveState,
@@ -71,6 +72,8 @@ class ChargerConnection:
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(config.validation_by_model.items()),
             repair_rules=services.repair_rules,
+            max_waiting_calls=config.charger_calls.max_waiting,
+            close_after_refused=config.charger_calls.close_after_refused,
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
         self.upstream = UpstreamLink(
@@ -158,13 +161,7 @@ class ChargerConnection:
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (or resume) reading the charger's socket: the store's back-pressure."""
-        transport = self.ws.transport
-        if transport is None or transport.is_closing():
-            return
-        if paused:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
+        self.ws.hold_reading(paused)
 
     def _charger_frame(self, text: str) -> None:
         self.last_message_at = now = time.time()
@@ -249,6 +246,8 @@ class ChargerConnection:
             elif isinstance(action, Problem):
                 svc.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
+            elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
+                svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
 
     async def replace(self) -> None:
         """A newer connection with the same id arrived: this one steps aside at once.

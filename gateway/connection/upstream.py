@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
+from gateway import charger_ids
 from gateway.config import CsmsEndpoint
 from gateway.connection.services import ConnectionServices
 from gateway.logs import get_logger
@@ -42,7 +43,7 @@ class UpstreamLink:
         self.charger_id = charger_id
         self.name = name
         self.endpoint = endpoint
-        self.url = f"{endpoint.url}/{charger_id}"
+        self.url = charger_ids.upstream_url(endpoint.url, charger_id)
         self.log = log or get_logger(charger_id=charger_id)
         self._on_up = on_up
         self._on_frame = on_frame

@@ -878,12 +878,12 @@ def test_the_generator_reaches_every_kind_of_event() -> None:
 # Session and translator bugs it found are fixed; these keep them fixed.
 
 
-def session_for(charger: Version, csms: Version, policy: str = STRICT) -> ChargerSession:
+def session_for(charger: Version, csms: Version, policy: str = STRICT, **limits: Any) -> ChargerSession:
     ids = itertools.count(1)
     translator = translator_for(charger, csms, {})
     assert translator is not None
     ctx = Context("PIN1", charger, csms, new_uuid=lambda: f"gw-{next(ids)}")
-    s = ChargerSession("PIN1", translator, ctx, SessionLimits(validation=policy, validation_fixed=True))
+    s = ChargerSession("PIN1", translator, ctx, SessionLimits(validation=policy, validation_fixed=True, **limits))
     s.link_up(Side.CSMS, 0.0)
     return s
 
@@ -962,8 +962,9 @@ def test_calls_queued_behind_a_refused_call_are_still_answered() -> None:
 
 
 def test_a_flood_of_queued_calls_does_not_exhaust_the_stack() -> None:
-    """A 2.0.1 charger dumping 600 CALLs without waiting gets 600 answers once the first one returns."""
-    s = session_for(Version.V201, Version.V16)
+    """A 2.0.1 charger dumping 600 CALLs without waiting gets 600 answers once the first one returns (with room for
+    600 waiting CALLs; the default bound is 100)."""
+    s = session_for(Version.V201, Version.V16, max_waiting_calls=600)
     out = s.receive(Side.CHARGER, '[2, "first", "Heartbeat", {}]', 1.0)
     [up] = sent(out, Side.CSMS)
     for i in range(600):

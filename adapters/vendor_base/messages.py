@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from adapters.v16_v201.convert import infer_token_type
 from adapters.vendor_base.model import ChargerInfo, Reading
 from adapters.vendor_base.profiles import profile_limit_a
 
@@ -85,7 +86,8 @@ def _id_token(token: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     if isinstance(token, dict):
         return token
-    return {"idToken": token[:36], "type": "ISO14443"}
+    token = token[:36]
+    return {"idToken": token, "type": infer_token_type(token)}
 
 
 def _tx_event(

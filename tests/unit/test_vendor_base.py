@@ -165,6 +165,17 @@ def test_the_rfid_of_the_session_is_sent_with_started_as_authorized() -> None:
     assert started["idToken"] == {"idToken": "04A1B2C3", "type": "ISO14443"}
 
 
+@pytest.mark.parametrize(("vendor_token", "token_type"), [
+    ("04A1B2C3", "ISO14443"), ("04A1B2C3D4E5F6", "ISO14443"), ("E0040150A1B2C3D4", "ISO15693"),
+    ("DE-8AC-C12345678-9", "eMAID"), ("user-42", "Local"),
+])
+def test_a_vendor_token_is_typed_by_its_shape(vendor_token: str, token_type: str) -> None:
+    """A vendor's RFID string gets the token type its shape says, like a translated 1.6 idTag (not always ISO14443)."""
+    run = Run()
+    (_, started), = tx_events(run(reading("Occupied", "Charging", ev=True, charging=True, id_token=vendor_token)))
+    assert started["idToken"] == {"idToken": vendor_token, "type": token_type}
+
+
 def test_an_rfid_learnt_at_the_end_is_sent_with_ended() -> None:
     """A vendor that publishes the card only in its completed-session record gets it into Ended."""
     run = Run()

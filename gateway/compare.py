@@ -263,6 +263,8 @@ def outcome(primary: Answer, shadow: Answer, differences: list[Difference]) -> s
 
 # ------------------------------------------------------------------------------------ per-charger tally
 
+# The store keeps each charger's comparisons as a saved state under this prefix and its charger id.
+STATE_PREFIX = "__compare__/"
 DEFAULT_READY_AFTER = 20
 DEFAULT_KEPT = 50
 FORMAT = 1

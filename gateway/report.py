@@ -14,9 +14,10 @@ from __future__ import annotations
 import csv
 import html
 import io
+import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -29,7 +30,7 @@ from gateway.compare import (
     readiness,
 )
 from gateway.config import GatewayConfig, Route
-from gateway.store import Store, iso_utc
+from gateway.store import Store, StoreError, iso_utc, open_store
 
 GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
 FORMATS = ("text", "json", "csv", "html")
@@ -67,10 +68,12 @@ def open_transactions(state: Mapping[str, Any] | None) -> int | None:
 
 def charger_row(charger_id: str, route: Route | None, config_route: Route | None,
                 comparisons: ChargerComparisons | None, state: Mapping[str, Any] | None,
-                ready_after: int = DEFAULT_READY_AFTER, connected: bool | None = None) -> dict[str, Any]:
-    """One charger's line of the migration view."""
-    preferred = (route.shadow, route.primary) if route is not None else ()
-    target = comparisons.main_target(preferred) if comparisons is not None else None
+                ready_after: int = DEFAULT_READY_AFTER, connected: bool | None = None,
+                target: str | None = None) -> dict[str, Any]:
+    """One charger's line of the migration view; ``target``: judge it against this CSMS (default: from its route)."""
+    if target is None:
+        preferred = (route.shadow, route.primary) if route is not None else ()
+        target = comparisons.main_target(preferred) if comparisons is not None else None
     if target is None and route is not None:
         target = route.shadow
     by_action: dict[str, dict[str, int]] = {}
@@ -324,3 +327,36 @@ def _html(report: dict[str, Any]) -> str:
         parts.append("<p>No differing answers were kept.</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def write_report(text: str, output: str | None, out: TextIO) -> None:
+    """Print the report, or write it to ``output`` (a file an operator can mail)."""
+    if output is None or output == "-":
+        out.write(text)
+        out.flush()
+        return
+    with open(output, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+async def report_command(config: GatewayConfig, fmt: str, output: str | None, out: TextIO = sys.stdout,
+                         err: TextIO = sys.stderr) -> int:
+    """``ocpp-gateway report``: the estate's migration report from the store; exit 1 if it cannot be read."""
+    try:
+        store = open_store(config.store, retention_days=None)
+    except ValueError as exc:
+        print(f"ocpp-gateway report: {exc}", file=err)
+        return 1
+    try:
+        data = await report_from_store(config, store)
+    except StoreError as exc:
+        print(f"ocpp-gateway report: {exc}", file=err)
+        return 1
+    finally:
+        await store.close()
+    try:
+        write_report(render(data, fmt), output, out)
+    except OSError as exc:
+        print(f"ocpp-gateway report: cannot write {output}: {exc.strerror}", file=err)
+        return 1
+    return 0

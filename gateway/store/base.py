@@ -357,11 +357,14 @@ class Store(abc.ABC):
         self, charger_id: str, since: float | None = None, until: float | None = None,
         after_id: int | None = None, limit: int = 10_000,
     ) -> list[dict[str, Any]]:
-        """A charger's own frames (peer "charger"), oldest first, with ``since <= ts < until``, ids > ``after_id``."""
+        """A charger's own frames (peer "charger"), oldest first, with ``since <= ts < until``, ids > ``after_id``.
+
+        Rows as dicts of the log's columns, unconverted: ``ts`` in unix seconds, ``frame`` as text.
+        """
         rows = await self._read(lambda conn: self._select_charger_frames(
             conn, charger_id, -math.inf if since is None else since, math.inf if until is None else until,
             after_id or 0, limit))
-        return [message_dict(r) for r in rows]
+        return [dict(zip(MESSAGE_COLUMNS, r, strict=True)) for r in rows]
 
     async def logged_chargers(self, since: float | None = None, until: float | None = None) -> list[str]:
         """The ids of chargers with frames in the log between ``since`` and ``until``, sorted."""

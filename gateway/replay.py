@@ -44,9 +44,9 @@ from gateway.compare import Answer, ChargerComparisons, compare_answers
 from gateway.config import CsmsEndpoint, GatewayConfig
 from gateway.ocppj import CallError, ErrorKind, Version
 from gateway.repair import load_rules
-from gateway.report import charger_row, estate_report, migration_view, render, write_report
+from gateway.report import charger_row, emit, estate_report, migration_view, open_for_reading
 from gateway.session import Action, CancelTimer, ChargerSession, Problem, Send, SessionLimits, StartTimer
-from gateway.store import Store, StoreError, open_store
+from gateway.store import Store, StoreError
 
 PAGE = 10_000  # log records read per query
 # 1.6 charger CALLs that carry the transactionId the CSMS assigned in its StartTransaction answer.
@@ -451,10 +451,8 @@ async def replay_command(config: GatewayConfig, args: argparse.Namespace, out: T
     except mappings.MappingError as exc:
         print(f"ocpp-gateway replay: {exc}", file=err)
         return 1
-    try:
-        store = open_store(config.store, retention_days=None)
-    except ValueError as exc:
-        print(f"ocpp-gateway replay: {exc}", file=err)
+    store = open_for_reading(config, "replay", err)
+    if store is None:
         return 1
     try:
         ids = list(args.charger) if args.charger else await store.logged_chargers(since, until)
@@ -468,10 +466,4 @@ async def replay_command(config: GatewayConfig, args: argparse.Namespace, out: T
         await store.close()
     window = f"{args.since or 'the start of the log'} to {args.until or 'its end'}"
     source = f"replay of {len(ids)} chargers' recorded CALLs to {args.csms} as {prefix or '(real id)'}<id>, {window}"
-    try:
-        write_report(render(replay_report(config, target, books, failed, source), args.format), args.output, out)
-    except OSError as exc:
-        print(f"ocpp-gateway replay: cannot write {args.output}: {exc.strerror}", file=err)
-        return 1
-    return 0
-
+    return emit(replay_report(config, target, books, failed, source), args.format, args.output, out, err, "replay")

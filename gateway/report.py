@@ -329,23 +329,36 @@ def _html(report: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(text: str, output: str | None, out: TextIO) -> None:
-    """Print the report, or write it to ``output`` (a file an operator can mail)."""
+def open_for_reading(config: GatewayConfig, command: str, err: TextIO) -> Store | None:
+    """The configured store, not started (reads only, no pruning); None after saying why it cannot be."""
+    try:
+        return open_store(config.store, retention_days=None)
+    except ValueError as exc:
+        print(f"ocpp-gateway {command}: {exc}", file=err)
+        return None
+
+
+def emit(report: dict[str, Any], fmt: str, output: str | None, out: TextIO, err: TextIO, command: str) -> int:
+    """Print the report, or write it to ``output`` (a file an operator can mail); the exit code."""
+    text = render(report, fmt)
     if output is None or output == "-":
         out.write(text)
         out.flush()
-        return
-    with open(output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        return 0
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        print(f"ocpp-gateway {command}: cannot write {output}: {exc.strerror}", file=err)
+        return 1
+    return 0
 
 
 async def report_command(config: GatewayConfig, fmt: str, output: str | None, out: TextIO = sys.stdout,
                          err: TextIO = sys.stderr) -> int:
     """``ocpp-gateway report``: the estate's migration report from the store; exit 1 if it cannot be read."""
-    try:
-        store = open_store(config.store, retention_days=None)
-    except ValueError as exc:
-        print(f"ocpp-gateway report: {exc}", file=err)
+    store = open_for_reading(config, "report", err)
+    if store is None:
         return 1
     try:
         data = await report_from_store(config, store)
@@ -354,9 +367,4 @@ async def report_command(config: GatewayConfig, fmt: str, output: str | None, ou
         return 1
     finally:
         await store.close()
-    try:
-        write_report(render(data, fmt), output, out)
-    except OSError as exc:
-        print(f"ocpp-gateway report: cannot write {output}: {exc.strerror}", file=err)
-        return 1
-    return 0
+    return emit(data, fmt, output, out, err, "report")

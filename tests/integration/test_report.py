@@ -78,16 +78,20 @@ class Tables(HTMLParser):
             self._cell = None
 
 
-async def test_the_report_answers_is_it_ready_from_a_stopped_gateway(tmp_path: Path) -> None:
-    """After the gateway stops, report lists each charger's readiness and exactly the one differing Authorize."""
+@pytest.fixture
+async def config(tmp_path: Path) -> str:
+    """The configuration of a stopped gateway whose store holds the shadowed estate's comparisons."""
     legacy = await DemoCsms(versions=(Version.V16,)).start()
     new = await DemoCsms(versions=(Version.V201,), auth={"BADTAG": "Invalid"}).start()
     try:
-        config = await shadowed_estate(tmp_path, legacy, new)
+        return await shadowed_estate(tmp_path, legacy, new)
     finally:
         await legacy.stop()
         await new.stop()
 
+
+async def test_the_report_answers_is_it_ready_from_a_stopped_gateway(config: str, tmp_path: Path) -> None:
+    """After the gateway stops, report lists each charger's readiness and exactly the one differing Authorize."""
     code, out, err = await cli("report", "--config", config, "--format", "json")
     assert code == 0, err
     report = json.loads(out)
@@ -137,15 +141,8 @@ async def test_report_of_a_store_that_is_not_there_says_so(tmp_path: Path) -> No
 
 @pytest.mark.skipif(shutil.which("chromium") is None,
                     reason="needs Debian's chromium package (apt-get install chromium) for the headless browser")
-async def test_the_html_report_opens_in_a_browser_with_its_tables(tmp_path: Path) -> None:
+async def test_the_html_report_opens_in_a_browser_with_its_tables(config: str, tmp_path: Path) -> None:
     """Headless Chromium loads the mailed page on its own (no network) and finds every table in its DOM."""
-    legacy = await DemoCsms(versions=(Version.V16,)).start()
-    new = await DemoCsms(versions=(Version.V201,), auth={"BADTAG": "Invalid"}).start()
-    try:
-        config = await shadowed_estate(tmp_path, legacy, new)
-    finally:
-        await legacy.stop()
-        await new.stop()
     page = tmp_path / "report.html"
     code, _, err = await cli("report", "--config", config, "--format", "html", "--output", str(page))
     assert code == 0, err

@@ -19,6 +19,7 @@ from gateway.sim.csms import DemoCsms
 from gateway.sim.peer import OcppCallError
 from gateway.store import iso_utc, open_store
 from tests.conftest import GatewayFactory, cli
+from tests.integration.test_store import pg_url  # noqa: F401  (a fixture: a PostgreSQL schema of the test's own)
 from tests.rawpeers import RawCharger
 
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
@@ -109,6 +110,36 @@ async def test_replay_refuses_an_unknown_candidate_and_an_empty_prefix(tmp_path:
     assert code == 1 and "no csms named 'nope'" in err
     code, _, err = await cli("replay", "--config", config, "--all", "--csms", "legacy", "--prefix", "")
     assert code == 1 and "--as-real-id" in err
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/gateway.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_the_store_reads_a_chargers_frames_by_time_on_either_engine(engine_url: str) -> None:
+    """charger_frames, logged_chargers and load_states(prefix) select what replay and report need."""
+    store = open_store(engine_url, retention_days=None)  # the records are from 1970
+    await store.start()
+    try:
+        for i, (cid, peer) in enumerate([("CPA", "charger"), ("CPA", "csms"), ("CPB", "charger"), ("CPA", "charger")]):
+            store.record(FrameRecord(1000.0 + i, cid, "in", peer, "1.6", "CALL", "Heartbeat", f"u{i}",
+                                     f'[2,"u{i}","Heartbeat",{{}}]'))
+        store.save_state("__compare__/CPA", {"format": 1})
+        store.save_state("CPA", {"v16_v201": {}})
+        await store.flush()
+        assert [r["unique_id"] for r in await store.charger_frames("CPA")] == ["u0", "u3"]
+        assert [r["ts"] for r in await store.charger_frames("CPA", since=1001, until=1004)] == [1003.0]
+        first = await store.charger_frames("CPA", limit=1)
+        assert [r["unique_id"] for r in await store.charger_frames("CPA", after_id=first[0]["id"])] == ["u3"]
+        assert await store.logged_chargers() == ["CPA", "CPB"]
+        assert await store.logged_chargers(since=1002, until=1003) == ["CPB"]
+        assert await store.load_states("__compare__/") == {"__compare__/CPA": {"format": 1}}
+        assert set(await store.load_states()) == {"__compare__/CPA", "CPA"}
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------------------------------------- scale

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
@@ -82,6 +83,26 @@ async def messages(request: web.Request) -> web.Response:
     return web.json_response(records)
 
 
+async def differences(request: web.Request) -> web.Response:
+    """The shadow answers that differed from the primary's, newest last (?limit=N&action=A)."""
+    gw = request.app[GATEWAY_KEY]
+    cid = request.match_info["id"]
+    limit = _int_param(request, "limit", None, 1, MAX_LIMIT)
+    found = await gw.differences(cid, limit, request.query.get("action") or None)
+    if found is None:
+        _fail(web.HTTPNotFound, f"unknown charger {cid}")
+    return web.json_response(found, dumps=_dumps)
+
+
+async def migration(request: web.Request) -> web.Response:
+    """Per charger: route, phase, comparisons, open transactions, offline queue, readiness."""
+    return web.json_response(request.app[GATEWAY_KEY].migration(), dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 async def put_route(request: web.Request) -> web.Response:
     """Cut a charger over: {"primary": "<csms>", "shadow": "<csms>" | null}."""
     gw = request.app[GATEWAY_KEY]
@@ -133,6 +154,8 @@ def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> we
     app.router.add_get("/api/chargers", chargers)
     app.router.add_get("/api/chargers/{id:[^/]+}", charger)
     app.router.add_get("/api/chargers/{id:[^/]+}/messages", messages)
+    app.router.add_get("/api/chargers/{id:[^/]+}/differences", differences)
+    app.router.add_get("/api/migration", migration)
     app.router.add_put("/api/chargers/{id:[^/]+}/route", put_route)
     app.router.add_delete("/api/chargers/{id:[^/]+}/route", delete_route)
     return app

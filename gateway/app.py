@@ -27,7 +27,8 @@ from websockets.http11 import Request, Response
 import mappings
 from adapters import registry
 from adapters.base import Context
-from gateway import charger_ids, schemas, security
+from gateway import charger_ids, report, schemas, security
+from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
 from gateway.logs import get_logger
@@ -40,7 +41,7 @@ from gateway.transport import DirectServerConnection
 if TYPE_CHECKING:
     from gateway.vendors import VendorManager
 
-_GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
+_GATEWAY_STATE = report.GATEWAY_STATE  # the store's state slot for gateway-wide state (route overrides)
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
 
@@ -64,6 +65,7 @@ class Gateway:
         self.log = get_logger()
         self.connections: dict[str, ChargerConnection] = {}
         self.states: dict[str, dict[str, Any]] = {}  # translation state per charger, survives reconnects
+        self.comparisons: dict[str, ChargerComparisons] = {}  # shadow comparisons per charger (gateway.compare)
         self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
         self.timers = TimerWheel()  # every session's CALL timeouts
         self.ws_max_size = max(config.max_frame_bytes * 4, 1 << 20)
@@ -114,8 +116,13 @@ class Gateway:
             config=self.config, store=self.store, metrics=self.metrics, timers=self.timers,
             connect_slots=self.connect_slots, client_ssl=self.client_ssl, background=self.background,
             reading_paused=lambda: bool(self.store.pressed), repair_rules=self.repair_rules,
-            ws_max_size=self.ws_max_size,
+            ws_max_size=self.ws_max_size, comparisons=self.comparisons,
         )
+        kept = self.config.migration.differences_kept
+        for key, snapshot in (await self.store.load_states(STATE_PREFIX)).items():
+            cid = key.removeprefix(STATE_PREFIX)
+            self.comparisons[cid] = ChargerComparisons.restore(snapshot, kept)
+        self.metrics.migration_chargers.source = self._readiness_counts
         saved = await self.store.load_state(_GATEWAY_STATE) or {}
         for cid, route in saved.get("routes", {}).items():
             if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
@@ -427,6 +434,45 @@ class Gateway:
                             "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
                             "upstream": {"state": "down"}, "last_message_at": None})
         return sorted(out, key=lambda d: d["id"])
+
+
+    # ------------------------------------------------------------ migration
+
+    def _migration_row(self, charger_id: str) -> dict[str, Any]:
+        conn = self.connections.get(charger_id)
+        return report.charger_row(
+            charger_id, self.route_for(charger_id), self.config.route_for(charger_id),
+            self.comparisons.get(charger_id), self.states.get(charger_id), self.config.migration.ready_after,
+            connected=conn is not None,
+        )
+
+    def migration(self) -> dict[str, Any]:
+        """Per charger: route, phase, comparisons, open transactions, readiness; with the estate's summary."""
+        ids = sorted({*self.config.chargers, *self.connections, *self.comparisons, *self.route_overrides})
+        return report.migration_view([self._migration_row(cid) for cid in ids], self.config.migration.ready_after)
+
+    async def differences(self, charger_id: str, limit: int | None, action: str | None) -> list[dict[str, Any]] | None:
+        """A charger's kept differing exchanges, newest last; None for a charger the gateway does not know."""
+        book = self.comparisons.get(charger_id)
+        if book is None:
+            if self.route_for(charger_id) is None and charger_id not in self.connections:
+                return None
+            return []
+        return [report.difference_view(charger_id, d) for d in book.latest(limit, action)]
+
+    def _readiness_counts(self) -> dict[tuple[str, ...], float]:
+        """Chargers compared against each CSMS, ready or not: the migration gauge, computed when scraped."""
+        counts: dict[tuple[str, ...], float] = {}
+        for cid, book in self.comparisons.items():
+            route = self.route_for(cid)
+            target = book.main_target((route.shadow, route.primary) if route else ())
+            if target is None:
+                continue
+            ready = readiness(book, target, self.config.migration.ready_after)["ready"]
+            key = (target, "ready" if ready else "not_ready")
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
 
 
 class TokenBucket:

@@ -6,6 +6,8 @@
     ocpp-gateway conformance [--charger V] [--csms V] [--markdown]
     ocpp-gateway check-config --config gateway.yaml [--connect]
     ocpp-gateway route <charger_id> --primary NEW [--shadow OLD] | --reset
+    ocpp-gateway report --config F [--format text|json|csv|html] [--output FILE]
+    ocpp-gateway replay --config F --charger ID|--all --csms NAME [--since T] [--until T] [--prefix P]
     ocpp-gateway sim charger --ocpp 1.6 --url ws://host:9000/ocpp --id CP1 [--transactions N]
     ocpp-gateway sim csms --ocpp 2.0.1 --port 8180
 
@@ -144,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     native.add_argument("--config", "-c", required=True)
     native.add_argument("--url", help="the gateway's OCPP URL as the charger must reach it (ws(s)://host:port/ocpp)")
 
+    _migration_parsers(sub)
+
     bench = sub.add("bench", ["ocpp-gateway bench --quick", "ocpp-gateway bench --json bench.json"],
                     help="benchmark the gateway against a direct connection (see README)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
@@ -200,6 +204,44 @@ def _sim_parsers(sub: _Subcommands) -> None:
     csms.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     csms.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     csms.add_argument("--quiet", "-q", action="store_true", help="do not print every frame")
+
+
+def _migration_parsers(sub: _Subcommands) -> None:
+    """``report`` and ``replay``: is a new CSMS ready for these chargers (docs/shadow-and-compare.md)."""
+    report = sub.add(
+        "report", ["ocpp-gateway report --config gateway.yaml",
+                   "ocpp-gateway report --config gateway.yaml --format html --output migration.html"],
+        help="migration report: per charger, does the new CSMS answer like the old one, is it ready",
+        description="Read the shadow comparisons from the store (the gateway may be stopped) and write the "
+        "estate's migration report.",
+    )
+    report.add_argument("--config", "-c", required=True)
+    report.add_argument("--format", choices=("text", "json", "csv", "html"), default="text")
+    report.add_argument("--output", "-o", help="write to this file instead of standard output")
+    replay = sub.add(
+        "replay", ["ocpp-gateway replay --config gateway.yaml --charger CP001 --csms new",
+                   "ocpp-gateway replay --config gateway.yaml --all --csms new --since 2026-11-29T00:00:00Z "
+                   "--format html -o replay.html"],
+        help="send recorded charger CALLs to a candidate CSMS and compare its answers with the log's",
+        description="Replay the charger CALLs in the message log to a candidate CSMS under a test charger id "
+        "(<prefix><id>), translated for its version, and report where its answers differ from those the real CSMS "
+        "gave. Nothing is ever sent to a charger.",
+    )
+    replay.add_argument("--config", "-c", required=True)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--charger", action="append", metavar="ID", help="a charger to replay (repeatable)")
+    which.add_argument("--all", action="store_true", help="every charger in the log")
+    replay.add_argument("--csms", required=True, help="the candidate: a CSMS name from the config")
+    replay.add_argument("--since", help="only CALLs at or after this time (ISO 8601, or unix seconds)")
+    replay.add_argument("--until", help="only CALLs before this time")
+    replay.add_argument("--prefix", default="replay-", help="test charger id prefix at the candidate "
+                        "(default replay-)")
+    replay.add_argument("--as-real-id", action="store_true",
+                        help="use the chargers' real ids at the candidate (only for a CSMS that expects it)")
+    replay.add_argument("--concurrency", type=int, default=50, help="chargers replayed at once (default 50)")
+    replay.add_argument("--format", choices=("text", "json", "csv", "html"), default="text")
+    replay.add_argument("--output", "-o", help="write the report to this file instead of standard output")
+    replay.add_argument("--no-progress", action="store_true", help="no progress line on standard error")
 
 
 def _load(path: str) -> GatewayConfig:
@@ -381,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         return native_main(_load(args.config), args.charger_id, args.url)
     if args.command == "route":
         return asyncio.run(_route(args))
+    if args.command == "report":
+        from gateway.report import report_command
+
+        return asyncio.run(report_command(_load(args.config), args.format, args.output))
+    if args.command == "replay":
+        from gateway.replay import replay_command
+
+        return asyncio.run(replay_command(_load(args.config), args))
     if args.command == "bench":
         from gateway.bench import bench_command
 

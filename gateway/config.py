@@ -177,6 +177,16 @@ class Metrics(_Model):
     per_charger: bool = Field(False, description="label frame counters with charger_id (off for large estates)")
 
 
+class Migration(_Model):
+    """When shadow comparisons say a charger is ready to move (docs/shadow-and-compare.md)."""
+
+    ready_after: int = Field(
+        20, ge=1, description="a charger is ready once this many exchanges in a row were compared without a "
+        "status, error, missing or timeout difference"
+    )
+    differences_kept: int = Field(50, ge=1, le=1000, description="differing exchanges kept per charger")
+
+
 class Logging(_Model):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -220,6 +230,7 @@ class GatewayConfig(_Model):
     charger_keepalive: Keepalive = Keepalive()
     csms_keepalive: Keepalive = Keepalive()
     metrics: Metrics = Metrics()
+    migration: Migration = Migration()
     logging: Logging = Field(default_factory=Logging)
     mapping_dirs: list[str] = Field(default_factory=list, description="operator mapping tables, read at start-up")
     validation: Literal["strict", "repair", "observe"] = "strict"

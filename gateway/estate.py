@@ -44,6 +44,12 @@ class AdminEstate(EstateBasics, Protocol):
     async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
         """Route a charger (None: back to the config file's route); KeyError names an unknown CSMS."""
 
+    def migration(self) -> dict[str, Any]:
+        """Per charger: route, phase, compared/agreed/differed, open transactions, offline queue, readiness."""
+
+    async def differences(self, charger_id: str, limit: int | None, action: str | None) -> list[dict[str, Any]] | None:
+        """A charger's kept differing shadow exchanges, newest last (None: unknown charger)."""
+
 
 class VendorHost(EstateBasics, Protocol):
     """The estate as the vendor runner sees it: virtual chargers connect to it like real ones."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -79,6 +79,26 @@ class TallyHistogram:
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class ComputedGauge:
+    """A labelled gauge whose values a function computes when scraped (counts over the estate's state)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.source: Callable[[], dict[tuple[str, ...], float]] = dict
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in self.source().items():
+            family.add_metric(list(labels), value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class GatewayMetrics:
@@ -147,7 +167,18 @@ class GatewayMetrics:
         )
         self.shadow_comparisons = Counter(
             "ocpp_gateway_shadow_comparisons", "Shadow CSMS answers compared with the primary's, by outcome",
-            ["csms", "action", "outcome"], registry=r,
+            ["csms", "action", "outcome", *extra], registry=r,
+        )
+        self.shadow_differences = Tally(
+            "ocpp_gateway_shadow_differences",
+            "Differences between a shadow CSMS's answers and the primary's, by action and kind "
+            "(status, value, missing, extra, error, timeout)",
+            ["csms", "action", "kind", *extra], registry=r,
+        )
+        self.migration_chargers = ComputedGauge(
+            "ocpp_gateway_migration_chargers",
+            "Chargers compared against a CSMS, by whether they are ready to move to it (ready, not_ready)",
+            ["csms", "readiness"], registry=r,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -179,8 +210,12 @@ class GatewayMetrics:
     def observe_roundtrip(self, origin: str, action: str, seconds: float) -> None:
         self.roundtrip.observe((origin, action), seconds)
 
-    def shadow_comparison(self, csms: str, action: str, outcome: str) -> None:
-        self._child(self.shadow_comparisons, (csms, action, outcome)).inc()
+    def shadow_comparison(self, csms: str, action: str, outcome: str, charger_id: str,
+                          difference_kinds: Sequence[str] = ()) -> None:
+        labels: tuple[str, ...] = (csms, action, outcome, charger_id) if self.per_charger else (csms, action, outcome)
+        self._child(self.shadow_comparisons, labels).inc()
+        for kind in difference_kinds:
+            self.shadow_differences.inc((csms, action, kind, charger_id) if self.per_charger else (csms, action, kind))
 
     def problem(self, event: str) -> None:
         self._child(self.problems, (event,)).inc()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.compare import ChargerComparisons
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from gateway.repair import RepairRule
@@ -36,3 +37,4 @@ class ConnectionServices:
     reading_paused: Callable[[], bool]  # the message log's back-pressure: new sockets start paused
     repair_rules: tuple[RepairRule, ...]
     ws_max_size: int
+    comparisons: dict[str, ChargerComparisons]  # shadow comparisons by charger id, kept across reconnects

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import math
 import threading
 import time
 from collections import deque
@@ -355,6 +356,47 @@ class Store(abc.ABC):
             return []
         rows = await self._read(lambda conn: self._select_messages(conn, charger_id, limit, after_id))
         return [message_dict(r) for r in rows]
+
+    async def load_states(self, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Every saved state whose key starts with ``prefix`` (including saves not yet written), by key."""
+        rows = await self._read(lambda conn: self._select_states(conn, prefix))
+        found = {key: _as_state(orjson.loads(text)) for key, text in rows}
+        with self._state_lock:
+            pending = {**self._inflight_states, **self._states}
+        found.update({k: _as_state(orjson.loads(v)) for k, v in pending.items() if k.startswith(prefix)})
+        return found
+
+    async def charger_frames(
+        self, charger_id: str, since: float | None = None, until: float | None = None,
+        after_id: int | None = None, limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """A charger's own frames (peer "charger"), oldest first, with ``since <= ts < until``, ids > ``after_id``.
+
+        Rows as dicts of the log's columns, unconverted: ``ts`` in unix seconds, ``frame`` as text.
+        """
+        rows = await self._read(lambda conn: self._select_charger_frames(
+            conn, charger_id, -math.inf if since is None else since, math.inf if until is None else until,
+            after_id or 0, limit))
+        return [dict(zip(MESSAGE_COLUMNS, r, strict=True)) for r in rows]
+
+    async def logged_chargers(self, since: float | None = None, until: float | None = None) -> list[str]:
+        """The ids of chargers with frames in the log between ``since`` and ``until``, sorted."""
+        ids = await self._read(lambda conn: self._select_charger_ids(
+            conn, -math.inf if since is None else since, math.inf if until is None else until))
+        return sorted(ids)
+
+    # Reads for comparison reports and replay (docs/shadow-and-compare.md); a backend without them says so.
+
+    def _select_states(self, conn: Connection, prefix: str) -> list[tuple[str, str]]:
+        raise StoreError(f"{self.description} cannot list saved states")
+
+    def _select_charger_frames(
+        self, conn: Connection, charger_id: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        raise StoreError(f"{self.description} cannot select a charger's frames by time")
+
+    def _select_charger_ids(self, conn: Connection, since: float, until: float) -> list[str]:
+        raise StoreError(f"{self.description} cannot list the chargers in its log")
 
     async def _read(self, op: Callable[[Connection], Any]) -> Any:
         return await asyncio.to_thread(self._read_sync, op)

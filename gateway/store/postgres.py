@@ -102,6 +102,13 @@ class PostgresStore(Store):
         )
         self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
+        self._states_prefixed = sql.SQL("SELECT charger_id, state FROM {} WHERE left(charger_id, %s) = %s").format(
+            state)
+        self._charger_frames = sql.SQL(
+            "SELECT {} FROM {} WHERE charger_id = %s AND id > %s AND peer = 'charger' AND ts >= %s AND ts < %s"
+            " ORDER BY id LIMIT %s").format(cols, log)
+        self._charger_ids = sql.SQL(
+            "SELECT DISTINCT charger_id FROM {} WHERE ts >= %s AND ts < %s AND peer = 'charger'").format(log)
 
     def _connect(self, autocommit: bool, **overrides: Any) -> psycopg.Connection[Any]:
         try:
@@ -182,6 +189,17 @@ class PostgresStore(Store):
     def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
         row = conn.execute(self._get_state, (charger_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _select_states(self, conn: psycopg.Connection[Any], prefix: str) -> list[tuple[str, str]]:
+        return [(str(k), str(v)) for k, v in conn.execute(self._states_prefixed, (len(prefix), prefix)).fetchall()]
+
+    def _select_charger_frames(
+        self, conn: psycopg.Connection[Any], charger_id: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        return conn.execute(self._charger_frames, (charger_id, after_id, since, until, limit)).fetchall()
+
+    def _select_charger_ids(self, conn: psycopg.Connection[Any], since: float, until: float) -> list[str]:
+        return [str(r[0]) for r in conn.execute(self._charger_ids, (since, until)).fetchall()]
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | StoreError)

@@ -201,6 +201,21 @@ class SQLiteStore(Store):
         row = conn.execute("SELECT state FROM charger_state WHERE charger_id = ?", (charger_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def _select_states(self, conn: sqlite3.Connection, prefix: str) -> list[tuple[str, str]]:
+        sql = "SELECT charger_id, state FROM charger_state WHERE substr(charger_id, 1, ?) = ?"
+        return [(str(k), str(v)) for k, v in conn.execute(sql, (len(prefix), prefix)).fetchall()]
+
+    def _select_charger_frames(
+        self, conn: sqlite3.Connection, charger_id: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        sql = (f"SELECT {_COLUMNS} FROM message_log WHERE charger_id = ? AND id > ? AND peer = 'charger'"
+               " AND ts >= ? AND ts < ? ORDER BY id LIMIT ?")
+        return conn.execute(sql, (charger_id, after_id, _bound(since), _bound(until), limit)).fetchall()
+
+    def _select_charger_ids(self, conn: sqlite3.Connection, since: float, until: float) -> list[str]:
+        sql = "SELECT DISTINCT charger_id FROM message_log WHERE ts >= ? AND ts < ? AND peer = 'charger'"
+        return [str(r[0]) for r in conn.execute(sql, (_bound(since), _bound(until))).fetchall()]
+
     def _is_transient(self, exc: BaseException) -> bool:
         # "database is locked", disk I/O errors: retry; constraint or type errors: the batch is bad.
         return isinstance(exc, sqlite3.OperationalError)
@@ -251,3 +266,8 @@ def _where(charger_id: str | None, after_id: int | None) -> tuple[str, tuple[Any
         clauses.append("id > ?")
         params.append(after_id)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _bound(ts: float) -> float:
+    """An open time bound as a number SQLite compares (it stores infinity as NULL)."""
+    return max(min(ts, 1e18), -1e18)

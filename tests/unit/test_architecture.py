@@ -21,7 +21,7 @@ BESIDE_ESTATE = ("gateway.admin", "gateway.vendors")
 CONNECTION = ("gateway.connection",)
 # The sans-I/O core: frames in, actions out; it knows no socket, connection or estate.
 CORE = ("gateway.session", "gateway.ocppj", "gateway.schemas", "gateway.repair", "gateway.records", "gateway.compare",
-        "adapters", "mappings")
+        "gateway.charger_ids", "adapters", "mappings")
 
 
 def _module_name(path: Path) -> str:

@@ -19,6 +19,7 @@ from gateway import security
 from gateway.config import Route
 from gateway.estate import AdminEstate
 from gateway.store import StoreError
+from gateway.vendors.metrics import VendorMetrics
 
 GATEWAY_KEY: web.AppKey[AdminEstate] = web.AppKey("gateway")
 MAX_LIMIT = 10_000
@@ -32,11 +33,23 @@ def _fail(error: type[web.HTTPError], message: str, **extra: Any) -> NoReturn:
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     stats = gw.store.stats
-    gw.metrics.store_records.set(stats.get("written", 0))
+    gw.metrics.store_log.update(stats)
     gw.metrics.store_queue.set(stats.get("queue_depth", 0))
-    gw.metrics.store_dropped.set(stats.get("dropped", 0))
+    _know_estate(gw)
     return web.Response(body=gw.metrics.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _know_estate(gw: AdminEstate) -> None:
+    """Series the configuration implies start at 0 (CSMS links, shadow comparisons, vendor accounts)."""
+    config = gw.config
+    routes = [config.default_route, *(c.route for c in config.chargers.values()),
+              *(a.route for a in config.vendors.values())]
+    gw.metrics.know_estate(config.csms, {r.shadow for r in routes if r is not None and r.shadow is not None})
+    vendor = getattr(gw.metrics, "vendor", None)
+    if isinstance(vendor, VendorMetrics):
+        for name, account in config.vendors.items():
+            vendor.know_account(account.adapter, name)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from gateway import security
+from gateway import console, security
 from gateway.config import Route
 from gateway.estate import AdminEstate
 from gateway.store import StoreError
@@ -144,6 +144,34 @@ async def delete_route(request: web.Request) -> web.Response:
                               "route_source": "config"})
 
 
+# The console's page holds no data (its script reads /api/*), so it is served without the token. Its
+# script and styles come only from here and it may talk only to this server.
+_CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _console_file(name: str) -> web.Response:
+    return web.Response(body=console.asset(name), content_type=console.ASSETS[name], charset="utf-8",
+                        headers=_CONSOLE_HEADERS)
+
+
+async def console_page(request: web.Request) -> web.Response:
+    """The read-only console (gateway/console/): plain HTML and a script over the JSON API."""
+    return _console_file("index.html")
+
+
+async def console_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in console.ASSETS:
+        _fail(web.HTTPNotFound, "no such console file")
+    return _console_file(name)
+
+
 def _require_token(digest: bytes) -> Middleware:
     """/api/* answers only requests that carry the configured bearer token."""
 
@@ -162,6 +190,8 @@ def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> we
     token = token_digest
     app = web.Application(middlewares=[_require_token(token)] if token is not None else [])
     app[GATEWAY_KEY] = estate
+    app.router.add_get("/", console_page)
+    app.router.add_get("/console/{name}", console_asset)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/chargers", chargers)

@@ -8,6 +8,7 @@ pasted into JSON text.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, NoReturn
 
 import orjson
@@ -35,6 +36,9 @@ async def metrics(request: web.Request) -> web.Response:
     stats = gw.store.stats
     gw.metrics.store_log.update(stats)
     gw.metrics.store_queue.set(stats.get("queue_depth", 0))
+    now = time.monotonic()
+    if gw.metrics.phases_due(now):
+        gw.metrics.set_phases(gw.migration()["summary"]["phases"], now)
     _know_estate(gw)
     return web.Response(body=gw.metrics.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

@@ -37,6 +37,11 @@ OCPP_VERSIONS = ("1.6", "2.0.1", "2.1")
 UPSTREAM_STATES = ("up", "down")
 UPSTREAM_OUTCOMES = ("ok", "failed")
 SHADOW_OUTCOMES = ("match", "differ", "shadow_error", "primary_error")
+READINESS = ("ready", "not_ready")
+MIGRATION_PHASES = ("legacy-only", "shadowing", "cut-over", "unrouted")  # gateway.report.phase
+# Counting phases walks the whole estate's migration view (~175 ms at 10,000 chargers), so a scrape
+# recounts at most this often; phases change by cut-over, minutes apart.
+PHASES_EVERY = 30.0
 # Every shadowed session starts with this CALL, so it is the comparison series a shadow route is sure to have.
 FIRST_COMPARED_ACTION = "BootNotification"
 
@@ -109,11 +114,12 @@ class ComputedGauge:
         self.documentation = documentation
         self.labelnames = list(labelnames)
         self.source: Callable[[], dict[tuple[str, ...], float]] = dict
+        self.known: set[tuple[str, ...]] = set()  # label sets exported as 0 when the source has no value for them
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, value in self.source().items():
+        for labels, value in {**dict.fromkeys(self.known, 0.0), **self.source()}.items():
             family.add_metric(list(labels), value)
         yield family
 
@@ -228,6 +234,11 @@ class GatewayMetrics:
             "Chargers compared against a CSMS, by whether they are ready to move to it (ready, not_ready)",
             ["csms", "readiness"], registry=r,
         )
+        self.migration_phases = Gauge(
+            "ocpp_gateway_migration_phase_chargers",
+            "Known chargers by migration phase (legacy-only, shadowing, cut-over, unrouted); a cut-over moves one "
+            "from shadowing or legacy-only to cut-over", ["phase"], registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._known_estate: tuple[frozenset[str], frozenset[str]] | None = None
         for version in OCPP_VERSIONS:
@@ -236,6 +247,17 @@ class GatewayMetrics:
             self._child(self.problems, (event,))
         for reason in REFUSAL_REASONS:
             self.connections_refused.labels(reason)
+        self.set_phases({}, now=-math.inf)
+
+    def phases_due(self, now: float) -> bool:
+        """Whether the phase counts are older than ``PHASES_EVERY`` seconds (monotonic ``now``)."""
+        return now - self._phases_at >= PHASES_EVERY
+
+    def set_phases(self, counts: Mapping[str, int], now: float) -> None:
+        """The estate's chargers per migration phase as of ``now`` (phases not in ``counts`` have none)."""
+        self._phases_at = now
+        for phase in {*MIGRATION_PHASES, *counts}:
+            self._child(self.migration_phases, (phase,)).set(counts.get(phase, 0))
 
     def know_estate(self, csms: Iterable[str], shadows: Iterable[str]) -> None:
         """Start at 0 the series of the configured CSMSs: links, connect attempts, shadow comparisons.
@@ -251,6 +273,7 @@ class GatewayMetrics:
                 self.upstream_links.labels(name, state)
             for outcome in UPSTREAM_OUTCOMES:
                 self.upstream_connects.labels(name, outcome)
+        self.migration_chargers.known = {(name, readiness) for name in known[1] for readiness in READINESS}
         if not self.per_charger:  # per charger, the charger ids are not known in advance
             for name in known[1]:
                 for outcome in SHADOW_OUTCOMES:

@@ -52,6 +52,8 @@ def _samples(metrics: GatewayMetrics) -> dict[str, float]:
     *((f'ocpp_gateway_shadow_comparisons_total{{action="BootNotification",csms="new",outcome="{o}"}}', 0.0)
       for o in SHADOW_OUTCOMES),
     ("ocpp_gateway_store_backpressure_episodes_total", 0.0),
+    ('ocpp_gateway_migration_chargers{csms="new",readiness="not_ready"}', 0.0),
+    ('ocpp_gateway_migration_phase_chargers{phase="cut-over"}', 0.0),
     ("ocpp_gateway_store_records_written_total", 0.0),
 ])
 def test_known_series_are_exported_as_zero_before_anything_happens(series: str, value: float) -> None:

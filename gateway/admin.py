@@ -8,6 +8,7 @@ pasted into JSON text.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, NoReturn
 
 import orjson
@@ -15,10 +16,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from gateway import security
+from gateway import console, security
 from gateway.config import Route
 from gateway.estate import AdminEstate
 from gateway.store import StoreError
+from gateway.vendors.metrics import VendorMetrics
 
 GATEWAY_KEY: web.AppKey[AdminEstate] = web.AppKey("gateway")
 MAX_LIMIT = 10_000
@@ -32,11 +34,26 @@ def _fail(error: type[web.HTTPError], message: str, **extra: Any) -> NoReturn:
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     stats = gw.store.stats
-    gw.metrics.store_records.set(stats.get("written", 0))
+    gw.metrics.store_log.update(stats)
     gw.metrics.store_queue.set(stats.get("queue_depth", 0))
-    gw.metrics.store_dropped.set(stats.get("dropped", 0))
+    now = time.monotonic()
+    if gw.metrics.phases_due(now):
+        gw.metrics.set_phases(gw.migration()["summary"]["phases"], now)
+    _know_estate(gw)
     return web.Response(body=gw.metrics.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _know_estate(gw: AdminEstate) -> None:
+    """Series the configuration implies start at 0 (CSMS links, shadow comparisons, vendor accounts)."""
+    config = gw.config
+    routes = [config.default_route, *(c.route for c in config.chargers.values()),
+              *(a.route for a in config.vendors.values())]
+    gw.metrics.know_estate(config.csms, {r.shadow for r in routes if r is not None and r.shadow is not None})
+    vendor = getattr(gw.metrics, "vendor", None)
+    if isinstance(vendor, VendorMetrics):
+        for name, account in config.vendors.items():
+            vendor.know_account(account.adapter, name)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -131,6 +148,34 @@ async def delete_route(request: web.Request) -> web.Response:
                               "route_source": "config"})
 
 
+# The console's page holds no data (its script reads /api/*), so it is served without the token. Its
+# script and styles come only from here and it may talk only to this server.
+_CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _console_file(name: str) -> web.Response:
+    return web.Response(body=console.asset(name), content_type=console.ASSETS[name], charset="utf-8",
+                        headers=_CONSOLE_HEADERS)
+
+
+async def console_page(request: web.Request) -> web.Response:
+    """The read-only console (gateway/console/): plain HTML and a script over the JSON API."""
+    return _console_file("index.html")
+
+
+async def console_asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in console.ASSETS:
+        _fail(web.HTTPNotFound, "no such console file")
+    return _console_file(name)
+
+
 def _require_token(digest: bytes) -> Middleware:
     """/api/* answers only requests that carry the configured bearer token."""
 
@@ -149,6 +194,8 @@ def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> we
     token = token_digest
     app = web.Application(middlewares=[_require_token(token)] if token is not None else [])
     app[GATEWAY_KEY] = estate
+    app.router.add_get("/", console_page)
+    app.router.add_get("/console/{name}", console_asset)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/chargers", chargers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -19,6 +19,31 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Label values the gateway knows before anything happens. Their series are exported as 0 from the first
+# scrape, so a dashboard shows "0 refused" rather than "No data" (and rate() has a starting point).
+# tests/unit/test_metrics_labels.py checks these lists against the code that counts them.
+PROBLEM_EVENTS = (
+    "oversized_frame", "call_timeout", "call_queue_full", "charger_flood_closed", "translator_error",
+    "notify_invalid", "send_dropped", "unmatched_answer", "callresulterror_received", "peer_error_after_reply",
+    "refused_after_reply", "frame_handling_error", "timer_handling_error", "state_not_saved", "shadow_backlog",
+    "duplicate_stop_transaction", "unmatched_stop_transaction",
+)
+REFUSAL_REASONS = (
+    "no_charger_id", "invalid_charger_id", "busy", "unknown_charger", "no_subprotocol", "unsupported_version",
+    "certificate_mismatch", "bad_credentials",
+)
+OCPP_VERSIONS = ("1.6", "2.0.1", "2.1")
+UPSTREAM_STATES = ("up", "down")
+UPSTREAM_OUTCOMES = ("ok", "failed")
+SHADOW_OUTCOMES = ("match", "differ", "shadow_error", "primary_error")
+READINESS = ("ready", "not_ready")
+MIGRATION_PHASES = ("legacy-only", "shadowing", "cut-over", "unrouted")  # gateway.report.phase
+# Counting phases walks the whole estate's migration view (~175 ms at 10,000 chargers), so a scrape
+# recounts at most this often; phases change by cut-over, minutes apart.
+PHASES_EVERY = 30.0
+# Every shadowed session starts with this CALL, so it is the comparison series a shadow route is sure to have.
+FIRST_COMPARED_ACTION = "BootNotification"
 
 
 class Tally:
@@ -89,16 +114,51 @@ class ComputedGauge:
         self.documentation = documentation
         self.labelnames = list(labelnames)
         self.source: Callable[[], dict[tuple[str, ...], float]] = dict
+        self.known: set[tuple[str, ...]] = set()  # label sets exported as 0 when the source has no value for them
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, value in self.source().items():
+        for labels, value in {**dict.fromkeys(self.known, 0.0), **self.source()}.items():
             family.add_metric(list(labels), value)
         yield family
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+
+class StoreLogCounters:
+    """The message log's records written and dropped, as counters from the store's own running totals.
+
+    Exported as ``ocpp_gateway_store_records_written_total`` and ``..._dropped_total`` (read them with
+    ``rate()``/``increase()``). The same totals also keep their old gauge names without ``_total``, which
+    docs/benchmark.md and ``ocpp-gateway bench`` read; new queries should use the counters.
+    """
+
+    WRITTEN = ("ocpp_gateway_store_records_written", "Message-log records written to the store")
+    DROPPED = ("ocpp_gateway_store_records_dropped",
+               "Message-log records dropped because the store was failing or its queue was full")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = 0
+        self.dropped = 0
+        registry.register(self)
+
+    def update(self, stats: Mapping[str, int]) -> None:
+        """Take the store's totals (its ``stats``); they only grow while the store is open."""
+        self.written = stats.get("written", 0)
+        self.dropped = stats.get("dropped", 0)
+
+    def _families(self, written: float, dropped: float) -> Iterator[Metric]:
+        for (name, doc), value in ((self.WRITTEN, written), (self.DROPPED, dropped)):
+            yield CounterMetricFamily(name, doc, value=value)
+            yield GaugeMetricFamily(name, f"{doc} (deprecated gauge: use {name}_total)", value=value)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.written, self.dropped)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(0, 0)
 
 
 class GatewayMetrics:
@@ -147,15 +207,9 @@ class GatewayMetrics:
             "ocpp_gateway_sessions_replaced", "Charger connections replaced by a newer one with the same id",
             registry=r,
         )
-        self.store_records = Gauge(
-            "ocpp_gateway_store_records_written", "Message-log records written to the store", registry=r,
-        )
+        self.store_log = StoreLogCounters(r)
         self.store_queue = Gauge(
             "ocpp_gateway_store_queue_depth", "Message-log records waiting to be written", registry=r,
-        )
-        self.store_dropped = Gauge(
-            "ocpp_gateway_store_records_dropped",
-            "Message-log records dropped because the store was failing or its queue was full", registry=r,
         )
         self.store_backpressure = Gauge(
             "ocpp_gateway_store_backpressure",
@@ -180,7 +234,50 @@ class GatewayMetrics:
             "Chargers compared against a CSMS, by whether they are ready to move to it (ready, not_ready)",
             ["csms", "readiness"], registry=r,
         )
+        self.migration_phases = Gauge(
+            "ocpp_gateway_migration_phase_chargers",
+            "Known chargers by migration phase (legacy-only, shadowing, cut-over, unrouted); a cut-over moves one "
+            "from shadowing or legacy-only to cut-over", ["phase"], registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._known_estate: tuple[frozenset[str], frozenset[str]] | None = None
+        for version in OCPP_VERSIONS:
+            self.chargers_connected.labels(version)
+        for event in PROBLEM_EVENTS:
+            self._child(self.problems, (event,))
+        for reason in REFUSAL_REASONS:
+            self.connections_refused.labels(reason)
+        self.set_phases({}, now=-math.inf)
+
+    def phases_due(self, now: float) -> bool:
+        """Whether the phase counts are older than ``PHASES_EVERY`` seconds (monotonic ``now``)."""
+        return now - self._phases_at >= PHASES_EVERY
+
+    def set_phases(self, counts: Mapping[str, int], now: float) -> None:
+        """The estate's chargers per migration phase as of ``now`` (phases not in ``counts`` have none)."""
+        self._phases_at = now
+        for phase in {*MIGRATION_PHASES, *counts}:
+            self._child(self.migration_phases, (phase,)).set(counts.get(phase, 0))
+
+    def know_estate(self, csms: Iterable[str], shadows: Iterable[str]) -> None:
+        """Start at 0 the series of the configured CSMSs: links, connect attempts, shadow comparisons.
+
+        Cheap to call on every scrape: it does nothing while the names stay the same.
+        """
+        known = (frozenset(csms), frozenset(shadows))
+        if known == self._known_estate:
+            return
+        self._known_estate = known
+        for name in known[0]:
+            for state in UPSTREAM_STATES:
+                self.upstream_links.labels(name, state)
+            for outcome in UPSTREAM_OUTCOMES:
+                self.upstream_connects.labels(name, outcome)
+        self.migration_chargers.known = {(name, readiness) for name in known[1] for readiness in READINESS}
+        if not self.per_charger:  # per charger, the charger ids are not known in advance
+            for name in known[1]:
+                for outcome in SHADOW_OUTCOMES:
+                    self._child(self.shadow_comparisons, (name, FIRST_COMPARED_ACTION, outcome))
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (id(metric), *labels)

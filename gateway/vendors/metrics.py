@@ -6,6 +6,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+ERROR_KINDS = ("timeout", "connection", "http_4xx", "http_5xx", "auth")
+WAIT_REASONS = ("retry_after", "budget")
+CHARGER_STATES = ("cloud", "native")
+
 
 class VendorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -34,6 +38,21 @@ class VendorMetrics:
             "ocpp_gateway_vendor_chargers", "Vendor chargers presented to the CSMS, by state (cloud, native)",
             [*labels, "state"], registry=registry,
         )
+
+        self._known: set[tuple[str, str]] = set()
+
+    def know_account(self, adapter: str, account: str) -> None:
+        """Start an account's error, wait and charger series at 0, so its panels show 0 rather than no data."""
+        if (adapter, account) in self._known:
+            return
+        self._known.add((adapter, account))
+        for kind in ERROR_KINDS:
+            self.api_errors.labels(adapter, account, kind)
+        for reason in WAIT_REASONS:
+            self.rate_limit_waits.labels(adapter, account, reason)
+        self.rate_limit_wait_seconds.labels(adapter, account)
+        for state in CHARGER_STATES:
+            self.chargers.labels(adapter, account, state)
 
 
 def vendor_metrics(gateway_metrics: Any) -> VendorMetrics:

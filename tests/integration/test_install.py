@@ -21,7 +21,8 @@ NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-inf
 
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_check_config_outside_the_checkout(tmp_path: Path) -> None:
-    """`python -m build` makes a wheel holding every mapping table and the console script, which works installed."""
+    """`python -m build` makes a wheel holding every mapping table, the admin console's files and the console
+    script, which works installed."""
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     dist = tmp_path / "dist"
@@ -34,6 +35,9 @@ def test_the_wheel_installs_and_runs_check_config_outside_the_checkout(tmp_path:
         assert "ocpp-gateway = gateway.cli:main" in zf.read(entry_points).decode()
     tables = {f"mappings/{p.name}" for p in (ROOT / "mappings").glob("*.yaml")}
     assert tables and tables <= names
+    console = {f"gateway/console/{p.name}" for p in (ROOT / "gateway" / "console").glob("*.*")
+               if p.suffix in (".html", ".js", ".css")}
+    assert console >= {"gateway/console/index.html", "gateway/console/console.js"} and console <= names
     assert not any(n.startswith("tests/") for n in names)
 
     # Install it apart from the checkout (dependencies come from this environment) and use it from elsewhere.
@@ -45,6 +49,10 @@ def test_the_wheel_installs_and_runs_check_config_outside_the_checkout(tmp_path:
         [sys.executable, "-c", "import gateway, mappings; print(gateway.__file__, mappings.__file__)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+    read_page = "from gateway.console import asset; print(asset('index.html').decode())"
+    page = subprocess.run([sys.executable, "-c", read_page], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    assert '<script src="/console/console.js"' in page.stdout
     shutil.copy(ROOT / "examples" / "gateway.yaml", tmp_path / "gateway.yaml")
     checked = subprocess.run([str(site / "bin" / "ocpp-gateway"), "check-config", "--config", "gateway.yaml"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)

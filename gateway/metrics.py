@@ -10,8 +10,9 @@ and a value object. Other label children are cached for the same reason.
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -149,7 +150,47 @@ class GatewayMetrics:
             "ocpp_gateway_shadow_comparisons", "Shadow CSMS answers compared with the primary's, by outcome",
             ["csms", "action", "outcome"], registry=r,
         )
+        self.offline_answers = Tally(
+            "ocpp_gateway_offline_answers", "Charger CALLs the gateway answered itself while the CSMS was away",
+            ["action"], registry=r,
+        )
+        self.offline_replayed = Counter(
+            "ocpp_gateway_offline_replayed", "Queued messages the CSMS answered after a replay", registry=r,
+        )
+        self.offline_verdict_differs = Counter(
+            "ocpp_gateway_offline_verdict_differs",
+            "Replayed messages the CSMS judged otherwise than the gateway's local answer", registry=r,
+        )
+        self.offline_dropped = Counter(
+            "ocpp_gateway_offline_dropped", "Queued non-transaction messages dropped because the queue was full",
+            registry=r,
+        )
+        # charger id -> () -> (queued records, arrival time of the oldest or None); read on scrape
+        self.offline_queues: dict[str, Callable[[], tuple[int, float | None]]] = {}
+        self.offline_queue_records = Gauge(
+            "ocpp_gateway_offline_queue_records", "Messages queued for a CSMS that could not take them (connected "
+            "chargers)", registry=r,
+        )
+        self.offline_queue_records.set_function(lambda: float(sum(q()[0] for q in list(self.offline_queues.values()))))
+        self.offline_oldest = Gauge(
+            "ocpp_gateway_offline_oldest_seconds", "Age of the oldest message queued for a CSMS", registry=r,
+        )
+        self.offline_oldest.set_function(self._offline_oldest_age)
         self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _offline_oldest_age(self) -> float:
+        oldest = [t for q in list(self.offline_queues.values()) if (t := q()[1]) is not None]
+        return time.time() - min(oldest) if oldest else 0.0
+
+    def offline_event(self, kind: str, action: str) -> None:
+        if kind == "answered":
+            self.offline_answers.inc((action,))
+        elif kind == "replayed":
+            self.offline_replayed.inc()
+        elif kind == "differs":
+            self.offline_verdict_differs.inc()
+        elif kind == "dropped":
+            self.offline_dropped.inc()
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (id(metric), *labels)

@@ -258,3 +258,40 @@ async def test_sigkill_during_replay_never_resends_an_answered_message(rig: Any)
     # s1 and m0 were answered before the kill: once each. m1 was sent but never answered: sent again.
     assert uids == ["s1", "m0", "m1", "m1", "m2", "e1"]
     assert all(c[2]["transactionId"] == 7002 for c in csms.of("MeterValues", "StopTransaction"))
+
+
+async def test_201_to_16_station_transaction_during_outage_survives_sigkill(rig: Any) -> None:
+    """2.0.1 -> 1.6: TransactionEvents during the outage are answered at once with idTokenInfo; after SIGKILL
+    and restarts the 1.6 CSMS gets StartTransaction, MeterValues and StopTransaction once, under its id."""
+    gw, csms = await rig("1.6")
+    charger = await _boot_then_csms_down(gw, csms, "CP2016", "2.0.1")
+    token = {"idToken": "TAG2", "type": "ISO14443"}
+
+    def event(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
+        context = "Transaction.Begin" if kind == "Started" else "Transaction.End" if kind == "Ended" else None
+        sample: dict[str, Any] = {"value": wh, "measurand": "Energy.Active.Import.Register"}
+        if context:
+            sample["context"] = context
+        return {"eventType": kind, "timestamp": T0, "triggerReason": "Authorized" if kind == "Started" else
+                "MeterValuePeriodic", "seqNo": seq, "transactionInfo": {"transactionId": "tx-a", **extra},
+                "evse": {"id": 1, "connectorId": 1}, "meterValue": [{"timestamp": T0, "sampledValue": [sample]}]}
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    started = await charger.call("t0", "TransactionEvent", {**event("Started", 0, 1000), "idToken": token})
+    assert started[0] == 3 and started[2]["idTokenInfo"]["status"] == "Accepted"
+    assert loop.time() - began < 2.0  # not after a 30 s call timeout
+    assert (await charger.call("t1", "TransactionEvent", event("Updated", 1, 3000)))[2] == {}
+    ended = await charger.call("t2", "TransactionEvent", {**event("Ended", 2, 5000, stoppedReason="Local")})
+    assert ended[0] == 3
+    await gw.kill9()
+    await csms.start()
+    await gw.start()
+    await gw.charger("CP2016", "2.0.1")
+    await csms.wait_for(lambda: csms.of("StopTransaction"))
+    await asyncio.sleep(0.5)
+    tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
+    assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "StopTransaction"]
+    assert tx_calls[0][2]["idTag"] == "TAG2" and tx_calls[0][2]["meterStart"] == 1000
+    assert tx_calls[1][2]["transactionId"] == tx_calls[2][2]["transactionId"] == 7002
+    assert tx_calls[2][2]["meterStop"] == 5000

@@ -610,8 +610,10 @@ class ChargerSession:
                 self._answer_offline(out, call, now, None)
                 return
             call = self._alias_in(call)
-            timed = self.offline is not None and call.message_type is MessageType.CALL and (
-                call.action in TIMED_ACTIONS or (call.action in ANSWERED_ACTIONS and not self._sides[Side.CSMS].up))
+            # Only transaction CALLs stop waiting early: a link still connecting (bounded connect slots in a
+            # reconnect storm) is not a CSMS that is down, and a BootNotification should reach it.
+            timed = (self.offline is not None and call.message_type is MessageType.CALL
+                     and call.action in TIMED_ACTIONS)
         try:
             handler = self.translator.handle_call(side, call, self.ctx)
         except Refuse as exc:

@@ -1,5 +1,6 @@
 """The store's durable side: commits of state, queue and log in one transaction, and ids from the database."""
 
+# ruff: noqa: F811  (the store fixtures are imported from test_store and named as test parameters)
 from __future__ import annotations
 
 import time
@@ -11,8 +12,8 @@ from tests.integration.test_store import pg_url, started, store_url, stores  # n
 
 
 def _record(uid: str) -> FrameRecord:
-    return FrameRecord(time.time(), "CP1", "in", "charger", "1.6", "CALL", "StartTransaction", uid, f'[2,"{uid}","X",{{}}]',
-                       None, None)
+    return FrameRecord(time.time(), "CP1", "in", "charger", "1.6", "CALL", "StartTransaction", uid,
+                       f'[2,"{uid}","X",{{}}]', None, None)
 
 
 async def test_a_commit_stores_state_queue_and_log_together_and_reads_back_in_order(

@@ -135,6 +135,30 @@ def random_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class IdPool:
+    """Numbers the store reserved ahead of need (the core cannot wait for the store to hand one out).
+
+    Every number was committed as taken before it arrived here, so one the
+    pool hands out is never handed out again, also after a restart or by
+    another gateway instance; numbers left unused when a connection ends are
+    simply skipped. Empty when the store could not be asked.
+    """
+
+    __slots__ = ("_free",)
+
+    def __init__(self, numbers: list[int] | None = None) -> None:
+        self._free: list[int] = list(reversed(numbers or []))
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+    def add(self, numbers: list[int]) -> None:
+        self._free[:0] = reversed(numbers)
+
+    def take(self) -> int | None:
+        return self._free.pop() if self._free else None
+
+
 @dataclass
 class Context:
     """What a handler may know about its charger: id, options, persisted state, clock, id source."""
@@ -147,6 +171,8 @@ class Context:
     clock: Callable[[], datetime] = _utcnow
     new_uuid: Callable[[], str] = random_uuid
     dirty: bool = False
+    # Gateway-assigned transaction ids (1.6 integers), reserved from the store: see ``IdPool``.
+    ids: IdPool = field(default_factory=IdPool)
 
     def save(self) -> None:
         """Mark ``state`` changed so the runtime persists it after this step."""

@@ -163,6 +163,7 @@ class _Driver:
             state=self.ctx.namespace(key),
             clock=self.ctx.clock,
             new_uuid=self.ctx.new_uuid,
+            ids=self.ctx.ids,
             parent=self.ctx,
         )
 

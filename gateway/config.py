@@ -173,6 +173,22 @@ class ChargerCalls(_Model):
     )
 
 
+class Offline(_Model):
+    """Store-and-forward: what the gateway does for chargers while their CSMS cannot answer."""
+
+    mode: Literal["answer", "reject"] = Field(
+        "answer", description="answer: answer chargers locally and replay to the CSMS later; reject: CALLERROR"
+    )
+    answer_after: float = Field(
+        5.0, gt=0, description="seconds a transaction CALL waits for the CSMS before the gateway answers it"
+    )
+    unknown_id_tag: Literal["accept", "reject"] = Field(
+        "accept", description="local verdict for an idTag the CSMS never judged (like AllowOfflineTxForUnknownId)"
+    )
+    max_queue_per_charger: int = Field(10_000, ge=1, description="messages queued per charger for the CSMS")
+    replay_concurrency: int = Field(50, ge=1, description="chargers replaying their queue at the same time")
+
+
 class Metrics(_Model):
     per_charger: bool = Field(False, description="label frame counters with charger_id (off for large estates)")
 
@@ -221,6 +237,7 @@ class GatewayConfig(_Model):
     chargers: dict[str, ChargerEntry] = Field(default_factory=dict)
     charger_ids: ChargerIds = ChargerIds()
     charger_calls: ChargerCalls = ChargerCalls()
+    offline: Offline = Offline()
     call_timeout: float = Field(30.0, gt=0)
     held_retry_interval: float = Field(
         30.0, gt=0, description="seconds between retries of messages a translator holds while the charger is quiet"

@@ -10,6 +10,7 @@ and a value object. Other label children are cached for the same reason.
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,7 +28,9 @@ PROBLEM_EVENTS = (
     "oversized_frame", "call_timeout", "call_queue_full", "charger_flood_closed", "translator_error",
     "notify_invalid", "send_dropped", "unmatched_answer", "callresulterror_received", "peer_error_after_reply",
     "refused_after_reply", "frame_handling_error", "timer_handling_error", "state_not_saved", "shadow_backlog",
-    "duplicate_stop_transaction", "unmatched_stop_transaction",
+    "duplicate_stop_transaction", "unmatched_stop_transaction", "durable_commit_failed", "ids_not_reserved",
+    "offline_message_dropped", "offline_not_answered", "offline_queue_full", "offline_queue_unreadable",
+    "offline_verdict_differs",
 )
 REFUSAL_REASONS = (
     "no_charger_id", "invalid_charger_id", "busy", "unknown_charger", "no_subprotocol", "unsupported_version",
@@ -239,6 +242,32 @@ class GatewayMetrics:
             "Known chargers by migration phase (legacy-only, shadowing, cut-over, unrouted); a cut-over moves one "
             "from shadowing or legacy-only to cut-over", ["phase"], registry=r,
         )
+        self.offline_answers = Tally(
+            "ocpp_gateway_offline_answers", "Charger CALLs the gateway answered itself while the CSMS was away",
+            ["action"], registry=r,
+        )
+        self.offline_replayed = Counter(
+            "ocpp_gateway_offline_replayed", "Queued messages the CSMS answered after a replay", registry=r,
+        )
+        self.offline_verdict_differs = Counter(
+            "ocpp_gateway_offline_verdict_differs",
+            "Replayed messages the CSMS judged otherwise than the gateway's local answer", registry=r,
+        )
+        self.offline_dropped = Counter(
+            "ocpp_gateway_offline_dropped", "Queued non-transaction messages dropped because the queue was full",
+            registry=r,
+        )
+        # charger id -> () -> (queued records, arrival time of the oldest or None); read on scrape
+        self.offline_queues: dict[str, Callable[[], tuple[int, float | None]]] = {}
+        self.offline_queue_records = Gauge(
+            "ocpp_gateway_offline_queue_records", "Messages queued for a CSMS that could not take them (connected "
+            "chargers)", registry=r,
+        )
+        self.offline_queue_records.set_function(lambda: float(sum(q()[0] for q in list(self.offline_queues.values()))))
+        self.offline_oldest = Gauge(
+            "ocpp_gateway_offline_oldest_seconds", "Age of the oldest message queued for a CSMS", registry=r,
+        )
+        self.offline_oldest.set_function(self._offline_oldest_age)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._known_estate: tuple[frozenset[str], frozenset[str]] | None = None
         for version in OCPP_VERSIONS:
@@ -278,6 +307,20 @@ class GatewayMetrics:
             for name in known[1]:
                 for outcome in SHADOW_OUTCOMES:
                     self._child(self.shadow_comparisons, (name, FIRST_COMPARED_ACTION, outcome))
+
+    def _offline_oldest_age(self) -> float:
+        oldest = [t for q in list(self.offline_queues.values()) if (t := q()[1]) is not None]
+        return time.time() - min(oldest) if oldest else 0.0
+
+    def offline_event(self, kind: str, action: str) -> None:
+        if kind == "answered":
+            self.offline_answers.inc((action,))
+        elif kind == "replayed":
+            self.offline_replayed.inc()
+        elif kind == "differs":
+            self.offline_verdict_differs.inc()
+        elif kind == "dropped":
+            self.offline_dropped.inc()
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (id(metric), *labels)

@@ -20,15 +20,25 @@ Rules kept here:
 - work a translator holds back (2.0.1 transaction events waiting for a 1.6
   transaction id) is pushed when the CSMS link comes up and every
   ``background_interval`` while the charger is quiet, not only when the
-  charger next speaks (see ``Translator.background``).
+  charger next speaks (see ``Translator.background``);
+- store-and-forward (``limits.offline``, see ``gateway.offline``): while the
+  CSMS link is down, or a transaction CALL has waited ``answer_after``
+  seconds, the gateway answers the charger itself and queues the CALL
+  (``Enqueue``); when the link returns the queue is replayed in order through
+  the translator, before newer charger traffic, and each replayed CALL the
+  CSMS answered is ``Settle``d;
+- durable before answered: ``SaveState``, ``Enqueue`` and ``Settle`` are
+  committed by the runner before any action after them is carried out, so no
+  answer that depends on state reaches a peer before that state is stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +53,25 @@ from adapters.base import (
     Reply,
     Report,
     Side,
+    Step,
     Translator,
 )
 from gateway import ocppj, schemas
 from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
+from gateway.offline import (
+    ANSWERED_ACTIONS,
+    QUEUED_ACTIONS,
+    TIMED_ACTIONS,
+    TRANSACTION_ACTIONS,
+    NoLocalAnswer,
+    OfflineBook,
+    OfflinePolicy,
+    Queued,
+    coalesce_key,
+    local_answer,
+    status_of,
+    token_of,
+)
 from gateway.records import FrameRecord
 from gateway.repair import TRANSLATION_FIXES, RepairRule, repair
 
@@ -76,9 +101,43 @@ class CancelTimer:
 
 @dataclass(slots=True)
 class SaveState:
-    """Persist the translation state (a JSON-serialisable dict)."""
+    """Persist the translation state (a JSON-serialisable dict).
+
+    Durable: the runner commits it, with the log records before it, before carrying out any later action.
+    """
 
     state: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Enqueue:
+    """Keep ``item`` for the CSMS (store-and-forward). Durable like ``SaveState``."""
+
+    item: Queued
+
+
+@dataclass(slots=True)
+class Settle:
+    """Queued message ``seq`` is done: answered by the CSMS, superseded or dropped. Durable like ``SaveState``."""
+
+    seq: int
+    reason: str
+
+
+@dataclass(slots=True)
+class OfflineEvent:
+    """For the metrics: the gateway ``answered`` a charger itself, ``replayed`` a queued message, the CSMS's
+    verdict ``differs`` from the local one, or a queued message was ``dropped`` (queue full)."""
+
+    kind: str
+    action: str
+
+
+@dataclass(slots=True)
+class NeedIds:
+    """Reserved transaction ids run low: reserve ``count`` more from the store and ``add_ids`` them."""
+
+    count: int
 
 
 @dataclass(slots=True)
@@ -121,7 +180,9 @@ class Problem:
 
 
 Action = (Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
-          | Disconnect)
+          | Disconnect | Enqueue | Settle | OfflineEvent | NeedIds)
+# The actions the runner must commit before it carries out anything after them.
+DURABLE = (SaveState, Enqueue, Settle)
 
 
 # ---------------------------------------------------------------- internal state
@@ -138,6 +199,8 @@ class _Exchange:
     replied: bool = False
     lenient: bool = False  # observe policy: what it produces is forwarded even if invalid
     waiting_on: _Outgoing | None = None
+    offline_item: Queued | None = None  # answered locally while it runs: settled if the CSMS answers it
+    offline_timer: str = ""  # the answer_after timer
 
 
 @dataclass(slots=True)
@@ -208,6 +271,21 @@ class _SideState:
 BACKGROUND_TIMER = "background"
 # What a background exchange is logged and counted as: it answers nobody.
 _BACKGROUND_CALL = Call("", "(background)", {})
+# The replay of the offline queue: also a charger-side exchange that answers nobody.
+_REPLAY_CALL = Call("", "(replay)", {})
+OFFLINE_TIMER_PREFIX = "offline:"
+# Transaction ids reserved from the store: ask for a block of IDS_BLOCK when fewer than IDS_LOW are left.
+IDS_BLOCK = 50
+IDS_LOW = 10
+
+
+@dataclass(slots=True)
+class _Settled:
+    """A step of the replay handler: ``item`` is done, with the translated answer or the error it met."""
+
+    item: Queued
+    result: dict[str, Any] | None
+    error: BaseException | None
 
 # Characters of a refused oversized frame kept in the message log (enough to see what it was).
 OVERSIZED_HEAD_CHARS = 4096
@@ -236,6 +314,8 @@ class SessionLimits:
     # the charger's connection is closed (a CSMS only gets the CALLERRORs).
     max_waiting_calls: int = 100
     close_after_refused: int = 1000
+    # Store-and-forward while the CSMS is away (None: CALLERRORs as before, ``offline.mode: reject``).
+    offline: OfflinePolicy | None = None
 
 
 class ChargerSession:
@@ -265,6 +345,15 @@ class ChargerSession:
         self._background: Callable[[Context], Handler | None] | None = getattr(translator, "background", None)
         self._background_armed = False
         self.policy = limits.validation
+        self.offline = limits.offline if limits.offline is not None and limits.offline.answers else None
+        self.book = OfflineBook(ctx)
+        self._queue: deque[Queued] = deque()
+        self._queue_live = 0  # queued items not yet settled
+        self._by_key: dict[str, Queued] = {}
+        self._seq_floor = 1
+        self._csms_lost = False  # the CSMS link went down (or never came up in answer_after): answer at once
+        self._offline_timers: dict[str, _Exchange] = {}
+        self._ids_wanted = False
         model = ctx.state.get("charger", {}).get("model")
         if model:
             self._apply_model_policy(model)
@@ -338,7 +427,9 @@ class ChargerSession:
         self._sides[side].up = True
         self._pump(out, side, now)
         if side is Side.CSMS:
-            self._run_background(out, now)
+            self._csms_lost = False
+            if not self._run_replay(out, now):
+                self._run_background(out, now)
         return out
 
     def link_down(self, side: Side, now: float) -> list[Action]:
@@ -346,6 +437,8 @@ class ChargerSession:
         out: list[Action] = []
         st = self._sides[side]
         st.up = False
+        if side is Side.CSMS:
+            self._csms_lost = True
         pending = st.in_flight
         if pending is not None:
             st.in_flight = None
@@ -364,7 +457,13 @@ class ChargerSession:
         out: list[Action] = []
         if key == BACKGROUND_TIMER:
             self._background_armed = False
-            self._run_background(out, now)
+            if not self._run_replay(out, now):
+                self._run_background(out, now)
+            return out
+        if key.startswith(OFFLINE_TIMER_PREFIX):
+            ex = self._offline_timers.pop(key, None)
+            if ex is not None:
+                self._offline_timeout(out, ex, now)
             return out
         pending = self._timer_owner.pop(key, None)
         if pending is None:
@@ -447,8 +546,12 @@ class ChargerSession:
                 return
             lenient = fixed is call.payload
             call = Call(call.unique_id, call.action, fixed, call.message_type)
-        if side is Side.CHARGER and call.action == "BootNotification":
-            self._note_model(out, call.payload)
+        if side is Side.CHARGER:
+            if call.action == "BootNotification":
+                self._note_model(out, call.payload)
+            if self._answers_now(call):
+                self._answer_offline(out, call, now, None)
+                return
         waiting = st.incoming
         if st.current is None and not waiting:  # the usual case: nothing in progress from this side
             st.overflowed = 0
@@ -501,6 +604,16 @@ class ChargerSession:
             )
 
     def _start_exchange(self, out: list[Action], side: Side, call: Call, now: float, lenient: bool = False) -> None:
+        timed = False
+        if side is Side.CHARGER:
+            if self._answers_now(call):
+                self._answer_offline(out, call, now, None)
+                return
+            call = self._alias_in(call)
+            # Only transaction CALLs stop waiting early: a link still connecting (bounded connect slots in a
+            # reconnect storm) is not a CSMS that is down, and a BootNotification should reach it.
+            timed = (self.offline is not None and call.message_type is MessageType.CALL
+                     and call.action in TIMED_ACTIONS)
         try:
             handler = self.translator.handle_call(side, call, self.ctx)
         except Refuse as exc:
@@ -513,6 +626,11 @@ class ChargerSession:
             return
         ex = _Exchange(side, call, now, handler, lenient=lenient)
         self._sides[side].current = ex
+        if timed:
+            assert self.offline is not None
+            ex.offline_timer = f"{OFFLINE_TIMER_PREFIX}{self._new_seq()}"
+            self._offline_timers[ex.offline_timer] = ex
+            out.append(StartTimer(ex.offline_timer, self.offline.answer_after))
         self._advance(out, ex, now)
 
     def _advance(
@@ -525,29 +643,31 @@ class ChargerSession:
             try:
                 step = ex.handler.throw(throw) if throw is not None else ex.handler.send(value)
             except StopIteration as stop:
+                if self.offline is not None and ex.offline_item is None and ex.origin is Side.CHARGER:
+                    self._learn(ex.call, stop.value)
                 self._save_if_dirty(out)
                 if not ex.replied and ex.call.message_type is MessageType.CALL:
                     if stop.value is None:
                         self._fail(out, ex, ErrorKind.INTERNAL, f"no answer was produced for {ex.call.action}", now)
                     else:
                         self._reply(out, ex, stop.value, now)
-                self._finish(out, ex, now)
+                self._finish(out, ex, now, stop.value)
                 return
             except Refuse as exc:
                 self._save_if_dirty(out)
                 self._fail(out, ex, exc.kind, exc.description, now, exc.details)
-                self._finish(out, ex, now)
+                self._finish(out, ex, now, None, exc)
                 return
             except PeerError as exc:
                 self._save_if_dirty(out)
                 self._forward_peer_error(out, ex, exc, now)
-                self._finish(out, ex, now)
+                self._finish(out, ex, now, None, exc)
                 return
             except Exception as exc:  # a translator bug must not take the connection down
                 self._save_if_dirty(out)
                 out.append(Problem("translator_error", {"action": ex.call.action, "error": repr(exc)}))
                 self._fail(out, ex, ErrorKind.INTERNAL, f"the gateway failed to translate {ex.call.action}", now)
-                self._finish(out, ex, now)
+                self._finish(out, ex, now, None, exc)
                 return
             throw = None
             value = None
@@ -573,16 +693,34 @@ class ChargerSession:
             if isinstance(step, Report):
                 out.append(Problem(step.event, step.detail))
                 continue
+            if isinstance(step, _Settled):
+                self._settle(out, step.item, step.result, step.error, now)
+                continue
             out.append(Problem("translator_error", {"action": ex.call.action, "error": f"bad step {step!r}"}))
             throw = RuntimeError("unknown step")
 
-    def _finish(self, out: list[Action], ex: _Exchange, now: float) -> None:
+    def _finish(
+        self, out: list[Action], ex: _Exchange, now: float,
+        result: dict[str, Any] | None = None, error: BaseException | None = None,
+    ) -> None:
+        if ex.offline_timer:
+            self._offline_timers.pop(ex.offline_timer, None)
+            out.append(CancelTimer(ex.offline_timer))
+            ex.offline_timer = ""
+        item = ex.offline_item
+        if item is not None and (isinstance(error, RelayedError) or not isinstance(error, PeerError)):
+            # The CSMS answered the CALL the gateway had already answered: nothing is left to replay.
+            self._settle(out, item, result, error, now)
+        if ex.call.action == "StartTransaction":
+            self._want_ids(out)
         st = self._sides[ex.origin]
         if st.current is ex:
             st.current = None
             self._drain_incoming(out, ex.origin, now)
-        if ex.call is _BACKGROUND_CALL:
+        if ex.call is _BACKGROUND_CALL or ex.call is _REPLAY_CALL:
             self._arm_background(out)  # whatever is still held gets another try later
+        elif ex.origin is Side.CHARGER and self._queue_live:
+            self._run_replay(out, now)
 
     # ------------------------------------------------------------ background work
 
@@ -593,8 +731,8 @@ class ChargerSession:
         wait behind it, as they would behind the charger's own previous CALL:
         held transaction messages reach the CSMS before anything newer.
         """
-        if self._background is None or self._closed or not self._sides[Side.CSMS].up:
-            return  # the CSMS coming up runs it
+        if self._background is None or self._closed or not self._sides[Side.CSMS].up or self._queue_live:
+            return  # the CSMS coming up runs it; queued offline messages go first
         charger = self._sides[Side.CHARGER]
         if charger.current is not None or charger.incoming:
             self._arm_background(out)  # the charger is talking; look again later
@@ -611,7 +749,7 @@ class ChargerSession:
         self._advance(out, ex, now)
 
     def _arm_background(self, out: list[Action]) -> None:
-        if self._background is not None and not self._background_armed and not self._closed:
+        if (self._background is not None or self._queue_live) and not self._background_armed and not self._closed:
             self._background_armed = True
             out.append(StartTimer(BACKGROUND_TIMER, self.limits.background_interval))
 
@@ -640,8 +778,11 @@ class ChargerSession:
     ) -> PeerError | None:
         """Queue a CALL to ``to``; a payload that breaks the target's schema is refused here."""
         st = self._sides[to]
-        if to is Side.CHARGER and self._closed:
-            return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL), "the charger is not connected")
+        if to is Side.CHARGER:
+            if self._closed:
+                return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL), "the charger is not connected")
+            if st.version is Version.V16:
+                payload = self._alias_out(action, payload)
         if action not in schemas.actions(st.version):
             out.append(Problem("translator_error", {"action": action, "error": f"no such {st.version.value} action"}))
             return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL),
@@ -794,6 +935,10 @@ class ChargerSession:
         out.append(RoundTrip(ex.origin, ex.call.action, now - ex.started, "result"))
 
     def _forward_peer_error(self, out: list[Action], ex: _Exchange, err: PeerError, now: float) -> None:
+        if (self.offline is not None and not ex.replied and ex.origin is Side.CHARGER
+                and not isinstance(err, RelayedError) and ex.call.action in ANSWERED_ACTIONS
+                and ex.call.message_type is MessageType.CALL and self._answer_offline(out, ex.call, now, ex)):
+            return  # the CSMS could not be reached: answered locally, queued for the replay
         if ex.replied or ex.call.message_type is not MessageType.CALL:
             out.append(Problem("peer_error_after_reply", {"action": ex.call.action, "code": err.code}))
             return
@@ -873,6 +1018,241 @@ class ChargerSession:
                 self.policy = policy
                 return
 
+
+    # ------------------------------------------------------------ store-and-forward
+
+    def restore_queue(self, items: list[Queued]) -> None:
+        """The charger's offline queue as the store kept it (a restart, a new connection): replayed first."""
+        for item in sorted(items, key=lambda i: i.seq):
+            self._queue.append(item)
+            self._queue_live += 1
+            if item.key is not None:
+                self._by_key[item.key] = item
+            self._seq_floor = max(self._seq_floor, item.seq + 1)
+
+    def add_ids(self, ids: list[int]) -> None:
+        """Transaction ids the store reserved for this session (see ``NeedIds``)."""
+        self.ctx.ids.add(ids)
+        self._ids_wanted = False
+
+    def offline_status(self, now: float) -> dict[str, Any]:
+        """Queue depth and age, and how the CSMS's verdicts compared, for the admin API."""
+        oldest = next((i.ts for i in self._queue if not i.dead), None)
+        return {"queued": self._queue_live, "oldest_age_s": None if oldest is None else round(now - oldest, 3),
+                "csms_reachable": not self._csms_lost, **self.book.summary()}
+
+    @property
+    def pending_offline(self) -> int:
+        """Messages queued for the CSMS, not yet answered by it."""
+        return self._queue_live
+
+    @property
+    def offline_oldest(self) -> float | None:
+        """When the oldest message still queued arrived (None: nothing queued)."""
+        return next((i.ts for i in self._queue if not i.dead), None)
+
+    def _answers_now(self, call: Call) -> bool:
+        """Whether the gateway answers this charger CALL itself at once: the CSMS is away or a backlog waits."""
+        return (self.offline is not None and (self._csms_lost or self._queue_live > 0)
+                and call.action in ANSWERED_ACTIONS and call.message_type is MessageType.CALL)
+
+    def _answer_offline(self, out: list[Action], call: Call, now: float, ex: _Exchange | None) -> bool:
+        """Answer ``call`` in the charger's version and queue it for the CSMS; False when it cannot be.
+
+        With ``ex`` (an exchange still waiting for the CSMS) a refusal leaves the exchange to finish as it
+        will; without, the charger gets a CALLERROR (it keeps the message and retries, as without a gateway).
+        """
+        policy = self.offline
+        assert policy is not None
+        version = self._sides[Side.CHARGER].version
+        action = call.action
+        keep = action in QUEUED_ACTIONS
+        if keep and not self._make_room(out):
+            if action in TRANSACTION_ACTIONS:
+                out.append(Problem("offline_queue_full", {"action": action, "unique_id": call.unique_id,
+                                                          "queued": self._queue_live}))
+                if ex is None:
+                    self._send_error(out, Side.CHARGER, call.unique_id, ErrorKind.INTERNAL,
+                                     f"the CSMS cannot be reached and {self._queue_live} messages already wait "
+                                     "for it", now, action=action)
+                return False
+            keep = False
+            self.book.note_dropped()
+            out.append(OfflineEvent("dropped", action))
+        tx_id = self.ctx.ids.take() if action == "StartTransaction" else None
+        try:
+            payload = local_answer(version, action, call.payload, self.book, policy, self.ctx.now_iso(), tx_id)
+        except NoLocalAnswer as exc:
+            out.append(Problem("offline_not_answered", {"action": action, "reason": str(exc)}))
+            if ex is None:
+                self._send_error(out, Side.CHARGER, call.unique_id, ErrorKind.INTERNAL,
+                                 f"the CSMS cannot be reached and {exc}", now, action=action)
+            return False
+        finally:
+            if action == "StartTransaction":
+                self._want_ids(out)
+        if keep:
+            item = Queued(self.book.next_seq(self._seq_floor), now, action, call.unique_id, call.payload, payload,
+                          coalesce_key(action, call.payload))
+            self._push(out, item)
+            if ex is not None:
+                ex.offline_item = item
+        self._save_if_dirty(out)
+        self._reply(out, ex or _Exchange(Side.CHARGER, call, now, None), payload, now)
+        out.append(OfflineEvent("answered", action))
+        return True
+
+    def _make_room(self, out: list[Action]) -> bool:
+        """Room for one more queued message, by dropping the oldest non-transaction one if need be."""
+        assert self.offline is not None
+        if self._queue_live < self.offline.max_queue:
+            return True
+        for item in self._queue:
+            if not item.dead and not item.transaction:
+                self._kill(out, item, "dropped")
+                self.book.note_dropped()
+                out.append(OfflineEvent("dropped", item.action))
+                out.append(Problem("offline_message_dropped", {"action": item.action, "seq": item.seq,
+                                                                "reason": "queue full"}))
+                return True
+        return False
+
+    def _push(self, out: list[Action], item: Queued) -> None:
+        if item.key is not None:
+            old = self._by_key.get(item.key)
+            if old is not None and not old.dead:
+                self._kill(out, old, "superseded")
+            self._by_key[item.key] = item
+        self._queue.append(item)
+        self._queue_live += 1
+        out.append(Enqueue(item))
+
+    def _kill(self, out: list[Action], item: Queued, reason: str) -> None:
+        if item.dead:
+            return
+        item.dead = True
+        self._queue_live -= 1
+        if item.key is not None and self._by_key.get(item.key) is item:
+            del self._by_key[item.key]
+        out.append(Settle(item.seq, reason))
+
+    def _offline_timeout(self, out: list[Action], ex: _Exchange, now: float) -> None:
+        """A charger CALL waited ``answer_after`` for the CSMS: answer it locally; the exchange goes on."""
+        ex.offline_timer = ""
+        if ex.replied or self._sides[Side.CHARGER].current is not ex:
+            return
+        if not self._sides[Side.CSMS].up:
+            self._csms_lost = True  # it never came up: later CALLs need not wait answer_after too
+        self._answer_offline(out, ex.call, now, ex)
+
+    def _settle(self, out: list[Action], item: Queued, result: dict[str, Any] | None,
+                error: BaseException | None, now: float) -> None:
+        """The CSMS answered a queued message (or it cannot be delivered): forget it, compare, learn."""
+        self._kill(out, item, "answered")
+        out.append(OfflineEvent("replayed", item.action))
+        version = self._sides[Side.CHARGER].version
+        local = status_of(version, item.local)
+        csms = None if error is not None else status_of(version, result)
+        token = token_of(version, item.action, item.payload)
+        if token is not None and csms is not None:
+            self.book.learn_verdict(token, {"status": csms})
+        if error is not None or (local is not None and csms is not None and local != csms):
+            verdict = csms if error is None else f"refused: {getattr(error, 'code', type(error).__name__)}"
+            record = {"seq": item.seq, "action": item.action, "unique_id": item.unique_id,
+                      "local": local or "answered", "csms": verdict, "token": token}
+            self.book.note_differs(record)
+            out.append(OfflineEvent("differs", item.action))
+            out.append(Problem("offline_verdict_differs", record))
+        if (version is Version.V16 and item.action == "StartTransaction" and result is not None
+                and isinstance(result.get("transactionId"), int)):
+            local_id = item.local.get("transactionId")
+            if isinstance(local_id, int) and local_id != result["transactionId"]:
+                self.book.add_alias(local_id, result["transactionId"])
+        self._save_if_dirty(out)
+
+    def _learn(self, call: Call, result: dict[str, Any] | None) -> None:
+        """Remember what the CSMS said that the gateway may need to answer for it later."""
+        if not result:
+            return
+        action = call.action
+        if action == "BootNotification":
+            if result.get("status") == "Accepted" and isinstance(result.get("interval"), int):
+                self.book.learn_boot(result["interval"])
+            return
+        if action not in ("Authorize", "StartTransaction", "TransactionEvent"):
+            return
+        version = self._sides[Side.CHARGER].version
+        token = token_of(version, action, call.payload)
+        status = status_of(version, result)
+        if token is not None and status is not None:
+            self.book.learn_verdict(token, {"status": status})
+
+    def _alias_in(self, call: Call) -> Call:
+        """A 1.6 charger's CALL with the transactionId it got offline replaced by the CSMS's."""
+        if call.action not in ("StopTransaction", "MeterValues"):
+            return call
+        aliases = self.ctx.state.get("offline", {}).get("alias")
+        if not aliases or self._sides[Side.CHARGER].version is not Version.V16:
+            return call
+        csms_id = aliases.get(str(call.payload.get("transactionId")))
+        if csms_id is None:
+            return call
+        return Call(call.unique_id, call.action, {**call.payload, "transactionId": csms_id}, call.message_type)
+
+    def _alias_out(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A CALL to a 1.6 charger naming the CSMS's transactionId: the charger knows it by the gateway's."""
+        if action != "RemoteStopTransaction" or not self.ctx.state.get("offline", {}).get("alias"):
+            return payload
+        local_id = self.book.local_id_of(payload.get("transactionId", -1))
+        return payload if local_id is None else {**payload, "transactionId": local_id}
+
+    def _want_ids(self, out: list[Action]) -> None:
+        if (self._sides[Side.CHARGER].version is Version.V16 and not self._ids_wanted
+                and len(self.ctx.ids) < IDS_LOW):
+            self._ids_wanted = True
+            out.append(NeedIds(IDS_BLOCK))
+
+    def _run_replay(self, out: list[Action], now: float) -> bool:
+        """Replay the queue, in order, as the charger side's exchange; False when there is nothing queued."""
+        if not self._queue_live:
+            return False
+        charger = self._sides[Side.CHARGER]
+        if self._closed or not self._sides[Side.CSMS].up:
+            return True  # the CSMS coming up runs it
+        if charger.current is not None or charger.incoming:
+            self._arm_background(out)
+            return True
+        ex = _Exchange(Side.CHARGER, _REPLAY_CALL, now, self._replay(), replied=True)
+        charger.current = ex
+        self._advance(out, ex, now)
+        return True
+
+    def _replay(self) -> Generator[Step | _Settled, dict[str, Any] | None, None]:
+        """Each queued CALL through the translator, as if the charger sent it now; the answers go nowhere."""
+        mark_offline = self._sides[Side.CSMS].version is not Version.V16
+        queue = self._queue
+        while queue:
+            item = queue[0]
+            if item.dead:
+                queue.popleft()
+                continue
+            if not self._sides[Side.CSMS].up:
+                return None
+            call = self._alias_in(Call(item.unique_id, item.action, item.payload))
+            result: dict[str, Any] | None = None
+            error: BaseException | None = None
+            try:
+                inner = self.translator.handle_call(Side.CHARGER, call, self.ctx)
+                result = yield from _replayed(inner, mark_offline)
+            except RelayedError as exc:
+                error = exc  # the CSMS answered, with a CALLERROR: reported, not sent again
+            except PeerError:
+                return None  # no answer (timeout, link lost): kept, tried again later
+            except Exception as exc:  # untranslatable (Refuse) or a translator bug: it would fail every time
+                error = exc
+            yield _Settled(item, result, error)
+        return None
+
     # ------------------------------------------------------------ helpers
 
     def _record(
@@ -902,6 +1282,32 @@ class ChargerSession:
         """CALLs queued or in flight towards ``side``."""
         st = self._sides[side]
         return len(st.queue) + (st.in_flight is not None)
+
+
+def _replayed(inner: Handler, mark_offline: bool) -> Generator[Step, dict[str, Any] | None, dict[str, Any] | None]:
+    """A translator's handler run for a replayed CALL: its early ``Reply`` is kept as the answer, not sent,
+    and a TransactionEvent to a 2.0.1/2.1 CSMS says ``offline: true`` (the gateway answered it meanwhile)."""
+    early: dict[str, Any] | None = None
+    value: dict[str, Any] | None = None
+    throw: BaseException | None = None
+    while True:
+        try:
+            step = inner.throw(throw) if throw is not None else inner.send(value)
+        except StopIteration as stop:
+            return stop.value if stop.value is not None else early
+        value, throw = None, None
+        if isinstance(step, Reply):
+            early = step.payload
+            continue
+        if mark_offline and isinstance(step, OutCall | Notify) and step.action == "TransactionEvent":
+            step = dataclasses.replace(step, payload={**step.payload, "offline": True})
+        try:
+            value = yield step
+        except GeneratorExit:
+            inner.close()
+            raise
+        except BaseException as exc:  # PeerError and the like: the translator decides what they mean
+            throw = exc
 
 
 def _looks_like_send(text: str) -> bool:

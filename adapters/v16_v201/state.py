@@ -56,13 +56,25 @@ class State:
         return self.d.setdefault("tx", {})  # type: ignore[no-any-return]
 
     def start_transaction(self, **fields: Any) -> dict[str, Any]:
-        """A new running transaction with a fresh UUID and a never-reused integer id; seqNo starts at 0."""
-        n = int(self.d.get("next_tx", 1))
-        self.d["next_tx"] = n + 1
+        """A new running transaction with a fresh UUID and a never-reused integer id; seqNo starts at 0.
+
+        The integer comes from the ids the store reserved (unique across restarts and gateway instances);
+        without any (no store reachable, unit tests) from this charger's own counter.
+        """
+        n = self._reserved_id()
+        if n is None:
+            n = int(self.d.get("next_tx", 1))
+            self.d["next_tx"] = n + 1
         tx = {"id": self.ctx.new_uuid(), "int": n, "seq": 0, **fields}
         self.transactions[str(n)] = tx
         self.save()
         return tx
+
+    def _reserved_id(self) -> int | None:
+        while (n := self.ctx.ids.take()) is not None:
+            if str(n) not in self.transactions:  # the charger's own counter may have reached it long ago
+                return n
+        return None
 
     def tx_by_int(self, n: int) -> dict[str, Any] | None:
         return self.transactions.get(str(n))

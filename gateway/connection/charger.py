@@ -12,6 +12,8 @@ import datetime as dt
 import time
 from typing import Any
 
+import orjson
+
 from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
@@ -22,20 +24,28 @@ from gateway.connection.shadow import ShadowLink
 from gateway.connection.upstream import UpstreamLink
 from gateway.logs import get_logger
 from gateway.ocppj import Version
+from gateway.offline import OfflinePolicy, Queued
 from gateway.records import FrameRecord
 from gateway.session import (
+    DURABLE,
+    IDS_BLOCK,
     Action,
     CancelTimer,
     ChargerSession,
     Disconnect,
+    Enqueue,
+    NeedIds,
+    OfflineEvent,
     Problem,
     RoundTrip,
     SaveState,
     Send,
     SessionLimits,
+    Settle,
     StartTimer,
     ValidationFailed,
 )
+from gateway.store import StoreError
 from gateway.transport import DirectServerConnection
 
 
@@ -74,6 +84,8 @@ class ChargerConnection:
             repair_rules=services.repair_rules,
             max_waiting_calls=config.charger_calls.max_waiting,
             close_after_refused=config.charger_calls.close_after_refused,
+            offline=OfflinePolicy(config.offline.mode, config.offline.answer_after, config.offline.unknown_id_tag,
+                                  config.offline.max_queue_per_charger),
         )
         self.session = ChargerSession(charger_id, translator, ctx, limits)
         self.upstream = UpstreamLink(
@@ -88,6 +100,8 @@ class ChargerConnection:
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
         self._generation = 0
+        # Actions waiting for a durable commit (see ``apply``); None while nothing waits.
+        self._held: list[Action] | None = None
         self._upstream_task: asyncio.Task[None] | None = None
         self.shadow: ShadowLink | None = None
         if route.shadow is not None:
@@ -121,6 +135,7 @@ class ChargerConnection:
 
     async def run(self) -> bool:
         """Relay until the charger goes away, then clean up; see ``serve`` for what the result means."""
+        await self._restore_offline()
         self._upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
         if self.shadow is not None:
             self.shadow.start()
@@ -185,6 +200,40 @@ class ChargerConnection:
         if isinstance(frame, ocppj.Call):
             self.shadow.mirror_call(frame, now)
 
+    async def _restore_offline(self) -> None:
+        """Load what this charger has queued for its CSMS (replayed before anything new) and reserve ids."""
+        svc = self.services
+        try:
+            rows = await svc.store.offline_queue(self.charger_id)
+        except StoreError as exc:
+            svc.metrics.problem("offline_queue_unreadable")
+            self.log.error("offline_queue_unreadable", error=str(exc))
+            rows = []
+        self.session.restore_queue([
+            Queued(seq, ts, action, uid, orjson.loads(payload), orjson.loads(local), key)
+            for seq, ts, action, uid, payload, local, key in rows
+        ])
+        if rows:
+            self.log.info("offline_queue_restored", queued=len(rows))
+        svc.metrics.offline_queues[self.charger_id] = self._offline_depth
+        if self.version is Version.V16:
+            self._reserve_ids(IDS_BLOCK)
+
+    def _offline_depth(self) -> tuple[int, float | None]:
+        return self.session.pending_offline, self.session.offline_oldest
+
+    def _reserve_ids(self, count: int) -> None:
+        async def reserve() -> None:
+            try:
+                ids = await self.services.store.reserve_ids(count)
+            except StoreError as exc:
+                self.services.metrics.problem("ids_not_reserved")
+                self.log.error("ids_not_reserved", error=str(exc))
+                ids = []
+            self.session.add_ids(ids)
+
+        self.services.background(asyncio.ensure_future(reserve()))
+
     async def _teardown(self) -> None:
         # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
         self.apply(self.session.close(time.time()))
@@ -202,19 +251,33 @@ class ChargerConnection:
             except Exception as exc:  # the link's own errors must not hide the charger's disconnect
                 self.log.error("upstream_task_failed", error=repr(exc))
         self.timers.close()
+        if self.services.metrics.offline_queues.get(self.charger_id) == self._offline_depth:
+            del self.services.metrics.offline_queues[self.charger_id]
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
     def apply(self, actions: list[Action]) -> None:
-        """Carry out what the session decided, in order."""
+        """Carry out what the session decided, in order.
+
+        Durable before answered: after a ``SaveState``, ``Enqueue`` or ``Settle`` nothing is sent to either
+        side until the store has committed them, together with every log record so far. Later actions (and
+        later calls of ``apply``) wait in ``_held`` meanwhile, so order is kept.
+        """
+        if self._held is not None:
+            self._held.extend(actions)
+            return
+        self._carry_out(actions)
+
+    def _carry_out(self, actions: list[Action]) -> None:
         svc = self.services
-        for action in actions:
+        durable: list[Action] | None = None
+        for i, action in enumerate(actions):
             # Most frequent first: four records and two sends per relayed CALL.
             if isinstance(action, FrameRecord):
-                svc.store.record(action)
-                svc.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)
-                if action.error_code is not None:
-                    svc.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
+                self._record(action)
             elif isinstance(action, Send):
+                if durable is not None:
+                    self._commit(durable, actions[i:])
+                    return
                 if action.to is Side.CHARGER:
                     # A closed socket is not an error here: serve() sees the close and cleans up.
                     self.ws.send_now(action.text)
@@ -227,8 +290,10 @@ class ChargerConnection:
                 self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
                 self.timers.cancel(action.key)
-            elif isinstance(action, SaveState):
-                self.save_state()
+            elif isinstance(action, DURABLE):
+                if durable is None:
+                    durable = []
+                durable.append(action)
             elif isinstance(action, RoundTrip):
                 svc.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
             elif isinstance(action, ValidationFailed):
@@ -246,8 +311,54 @@ class ChargerConnection:
             elif isinstance(action, Problem):
                 svc.metrics.problem(action.event)
                 self.log.warning(action.event, **action.detail)
+            elif isinstance(action, OfflineEvent):
+                svc.metrics.offline_event(action.kind, action.action)
+            elif isinstance(action, NeedIds):
+                self._reserve_ids(action.count)
             elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
                 svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
+        if durable is not None:
+            self._commit(durable, [])
+
+    def _record(self, action: FrameRecord) -> None:
+        svc = self.services
+        svc.store.record(action)
+        svc.metrics.frame(action.direction, action.peer, action.message_type, action.action, self.charger_id)
+        if action.error_code is not None:
+            svc.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
+
+    def _commit(self, durable: list[Action], rest: list[Action]) -> None:
+        """Commit state and queue changes with the log so far; carry out ``rest`` once they are stored."""
+        held = list(rest)
+        # The records of the frames this commit answers for go in the same transaction.
+        taken = 0
+        for action in held:
+            if isinstance(action, DURABLE):
+                break
+            if isinstance(action, FrameRecord):
+                self._record(action)
+            taken += 1
+        kept: list[Action] = [a for a in held[:taken] if not isinstance(a, FrameRecord)]
+        self._held = kept + held[taken:]
+        state = self.session.ctx.state if any(isinstance(a, SaveState) for a in durable) else None
+        enqueue = [_queue_row(a.item) for a in durable if isinstance(a, Enqueue)]
+        settle = [a.seq for a in durable if isinstance(a, Settle)]
+        try:
+            future = self.services.store.commit(self.charger_id, state, enqueue, settle)
+        except (TypeError, ValueError) as exc:  # a translator put something that is not JSON into its state
+            self.services.metrics.problem("state_not_saved")
+            self.log.error("state_not_saved", error=repr(exc))
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+        future.add_done_callback(self._committed)
+
+    def _committed(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            # Carry on regardless: holding the charger for ever would not make the state any more durable.
+            self.services.metrics.problem("durable_commit_failed")
+            self.log.error("durable_commit_failed", error=str(exc))
+        held, self._held = self._held or [], None
+        self._carry_out(held)
 
     async def replace(self) -> None:
         """A newer connection with the same id arrived: this one steps aside at once.
@@ -280,11 +391,17 @@ class ChargerConnection:
             "pending_calls": {"to_charger": self.session.pending(Side.CHARGER),
                               "to_csms": self.session.pending(Side.CSMS)},
             "validation_policy": self.session.policy,
+            "offline": self.session.offline_status(time.time()),
             "violations": [
                 {"side": k[0], "action": k[1], "path": k[2], "outcome": k[3], "count": v[0], "last_error": v[1]}
                 for k, v in self.violations.items()
             ],
         }
+
+
+def _queue_row(item: Queued) -> tuple[int, float, str, str, str, str, str | None]:
+    return (item.seq, item.ts, item.action, item.unique_id, orjson.dumps(item.payload).decode(),
+            orjson.dumps(item.local).decode(), item.key)
 
 
 def _iso(ts: float) -> str:

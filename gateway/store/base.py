@@ -116,6 +116,34 @@ def message_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+# A queued offline message as stored: (seq, ts, action, unique_id, payload JSON, local answer JSON, key).
+QueueRow = tuple[int, float, str, str, str, str, "str | None"]
+# The first number handed out for gateway-assigned transaction ids: far above the small ids CSMSs count
+# from, so an id the gateway gave a charger offline is not also one its CSMS gives it (1.6 ids are int32).
+FIRST_ALLOCATED_ID = 1_000_000_000
+ALLOCATED_ID = "transaction_id"
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A durable write the loop waits for: state and queue changes, committed with every queued record."""
+
+    charger_id: str
+    state: bytes | None
+    enqueue: list[QueueRow]
+    settle: list[int]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Job:
+    """A read or small write that must run after everything committed before it (on the writer thread)."""
+
+    op: Callable[[Connection], Any]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
 @dataclass(slots=True)
 class _Control:
     """A request from the loop that the writer answers after its next cycle."""
@@ -177,6 +205,10 @@ class Store(abc.ABC):
         self._inflight_states: dict[str, bytes] = {}
         self._state_lock = threading.Lock()
         self._controls: deque[_Control] = deque()
+        self._commits: deque[_Commit] = deque()
+        self._retry_commits: list[_Commit] = []
+        self._jobs: deque[_Job] = deque()
+        self._durable_writes = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -232,6 +264,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _upsert_states(self, conn: Connection, items: list[tuple[str, str, float]]) -> None:
         """Insert or replace (charger_id, state JSON, updated_at) and commit."""
+
+    @abc.abstractmethod
+    def _commit_all(
+        self, conn: Connection, rows: list[tuple[Any, ...]], states: list[tuple[str, str, float]],
+        enqueue: list[tuple[Any, ...]], settle: list[tuple[str, int]],
+    ) -> None:
+        """In one transaction: insert log rows, upsert states, insert offline-queue rows
+        ``(charger_id, *QueueRow)``, delete queue rows ``(charger_id, seq)``; then commit."""
+
+    @abc.abstractmethod
+    def _select_queue(self, conn: Connection, charger_id: str) -> list[QueueRow]:
+        """A charger's offline-queue rows, oldest (lowest seq) first."""
+
+    @abc.abstractmethod
+    def _reserve(self, conn: Connection, name: str, count: int) -> list[int]:
+        """``count`` numbers of the counter ``name`` that no caller has had or will get again; committed."""
 
     @abc.abstractmethod
     def _delete_before(self, conn: Connection, cutoff: float, limit: int) -> int:
@@ -330,6 +378,41 @@ class Store(abc.ABC):
             return
         with self._state_lock:
             self._states[charger_id] = data
+
+    def commit(
+        self, charger_id: str, state: dict[str, Any] | None, enqueue: list[QueueRow], settle: list[int],
+    ) -> asyncio.Future[None]:
+        """Durably write a charger's state and offline-queue changes, with every log record queued so far.
+
+        The returned future resolves once all of it is committed in one transaction; a charger's answer
+        that depends on this state waits for it. Commits queued together share a transaction (group commit).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self._closed or self._thread is None:
+            future.set_exception(StoreError("store is not running"))
+            return future
+        data = None if state is None else orjson.dumps(state)
+        self._commits.append(_Commit(charger_id, data, enqueue, settle, loop, future))
+        self._wake.set()
+        return future
+
+    async def offline_queue(self, charger_id: str) -> list[QueueRow]:
+        """A charger's queued offline messages, after every commit queued before this call."""
+        return await self._job(lambda conn: self._select_queue(conn, charger_id))  # type: ignore[no-any-return]
+
+    async def reserve_ids(self, count: int, name: str = ALLOCATED_ID) -> list[int]:
+        """``count`` gateway-assigned numbers, reserved durably: never handed out again, across restarts and
+        by any other gateway instance sharing this store."""
+        return await self._job(lambda conn: self._reserve(conn, name, count))  # type: ignore[no-any-return]
+
+    async def _job(self, op: Callable[[Connection], Any]) -> Any:
+        if self._thread is None or not self._thread.is_alive() or self._closed:
+            raise StoreError("store is not running (start() it first)")
+        job = _Job(op)
+        self._jobs.append(job)
+        self._wake.set()
+        return await asyncio.wrap_future(job.future)
 
     # ------------------------------------------------------------------- reads
 
@@ -492,6 +575,8 @@ class Store(abc.ABC):
             "states_lost": self._states_lost,
             "write_errors": self._write_errors,
             "pruned": self._pruned,
+            "durable_writes": self._durable_writes,
+            "commits_pending": len(self._commits) + len(self._retry_commits),
         }
 
     # ------------------------------------------------------------------ writer
@@ -550,7 +635,8 @@ class Store(abc.ABC):
     def _idle(self) -> bool:
         with self._state_lock:
             states = bool(self._states or self._inflight_states)
-        return not (states or self._records or self._retry_batch)
+        return not (states or self._records or self._retry_batch or self._commits or self._retry_commits
+                    or self._jobs)
 
     def _answer(self, controls: list[_Control], ok: bool) -> None:
         for ctl in controls:
@@ -567,7 +653,11 @@ class Store(abc.ABC):
                     ctl.future.set_exception(StoreError(f"write to {self.description} failed; will retry"))
 
     def _write_pending(self) -> bool:
-        """Write all queued states, then all queued records in batches. False if a write failed."""
+        """Write durable commits, run jobs, then all queued states and records in batches. False if a write failed."""
+        if (self._commits or self._retry_commits) and not self._write_commits():
+            return False
+        if self._jobs:
+            self._run_jobs()
         with self._state_lock:
             if self._states:
                 # Newer saves replace in-flight ones that failed to write.
@@ -607,6 +697,58 @@ class Store(abc.ABC):
             self._written += len(batch)
             self._batches += 1
             self._check_release()
+
+    def _write_commits(self) -> bool:
+        """One transaction: every queued record and state, and the commits' state and queue changes."""
+        commits = self._retry_commits + _take(self._commits, len(self._commits))
+        self._retry_commits = commits
+        with self._state_lock:
+            if self._states:
+                self._inflight_states.update(self._states)
+                self._states = {}
+            batched = dict(self._inflight_states)
+        latest = dict(batched)
+        for c in commits:
+            if c.state is not None:
+                latest[c.charger_id] = c.state
+        now = time.time()
+        states = [(cid, data.decode(), now) for cid, data in latest.items()]
+        enqueue = [(c.charger_id, *row) for c in commits for row in c.enqueue]
+        settle = [(c.charger_id, seq) for c in commits for seq in c.settle]
+        batch = self._retry_batch + _take(self._records, len(self._records))
+        self._retry_batch = batch
+        rows: list[tuple[Any, ...]] = list(batch)
+        op = functools.partial(self._commit_all, rows=rows, states=states, enqueue=enqueue, settle=settle)
+        if not self._attempt(op, may_give_up=False):
+            return False
+        self._retry_batch = []
+        self._retry_attempts = 0
+        self._retry_commits = []
+        self._written += len(batch)
+        self._batches += 1
+        self._durable_writes += 1
+        self._states_written += len(states)
+        with self._state_lock:
+            for cid, data in batched.items():
+                if self._inflight_states.get(cid) is data:
+                    del self._inflight_states[cid]
+        for c in commits:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                c.loop.call_soon_threadsafe(_resolve, c.future, None)
+        self._check_release()
+        return True
+
+    def _run_jobs(self) -> None:
+        for job in _take(self._jobs, len(self._jobs)):
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                with self._writing() as conn:
+                    job.future.set_result(job.op(conn))
+            except Exception as exc:
+                self._rollback()
+                job.future.set_exception(exc if isinstance(exc, StoreError)
+                                         else StoreError(f"{self.description}: {exc}"))
 
     def _check_release(self, failing: bool = False) -> None:
         """Writer thread: hand the release decision to the loop, which owns the pressure state."""
@@ -692,6 +834,13 @@ class Store(abc.ABC):
             self._states.clear()
             self._inflight_states.clear()
         self._states_lost += states
+        for c in self._retry_commits + _take(self._commits, len(self._commits)):
+            with contextlib.suppress(RuntimeError):
+                c.loop.call_soon_threadsafe(_resolve, c.future, StoreError("store closed before the commit"))
+        self._retry_commits = []
+        for job in _take(self._jobs, len(self._jobs)):
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(StoreError("store closed"))
         log.error(
             "store.closed_with_unwritten_data",
             records=lost,
@@ -724,6 +873,16 @@ def _take(q: deque[_T], n: int) -> list[_T]:
     except IndexError:
         pass
     return out
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """On the loop: settle a commit's future (unless its waiter gave up)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _as_state(value: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.store.base import MESSAGE_COLUMNS, SCHEMA_VERSION, Store, StoreError
+from gateway.store.base import FIRST_ALLOCATED_ID, MESSAGE_COLUMNS, SCHEMA_VERSION, QueueRow, Store, StoreError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK = 0x0C99_6A7E  # advisory lock key: two instances starting together create tables once
@@ -65,6 +65,7 @@ class PostgresStore(Store):
             return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
 
         log, state, meta = table("message_log"), table("charger_state"), table("store_meta")
+        queue, ids = table("offline_queue"), table("transaction_id_seq")
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in MESSAGE_COLUMNS)
         self._ddl: list[sql.Composed] = [
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(meta),
@@ -82,6 +83,28 @@ class PostgresStore(Store):
                 " updated_at DOUBLE PRECISION NOT NULL)"
             ).format(state),
         ]
+        self._ddl += [
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (charger_id TEXT NOT NULL, seq BIGINT NOT NULL,"
+                " ts DOUBLE PRECISION NOT NULL, action TEXT NOT NULL, unique_id TEXT NOT NULL, payload TEXT NOT NULL,"
+                " local_answer TEXT NOT NULL, coalesce_key TEXT, PRIMARY KEY (charger_id, seq))"
+            ).format(queue),
+            # Gateway-assigned transaction ids: a sequence is shared safely by every instance on this database.
+            sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} START WITH {}").format(ids, sql.Literal(FIRST_ALLOCATED_ID)),
+        ]
+        self._queue_insert = sql.SQL(
+            "INSERT INTO {} (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charger_id, seq) DO UPDATE SET"
+            " ts = EXCLUDED.ts, action = EXCLUDED.action, unique_id = EXCLUDED.unique_id,"
+            " payload = EXCLUDED.payload, local_answer = EXCLUDED.local_answer, coalesce_key = EXCLUDED.coalesce_key"
+        ).format(queue)
+        self._queue_delete = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND seq = %s").format(queue)
+        self._queue_select = sql.SQL(
+            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key FROM {}"
+            " WHERE charger_id = %s ORDER BY seq"
+        ).format(queue)
+        self._reserve_ids = sql.SQL("SELECT nextval(%s) FROM generate_series(1, %s)")
+        self._sequence_name = f"{self.schema}.transaction_id_seq" if self.schema else "transaction_id_seq"
         if self.schema:
             self._ddl.insert(0, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         self._meta_get = sql.SQL("SELECT value FROM {} WHERE key = 'schema_version'").format(meta)
@@ -157,6 +180,36 @@ class PostgresStore(Store):
         with conn.cursor() as cur:
             cur.executemany(self._upsert, [_no_nul(i) for i in items])
         conn.commit()
+
+    def _commit_all(
+        self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], states: list[tuple[str, str, float]],
+        enqueue: list[tuple[Any, ...]], settle: list[tuple[str, int]],
+    ) -> None:
+        try:
+            with conn.cursor() as cur:
+                if rows:
+                    cur.executemany(self._insert, [_no_nul(r) for r in rows])
+                if states:
+                    cur.executemany(self._upsert, [_no_nul(i) for i in states])
+                if enqueue:
+                    cur.executemany(self._queue_insert, [_no_nul(i) for i in enqueue])
+                if settle:
+                    cur.executemany(self._queue_delete, settle)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _select_queue(self, conn: psycopg.Connection[Any], charger_id: str) -> list[QueueRow]:
+        rows = conn.execute(self._queue_select, (charger_id,)).fetchall()
+        conn.commit()
+        return rows
+
+    def _reserve(self, conn: psycopg.Connection[Any], name: str, count: int) -> list[int]:
+        # One sequence (transaction ids) is all there is today; ``name`` keeps the interface open.
+        rows = conn.execute(self._reserve_ids, (self._sequence_name, count)).fetchall()
+        conn.commit()
+        return [int(r[0]) for r in rows]
 
     def _delete_before(self, conn: psycopg.Connection[Any], cutoff: float, limit: int) -> int:
         cur = conn.execute(self._delete, (cutoff, limit))

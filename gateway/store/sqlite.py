@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import SCHEMA_VERSION, Store, StoreError
+from gateway.store.base import FIRST_ALLOCATED_ID, SCHEMA_VERSION, QueueRow, Store, StoreError
 
 MEMORY = ":memory:"
 
@@ -40,6 +40,23 @@ CREATE TABLE IF NOT EXISTS charger_state (
     state TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+-- Messages answered by the gateway while the CSMS was away, waiting to be replayed in seq order.
+CREATE TABLE IF NOT EXISTS offline_queue (
+    charger_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    action TEXT NOT NULL,
+    unique_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    local_answer TEXT NOT NULL,
+    coalesce_key TEXT,
+    PRIMARY KEY (charger_id, seq)
+);
+-- Numbers the gateway hands out (transaction ids): the next free one per name, advanced in a transaction.
+CREATE TABLE IF NOT EXISTS id_counter (
+    name TEXT PRIMARY KEY,
+    next_value INTEGER NOT NULL
+);
 """
 
 _COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
@@ -62,6 +79,11 @@ _INSERT_ROW = f"INSERT INTO message_log ({_LOGGED}) VALUES ({', '.join('?' * (_L
 _UPSERT_STATE = (
     "INSERT INTO charger_state (charger_id, state, updated_at) VALUES (?, ?, ?)"
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+)
+
+_INSERT_QUEUED = (
+    "INSERT OR REPLACE INTO offline_queue (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -178,6 +200,43 @@ class SQLiteStore(Store):
     def _upsert_states(self, conn: sqlite3.Connection, items: list[tuple[str, str, float]]) -> None:
         conn.executemany(_UPSERT_STATE, items)
         conn.commit()
+
+    def _commit_all(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], states: list[tuple[str, str, float]],
+        enqueue: list[tuple[Any, ...]], settle: list[tuple[str, int]],
+    ) -> None:
+        try:
+            if rows:
+                _insert_rows(conn, rows)
+            if states:
+                conn.executemany(_UPSERT_STATE, states)
+            if enqueue:
+                conn.executemany(_INSERT_QUEUED, enqueue)
+            if settle:
+                conn.executemany("DELETE FROM offline_queue WHERE charger_id = ? AND seq = ?", settle)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _select_queue(self, conn: sqlite3.Connection, charger_id: str) -> list[QueueRow]:
+        return conn.execute(
+            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key FROM offline_queue"
+            " WHERE charger_id = ? ORDER BY seq", (charger_id,),
+        ).fetchall()
+
+    def _reserve(self, conn: sqlite3.Connection, name: str, count: int) -> list[int]:
+        try:
+            conn.execute("INSERT INTO id_counter (name, next_value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                         (name, FIRST_ALLOCATED_ID))
+            row = conn.execute("UPDATE id_counter SET next_value = next_value + ? WHERE name = ? RETURNING next_value",
+                               (count, name)).fetchone()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        end = int(row[0])
+        return list(range(end - count, end))
 
     def _delete_before(self, conn: sqlite3.Connection, cutoff: float, limit: int) -> int:
         cur = conn.execute(

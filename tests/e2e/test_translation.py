@@ -125,6 +125,9 @@ async def test_remote_start_and_stop_from_the_csms(rig: Rig) -> None:
     answer = await csms.call("E2E1", action, payload)
     assert answer["status"] == "Accepted"
     await csms.wait_for(lambda: csms.charger("E2E1").active_transactions)
+    # The CSMS may learn of the transaction before the charger has read its StartTransaction answer (the
+    # answer waits for the gateway's durable commit); a stop sent in that instant is rightly Rejected.
+    await csms.wait_for(lambda: charger.transactions)
     tx_id = csms_tx_id(csms, "E2E1")
     if rig.sv is not V16:
         [tx] = csms.charger("E2E1").active_transactions

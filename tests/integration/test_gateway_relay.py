@@ -165,8 +165,10 @@ async def test_second_call_is_queued_not_interleaved(start_gateway: GatewayFacto
 async def test_csms_that_never_answers_gives_the_charger_a_callerror(
     start_gateway: GatewayFactory, raw_csms: RawCsms
 ) -> None:
-    """After call_timeout the charger gets InternalError in its version, and later calls still work."""
-    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}}, call_timeout=0.5)
+    """With offline.mode reject, after call_timeout the charger gets InternalError in its version, and later
+    calls still work."""
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}}, call_timeout=0.5,
+                             offline={"mode": "reject"})
     charger = await RawCharger.connect(ws_url(gw, "CP1"), ["ocpp1.6"])
     await charger.send(dumps(2, "h1", "Heartbeat", {}))
     await raw_csms.recv("CP1")
@@ -204,11 +206,13 @@ async def test_csms_down_at_connect_time_and_coming_back(start_gateway: GatewayF
 
 
 async def test_calls_fail_cleanly_while_the_csms_stays_down(start_gateway: GatewayFactory) -> None:
-    """With no CSMS at all, the charger's CALL is answered with InternalError after the call timeout."""
+    """With no CSMS at all and offline.mode reject, the charger's CALL is answered with InternalError after the
+    call timeout."""
     probe = await RawCsms().start()
     port = probe.port
     await probe.stop()
-    gw = await start_gateway({"main": {"url": f"ws://127.0.0.1:{port}/ocpp", "ocpp": "2.0.1"}}, call_timeout=0.5)
+    gw = await start_gateway({"main": {"url": f"ws://127.0.0.1:{port}/ocpp", "ocpp": "2.0.1"}}, call_timeout=0.5,
+                             offline={"mode": "reject"})
     charger = await RawCharger.connect(ws_url(gw, "CP1"), ["ocpp2.0.1"])
     err = await charger.call("b1", "BootNotification", BOOT2, timeout=3)
     assert err[:3] == [4, "b1", "InternalError"]

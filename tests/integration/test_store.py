@@ -692,7 +692,7 @@ async def test_postgres_tables_live_in_the_schema_named_in_the_url(stores: Calla
         tables = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,)
         ).fetchall()
-    assert [t[0] for t in tables] == ["charger_state", "message_log", "store_meta"]
+    assert [t[0] for t in tables] == ["charger_state", "message_log", "offline_queue", "store_meta"]
 
 
 # ----------------------------------------------------------------- logs CLI

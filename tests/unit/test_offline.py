@@ -1,0 +1,214 @@
+"""Playbooks for store-and-forward in the session: the CSMS away, local answers, the durable queue, replay."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.base import Context, IdPool, Side
+from adapters.passthrough import PassThrough
+from gateway.ocppj import Version
+from gateway.offline import OfflinePolicy, Queued
+from gateway.session import (
+    DURABLE,
+    ChargerSession,
+    Enqueue,
+    NeedIds,
+    OfflineEvent,
+    Send,
+    SessionLimits,
+    Settle,
+    StartTimer,
+)
+
+T0 = "2026-03-01T10:00:00.000Z"
+START = {"connectorId": 1, "idTag": "TAG1", "meterStart": 100, "timestamp": T0}
+
+
+def make(version: Version = Version.V16, ids: list[int] | None = None, **policy: Any) -> ChargerSession:
+    uuids = itertools.count(1)
+    ctx = Context("CP1", version, version, new_uuid=lambda: f"gw-{next(uuids)}", ids=IdPool(ids or [500, 501]))
+    limits = SessionLimits(call_timeout=30.0, offline=OfflinePolicy(**policy))
+    return ChargerSession("CP1", PassThrough(version), ctx, limits)
+
+
+def frame(*parts: Any) -> str:
+    return orjson.dumps(list(parts)).decode()
+
+
+def sent(actions: list[Any], to: Side) -> list[list[Any]]:
+    return [orjson.loads(a.text) for a in actions if isinstance(a, Send) and a.to is to]
+
+
+def down(s: ChargerSession) -> ChargerSession:
+    s.link_up(Side.CSMS, 0.0)
+    s.link_down(Side.CSMS, 0.5)
+    return s
+
+
+def test_a_start_while_the_csms_is_down_is_answered_with_a_reserved_id_after_it_is_queued() -> None:
+    """StartTransaction with the link down: answered at once with a store-reserved id; Enqueue comes before the Send."""
+    s = down(make())
+    out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    assert sent(out, Side.CHARGER) == [[3, "s1", {"transactionId": 500, "idTagInfo": {"status": "Accepted"}}]]
+    assert sent(out, Side.CSMS) == []
+    kinds = [type(a) for a in out]
+    assert kinds.index(Enqueue) < kinds.index(Send)  # durable before answered
+    assert [a.kind for a in out if isinstance(a, OfflineEvent)] == ["answered"]
+    assert s.pending_offline == 1
+
+
+@pytest.mark.parametrize(("version", "action", "payload", "answer"), [
+    (Version.V16, "Heartbeat", {}, {"currentTime": T0}),
+    (Version.V16, "Authorize", {"idTag": "X"}, {"idTagInfo": {"status": "Accepted"}}),
+    (Version.V16, "StopTransaction", {"transactionId": 5, "meterStop": 9, "timestamp": T0, "idTag": "X"},
+     {"idTagInfo": {"status": "Accepted"}}),
+    (Version.V16, "StopTransaction", {"transactionId": 5, "meterStop": 9, "timestamp": T0}, {}),
+    (Version.V16, "BootNotification", {"chargePointVendor": "A", "chargePointModel": "B"},
+     {"currentTime": T0, "interval": 300, "status": "Pending"}),
+    (Version.V201, "TransactionEvent", {"eventType": "Started", "timestamp": T0, "triggerReason": "Authorized",
+                                        "seqNo": 0, "transactionInfo": {"transactionId": "t"},
+                                        "idToken": {"idToken": "X", "type": "ISO14443"}},
+     {"idTokenInfo": {"status": "Accepted"}}),
+    (Version.V201, "StatusNotification", {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1,
+                                          "connectorId": 1}, {}),
+])
+def test_local_answers_are_minimal_and_valid_in_the_chargers_version(
+    version: Version, action: str, payload: dict[str, Any], answer: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each answerable CALL gets the schema's minimal answer, with the token verdict wherever a token came."""
+    s = down(make(version))
+    monkeypatch.setattr(s.ctx, "now_iso", lambda: T0)
+    out = s.receive(Side.CHARGER, frame(2, "u1", action, payload), 1.0)
+    assert sent(out, Side.CHARGER) == [[3, "u1", answer]]
+    queued = [a.item.action for a in out if isinstance(a, Enqueue)]
+    assert queued == ([] if action in ("Heartbeat", "Authorize") else [action])
+
+
+def test_unknown_id_tag_policy_reject_and_the_cached_verdict() -> None:
+    """An idTag the CSMS never judged follows unknown_id_tag; one it judged gets the CSMS's last verdict."""
+    s = make(unknown_id_tag="reject")
+    s.link_up(Side.CSMS, 0.0)
+    s.receive(Side.CHARGER, frame(2, "a1", "Authorize", {"idTag": "KNOWN"}), 1.0)
+    s.receive(Side.CSMS, frame(3, "a1", {"idTagInfo": {"status": "Blocked"}}), 1.1)
+    s.link_down(Side.CSMS, 2.0)
+    known = s.receive(Side.CHARGER, frame(2, "a2", "Authorize", {"idTag": "KNOWN"}), 3.0)
+    other = s.receive(Side.CHARGER, frame(2, "a3", "Authorize", {"idTag": "OTHER"}), 3.1)
+    assert sent(known, Side.CHARGER)[0][2] == {"idTagInfo": {"status": "Blocked"}}
+    assert sent(other, Side.CHARGER)[0][2] == {"idTagInfo": {"status": "Invalid"}}
+
+
+def test_status_notifications_are_coalesced_per_connector() -> None:
+    """A second StatusNotification for a connector supersedes the queued one; other connectors keep theirs."""
+    s = down(make())
+    st = {"errorCode": "NoError"}
+    s.receive(Side.CHARGER, frame(2, "n1", "StatusNotification", {**st, "connectorId": 1, "status": "Preparing"}), 1)
+    s.receive(Side.CHARGER, frame(2, "n2", "StatusNotification", {**st, "connectorId": 2, "status": "Charging"}), 1)
+    out = s.receive(Side.CHARGER, frame(2, "n3", "StatusNotification", {**st, "connectorId": 1,
+                                                                       "status": "Charging"}), 2)
+    assert [(a.seq, a.reason) for a in out if isinstance(a, Settle)] == [(1, "superseded")]
+    assert s.pending_offline == 2
+
+
+def test_replay_sends_the_queue_in_order_before_new_charger_calls_and_rewrites_the_transaction_id() -> None:
+    """On link-up the queue goes out in order; the CSMS's transactionId replaces the local one from then on."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    mv = {"connectorId": 1, "transactionId": 500, "meterValue": [
+        {"timestamp": T0, "sampledValue": [{"value": "150"}]}]}
+    s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.0)
+    out = s.link_up(Side.CSMS, 3.0)
+    assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
+    # A new CALL while the replay runs: answered locally and queued behind the backlog.
+    late = s.receive(Side.CHARGER, frame(2, "m2", "MeterValues", mv), 3.1)
+    assert sent(late, Side.CHARGER) == [[3, "m2", {}]] and sent(late, Side.CSMS) == []
+    out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}), 3.2)
+    assert [a.seq for a in out if isinstance(a, Settle)] == [1]
+    assert sent(out, Side.CSMS) == [[2, "m1", "MeterValues", {**mv, "transactionId": 42}]]
+    assert sent(out, Side.CHARGER) == []  # the charger was answered long ago
+    out = s.receive(Side.CSMS, frame(3, "m1", {}), 3.3)
+    assert sent(out, Side.CSMS) == [[2, "m2", "MeterValues", {**mv, "transactionId": 42}]]
+    s.receive(Side.CSMS, frame(3, "m2", {}), 3.4)
+    assert s.pending_offline == 0
+    live = s.receive(Side.CHARGER, frame(2, "m3", "MeterValues", mv), 4.0)
+    assert sent(live, Side.CSMS) == [[2, "m3", "MeterValues", {**mv, "transactionId": 42}]]
+    # The CSMS stopping it remotely names its own id; the charger hears the one it knows.
+    out = s.receive(Side.CSMS, frame(2, "r1", "RemoteStopTransaction", {"transactionId": 42}), 4.1)
+    assert sent(out, Side.CHARGER) == [[2, "r1", "RemoteStopTransaction", {"transactionId": 500}]]
+
+
+def test_a_verdict_that_differs_is_reported_not_rolled_back() -> None:
+    """The CSMS says Invalid for a start the gateway accepted: counted, shown, and remembered for the tag."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    s.link_up(Side.CSMS, 2.0)
+    out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Invalid"}}), 2.1)
+    assert [a.kind for a in out if isinstance(a, OfflineEvent)] == ["replayed", "differs"]
+    status = s.offline_status(3.0)
+    assert status["verdict_differs"] == 1
+    assert status["recent_differences"][0]["local"] == "Accepted"
+    assert status["recent_differences"][0]["csms"] == "Invalid"
+    s.link_down(Side.CSMS, 4.0)
+    again = s.receive(Side.CHARGER, frame(2, "a1", "Authorize", {"idTag": "TAG1"}), 5.0)
+    assert sent(again, Side.CHARGER)[0][2] == {"idTagInfo": {"status": "Invalid"}}
+
+
+def test_a_silent_csms_gets_answer_after_then_its_late_answer_settles_the_message() -> None:
+    """Link up, CSMS silent: after answer_after the charger is answered; the late CSMS answer is not replayed."""
+    s = make(answer_after=5.0)
+    s.link_up(Side.CSMS, 0.0)
+    out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    timer = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("offline:"))
+    assert timer.delay == 5.0
+    out = s.timer_fired(timer.key, 6.0)
+    assert sent(out, Side.CHARGER)[0][2]["transactionId"] == 500
+    assert s.pending_offline == 1
+    out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}), 7.0)
+    assert [a.seq for a in out if isinstance(a, Settle)] == [1]
+    assert sent(out, Side.CHARGER) == [] and s.pending_offline == 0
+
+
+def test_a_full_queue_drops_notifications_first_and_never_drops_a_transaction_message_silently() -> None:
+    """At max_queue the oldest non-transaction message makes room; full of transaction messages, a CALLERROR."""
+    s = down(make(max_queue=2, ids=[500, 501, 502]))
+    s.receive(Side.CHARGER, frame(2, "n1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                                  "status": "Available"}), 1)
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 2)
+    out = s.receive(Side.CHARGER, frame(2, "s2", "StartTransaction", {**START, "connectorId": 2}), 3)
+    assert [(a.seq, a.reason) for a in out if isinstance(a, Settle)] == [(1, "dropped")]
+    assert sent(out, Side.CHARGER)[0][0] == 3
+    out = s.receive(Side.CHARGER, frame(2, "s3", "StartTransaction", {**START, "connectorId": 3}), 4)
+    assert sent(out, Side.CHARGER)[0][:3] == [4, "s3", "InternalError"]
+    assert not any(isinstance(a, Enqueue) for a in out)
+    assert s.offline_status(5)["dropped"] == 1
+
+
+def test_a_restored_queue_is_replayed_before_anything_new() -> None:
+    """What the store kept (after a restart) goes to the CSMS first, and new sequence numbers follow it."""
+    s = make()
+    s.restore_queue([Queued(7, 1.0, "StartTransaction", "s1", START,
+                            {"transactionId": 900, "idTagInfo": {"status": "Accepted"}})])
+    out = s.link_up(Side.CSMS, 2.0)
+    assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
+    mv = {"connectorId": 1, "transactionId": 900, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "1"}]}]}
+    late = s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.1)
+    assert [a.item.seq for a in late if isinstance(a, Enqueue)] == [8]
+
+
+def test_without_ids_a_start_is_refused_and_more_are_asked_for() -> None:
+    """No reserved transaction id (the store could not be asked): the charger gets a CALLERROR, not a made-up id."""
+    s = down(make(ids=[]))
+    s.ctx.ids = IdPool()
+    out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    assert sent(out, Side.CHARGER)[0][:3] == [4, "s1", "InternalError"]
+    assert any(isinstance(a, NeedIds) for a in out)
+
+
+def test_reject_mode_keeps_the_old_behaviour() -> None:
+    """offline.mode reject: nothing is answered locally; the CALL waits for the CSMS."""
+    s = down(make(mode="reject"))
+    out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    assert sent(out, Side.CHARGER) == [] and not any(isinstance(a, DURABLE) for a in out)

@@ -115,7 +115,7 @@ def check_route(route: Route, csms_names: set[str] | dict[str, Any]) -> None:
     """Raise ``RouteError`` for a route the gateway must not carry out."""
     for role, name in (("primary", route.primary), ("shadow", route.shadow)):
         if name is not None and name not in csms_names:
-            raise RouteError(f"{role} names an unknown CSMS {name!r}")
+            raise RouteError(f"no csms named {name!r} (the {role})")
     if route.shadow is not None and route.shadow == route.primary:
         raise RouteError(
             f"primary and shadow are both {route.primary!r}: that CSMS would get every CALL twice, "

@@ -247,6 +247,10 @@ class Store(abc.ABC):
         """The stored state JSON of a charger."""
 
     @abc.abstractmethod
+    def _select_states(self, conn: Connection, prefix: str) -> list[tuple[str, str]]:
+        """(key, state) of every state whose key starts with ``prefix``."""
+
+    @abc.abstractmethod
     def _is_transient(self, exc: BaseException) -> bool:
         """Whether an error is worth retrying forever (lost connection, locked database)."""
 
@@ -340,6 +344,15 @@ class Store(abc.ABC):
             return _as_state(orjson.loads(data))
         text = await self._read(lambda conn: self._select_state(conn, charger_id))
         return None if text is None else _as_state(orjson.loads(text))
+
+    async def load_states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every saved state whose key starts with ``prefix`` (saves not yet written included), by key."""
+        rows = await self._read(lambda conn: self._select_states(conn, prefix))
+        found = {key: _as_state(orjson.loads(text)) for key, text in rows}
+        with self._state_lock:
+            queued = {**self._inflight_states, **self._states}
+        found.update({k: _as_state(orjson.loads(v)) for k, v in queued.items() if k.startswith(prefix)})
+        return found
 
     async def messages(
         self, charger_id: str | None, limit: int = 100, after_id: int | None = None

@@ -102,6 +102,7 @@ class PostgresStore(Store):
         )
         self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
+        self._get_states = sql.SQL("SELECT charger_id, state FROM {} WHERE left(charger_id, %s) = %s").format(state)
 
     def _connect(self, autocommit: bool, **overrides: Any) -> psycopg.Connection[Any]:
         try:
@@ -182,6 +183,10 @@ class PostgresStore(Store):
     def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
         row = conn.execute(self._get_state, (charger_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _select_states(self, conn: psycopg.Connection[Any], prefix: str) -> list[tuple[str, str]]:
+        rows = conn.execute(self._get_states, (len(prefix), prefix)).fetchall()
+        return [(str(k), str(v)) for k, v in rows]
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | StoreError)

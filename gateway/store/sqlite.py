@@ -201,6 +201,11 @@ class SQLiteStore(Store):
         row = conn.execute("SELECT state FROM charger_state WHERE charger_id = ?", (charger_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def _select_states(self, conn: sqlite3.Connection, prefix: str) -> list[tuple[str, str]]:
+        rows = conn.execute("SELECT charger_id, state FROM charger_state WHERE substr(charger_id, 1, ?) = ?",
+                            (len(prefix), prefix)).fetchall()
+        return [(str(k), str(v)) for k, v in rows]
+
     def _is_transient(self, exc: BaseException) -> bool:
         # "database is locked", disk I/O errors: retry; constraint or type errors: the batch is bad.
         return isinstance(exc, sqlite3.OperationalError)

@@ -438,13 +438,20 @@ class Gateway:
             while True:
                 conn = self.connections.get(cid)
                 previous = self.route_for(cid)
-                owner = previous.primary if previous else change.target.primary if change.target else ""
+                assert change.target is not None
+                owner = previous.primary if previous else change.target.primary
                 open_now = conn.open_transactions(owner) if conn else await self._stored_open_transactions(cid, owner)
                 past_deadline = change.deadline is not None and time.time() >= change.deadline
                 at_once = change.when == "now" or (change.force and (change.deadline is None or past_deadline))
-                if not open_now or at_once or owner == (change.target.primary if change.target else owner):
+                # A shadow that goes away (or becomes the primary) must first see the end of every copy it got.
+                copies = conn.shadow_copies() if conn and change.target and conn.route.shadow not in (
+                    None, change.target.shadow) else []
+                if not copies and (not open_now or at_once or owner == change.target.primary):
                     change = await self._apply_change(change, conn, open_now)
                     break
+                if copies:
+                    open_now = copies
+                    owner = f"{conn.route.shadow if conn else '?'} (as shadow; force cannot hand a shadow's copies over)"
                 if past_deadline:
                     change = change.settle(RouteChangeState.CANCELLED,
                                            f"deadline passed with transactions {', '.join(open_now)} open on "

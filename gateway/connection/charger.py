@@ -282,6 +282,10 @@ class ChargerConnection:
         """The open transactions of ``owner`` (default: the current primary), as the charger names them."""
         return self.ledger.open_for(owner or self.route.primary)
 
+    def shadow_copies(self) -> list[str]:
+        """Open transactions whose start the current shadow received as a copy (it must see their end)."""
+        return self.ledger.shadow_copies(self.shadow.name) if self.shadow is not None else []
+
     async def transactions_changed(self) -> None:
         """Wait until a transaction starts or ends (or the charger goes away)."""
         await self._transactions_changed.wait()

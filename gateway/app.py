@@ -451,7 +451,8 @@ class Gateway:
                     break
                 if copies:
                     open_now = copies
-                    owner = f"{conn.route.shadow if conn else '?'} (as shadow; force cannot hand a shadow's copies over)"
+                    shadow = conn.route.shadow if conn else "?"
+                    owner = f"{shadow} (as shadow; force cannot hand a shadow's copies over)"
                 if past_deadline:
                     change = change.settle(RouteChangeState.CANCELLED,
                                            f"deadline passed with transactions {', '.join(open_now)} open on "

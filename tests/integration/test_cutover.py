@@ -346,7 +346,8 @@ async def test_pending_boot_switches_and_repeats_the_boot_until_accepted(
     assert cp.still_connected()
 
 
-async def test_primary_and_shadow_must_differ(start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
+async def test_primary_and_shadow_must_differ(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
     """The API refuses a route whose shadow is its primary, and says why."""
     old, new = two_csms
     gw = await start_gateway(csms_pair(old, V16, new, V16), chargers={"CP1": {}})

@@ -301,7 +301,7 @@ class ChargerConnection:
     async def _end_drain(self, name: str, leg: CsmsLeg) -> None:
         """The old primary's last transaction ended: close its link once its answer reached the charger."""
         deadline = time.monotonic() + self.limits.call_timeout
-        while leg.session.pending(Side.CSMS) and time.monotonic() < deadline:
+        while (leg.session.pending(Side.CSMS) or leg.session.pending(Side.CHARGER)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.drains.get(name) is not leg or self.ledger.open_for(name):
             return
@@ -371,13 +371,12 @@ class ChargerConnection:
         for text in held:
             self.ws.send_now(text)
         old.sink = old.own_sink
-        if self.ledger.open_for(old.name):
-            self.drains[old.name] = old
-            self.log.info("route_switched", csms=leg.name, draining=old.name,
-                          open_transactions=self.ledger.open_for(old.name))
-        else:
-            self._spawn(old.close())
-            self.log.info("route_switched", csms=leg.name, previous=old.name)
+        # The old primary drains: its open transactions, and answers still on their way (a StopTransaction's).
+        self.drains[old.name] = old
+        self.log.info("route_switched", csms=leg.name, previous=old.name,
+                      open_transactions=self.ledger.open_for(old.name))
+        if not self.ledger.open_for(old.name):
+            self._spawn(self._end_drain(old.name, old))
         introduced = self.state.setdefault("introduced", [])
         if leg.name not in introduced:
             introduced.append(leg.name)

@@ -204,17 +204,31 @@ async def test_idle_cutover_keeps_the_socket_and_introduces_the_charger_first(
     assert_clean(old, new)
 
 
-@pytest.mark.parametrize(("charger", "old_version", "new_version"), PAIRS,
-                         ids=[f"{c.value}-{a.value}-to-{b.value}" for c, a, b in PAIRS])
+every_version_pair = pytest.mark.parametrize(
+    ("charger", "old_version", "new_version"), PAIRS, ids=[f"{c.value}-{a.value}-to-{b.value}" for c, a, b in PAIRS])
+
+
+async def charging(start_gateway: GatewayFactory, old: DemoCsms, old_version: Version, new: DemoCsms,
+                   new_version: Version, charger: Version) -> tuple[Gateway, Charger, str]:
+    """A gateway routing CP1 to ``old``, and CP1 connected with a transaction open there."""
+    gw = await start_gateway(csms_pair(old, old_version, new, new_version), chargers={"CP1": {}},
+                             allow_unknown_chargers=False)
+    cp = await connected(gw, charger, old)
+    return gw, cp, await cp.start(1, "TX-A")
+
+
+def applied(gw: Gateway, cid: str) -> bool:
+    change = gw.route_change(cid)
+    return change is not None and change.state.value == "applied"
+
+
+@every_version_pair
 async def test_cutover_waits_for_the_open_transaction(
         start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms],
         charger: Version, old_version: Version, new_version: Version) -> None:
     """when idle: the change waits while a transaction is open, the transaction ends at its owner, then it switches."""
     old, new = two_csms
-    gw = await start_gateway(csms_pair(old, old_version, new, new_version), chargers={"CP1": {}},
-                             allow_unknown_chargers=False)
-    cp = await connected(gw, charger, old)
-    tx = await cp.start(1, "TX-A")
+    gw, cp, tx = await charging(start_gateway, old, old_version, new, new_version, charger)
 
     status, body = await put_route(gw, "CP1", {"primary": "new", "deadline": time.time() + 60})
     assert (status, body["state"], body["open_transactions"]) == (202, "pending", [tx])
@@ -222,7 +236,7 @@ async def test_cutover_waits_for_the_open_transaction(
     assert (await charger_info(gw, "CP1"))["route_change"]["state"] == "pending"
     await cp.meter(tx, 1, 1500)
     await cp.stop(tx, 1)
-    await until(lambda: gw.route_change("CP1") is not None and gw.route_change("CP1").state.value == "applied")
+    await until(lambda: applied(gw, "CP1"))
 
     second = await cp.start(2, "TX-B")
     await cp.meter(second, 2, 1500)
@@ -233,17 +247,13 @@ async def test_cutover_waits_for_the_open_transaction(
     assert_clean(old, new)
 
 
-@pytest.mark.parametrize(("charger", "old_version", "new_version"), PAIRS,
-                         ids=[f"{c.value}-{a.value}-to-{b.value}" for c, a, b in PAIRS])
+@every_version_pair
 async def test_forced_cutover_leaves_the_open_transaction_with_its_owner(
         start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms],
         charger: Version, old_version: Version, new_version: Version) -> None:
     """force: the switch is at once; the open transaction's updates and end still go to the CSMS that started it."""
     old, new = two_csms
-    gw = await start_gateway(csms_pair(old, old_version, new, new_version), chargers={"CP1": {}},
-                             allow_unknown_chargers=False)
-    cp = await connected(gw, charger, old)
-    tx = await cp.start(1, "TX-A")
+    gw, cp, tx = await charging(start_gateway, old, old_version, new, new_version, charger)
 
     status, body = await put_route(gw, "CP1", {"primary": "new", "force": True})
     assert (status, body["state"], body["open_transactions"]) == (200, "applied", [tx])
@@ -299,7 +309,7 @@ async def test_shadow_promoted_mid_transaction_sees_its_copy_end(
     assert (status, body["state"]) == (202, "pending")  # force cannot hand over the shadow's copy
     await cp.meter(tx, 1, 1500)
     await cp.stop(tx, 1)
-    await until(lambda: gw.route_change("CP1") is not None and gw.route_change("CP1").state.value == "applied")
+    await until(lambda: applied(gw, "CP1"))
     await new.wait_for(lambda: len(new.charger("CP1").calls_in("BootNotification")) == 2)
     second = await cp.start(1, "")
     await cp.stop(second, 1)
@@ -371,7 +381,7 @@ async def test_cut_over_and_roll_back_through_the_cli(
     assert code == 0, err
     assert f"CP1: pending primary new: waiting for transactions {tx} on old to end until " in out
     await cp.stop(tx, 1)
-    await until(lambda: gw.route_change("CP1") is not None and gw.route_change("CP1").state.value == "applied")
+    await until(lambda: applied(gw, "CP1"))
 
     code, out, err = await cli("route", "CP1", "--primary", "nowhere", "--admin", admin)
     assert code == 1 and "no csms named 'nowhere'" in err

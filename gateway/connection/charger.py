@@ -166,8 +166,8 @@ class ChargerConnection:
             self.shadow.start()
         introduced = self.state.setdefault("introduced", [])
         if self.route.primary not in introduced and isinstance(self.state.get("boot"), dict):
-            # Routed here while it was away (or the gateway restarted mid-change): introduce it before it speaks.
-            self._spawn(self._introduce(self.active, waits=False))
+            # Routed here while it was away (or the gateway restarted mid-change): introduce it as it arrives.
+            self._spawn(self._introduce_on_connect())
         return await self.serve(self.ws)
 
     async def serve(self, ws: DirectServerConnection) -> bool:
@@ -348,7 +348,7 @@ class ChargerConnection:
             self.introducing = leg
             leg.start()
             try:
-                accepted, reason = await self._introduce(leg, waits=True)
+                accepted, reason = await self._introduce(leg)
             finally:
                 self.introducing = None
             if not accepted or self._closed:
@@ -394,13 +394,19 @@ class ChargerConnection:
             if self.shadow is not None:
                 self.shadow.start()
 
-    async def _introduce(self, leg: CsmsLeg, waits: bool) -> tuple[bool, str | None]:
-        """Tell a CSMS about this charger as if it had just booted: its last boot, then each connector's status.
+    async def _introduce_on_connect(self) -> None:
+        """A charger that connects on a route it was moved to while away is introduced while its traffic flows."""
+        leg = self.active
+        accepted, reason = await self._introduce(leg)
+        if accepted:
+            self.state.setdefault("introduced", []).append(leg.name)
+            self.save_state()
+        else:
+            self.services.metrics.problem("introduction_refused")
+            self.log.warning("introduction_refused", csms=leg.name, reason=reason)
 
-        ``waits``: a route change waits for the boot's answer to decide; a
-        charger that connects on a route it was moved to while away is
-        introduced while its own traffic already flows.
-        """
+    async def _introduce(self, leg: CsmsLeg) -> tuple[bool, str | None]:
+        """Tell a CSMS about this charger as if it had just booted: its last boot, then each connector's status."""
         boot = self.state.get("boot")
         if not isinstance(boot, dict):
             return False, "no BootNotification known"

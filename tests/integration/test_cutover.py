@@ -413,3 +413,41 @@ async def test_route_records_are_per_charger_and_survive_a_restart(
     cp = await Charger.connect(f"ws://127.0.0.1:{gw2.listen_port}/ocpp/CP1", V16)
     await cp.boot()
     await new.wait_for(lambda: new.charger("CP1").boot is not None)
+
+
+async def test_charger_away_is_introduced_when_it_comes_back(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
+    """Moved while away: when it reconnects (without booting), the new CSMS hears its boot and statuses first."""
+    old, new = two_csms
+    gw = await start_gateway(csms_pair(old, V16, new, V201), chargers={"CP1": {}}, allow_unknown_chargers=False)
+    cp = await connected(gw, V16, old)
+    await cp.raw.close()
+    await until(lambda: not gw.is_connected("CP1"))
+
+    status, body = await put_route(gw, "CP1", {"primary": "new"})
+    assert (status, body["state"]) == (200, "applied") and "not connected" in body["reason"]
+    cp = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP1", V16)
+    await new.wait_for(lambda: "CP1" in new.chargers and len(new.charger("CP1").statuses) == 2)
+    await cp.call("Heartbeat", {})
+    assert first_calls(new, "CP1", 4) == ["BootNotification", "StatusNotification", "StatusNotification", "Heartbeat"]
+    assert_clean(old, new)
+
+
+@pytest.mark.parametrize(("force", "outcome", "primary"), [(False, "cancelled", "old"), (True, "applied", "new")])
+async def test_at_the_deadline_force_decides(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms], force: bool, outcome: str,
+        primary: str) -> None:
+    """A transaction still open at the deadline: without force the change is cancelled, with force it applies."""
+    old, new = two_csms
+    gw, cp, tx = await charging(start_gateway, old, V16, new, V201, V16)
+    status, body = await put_route(gw, "CP1", {"primary": "new", "deadline": time.time() + 0.5, "force": force})
+    assert (status, body["state"]) == (202, "pending")
+    await until(lambda: gw.route_change("CP1") is not None and gw.route_change("CP1").settled)  # type: ignore[union-attr]
+    info = await charger_info(gw, "CP1")
+    assert (info["route_change"]["state"], info["route"]["primary"]) == (outcome, primary)
+    if not force:
+        assert "deadline passed with transactions" in info["route_change"]["reason"]
+    await cp.stop(tx, 1)
+    assert [t.events[-1] for t in old.transactions("CP1")] == ["Stop"]
+    assert cp.still_connected()
+    assert_clean(old, new)

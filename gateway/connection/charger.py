@@ -426,8 +426,10 @@ class ChargerConnection:
             self._spawn(self._boot_until_accepted(leg, interval if isinstance(interval, int) else 0))
         return True, None
 
-    async def _own_exchange(self, leg: CsmsLeg, origin: Side, action: str, payload: dict[str, Any]) -> list[Any]:
-        fut = leg.exchange(origin, action, payload)
+    async def _own_exchange(
+        self, leg: CsmsLeg, origin: Side, action: str, payload: dict[str, Any], why: str = "introduction",
+    ) -> list[Any]:
+        fut = leg.exchange(origin, action, payload, why)
         try:
             return await asyncio.wait_for(fut, self.limits.call_timeout * 2 + 5)
         except TimeoutError:
@@ -443,7 +445,7 @@ class ChargerConnection:
             action, payload = "SetVariables", {"setVariableData": [{
                 "attributeValue": str(interval), "component": {"name": "OCPPCommCtrlr"},
                 "variable": {"name": "HeartbeatInterval"}}]}
-        answer = await self._own_exchange(leg, Side.CSMS, action, payload)
+        answer = await self._own_exchange(leg, Side.CSMS, action, payload, "the boot answer's heartbeat interval")
         self.log.info("heartbeat_interval_set", csms=leg.name, interval=interval, answer=answer[2])
 
     async def _boot_until_accepted(self, leg: CsmsLeg, interval: int) -> None:
@@ -452,7 +454,8 @@ class ChargerConnection:
             await asyncio.sleep(max(interval, 1))
             if leg.closed or self._closed:
                 return
-            answer = await self._own_exchange(leg, Side.CHARGER, "BootNotification", self.state.get("boot") or {})
+            answer = await self._own_exchange(leg, Side.CHARGER, "BootNotification", self.state.get("boot") or {},
+                                              "boot again until the CSMS accepts")
             if answer[0] == 3 and answer[2].get("status") == "Accepted":
                 self.log.info("charger_accepted", csms=leg.name)
                 return

@@ -30,6 +30,7 @@ from gateway.connection.ledger import TransactionLedger
 from gateway.connection.services import ConnectionServices
 from gateway.connection.session_timers import SessionTimers
 from gateway.connection.upstream import UpstreamLink
+from gateway.records import FrameRecord
 from gateway.session import Action, CancelTimer, ChargerSession, Send, SessionLimits, StartTimer
 
 Sink = Callable[[list[Action]], None]
@@ -59,6 +60,7 @@ class CsmsLeg:
         self.to_charger: Callable[[CsmsLeg, str], None] = lambda leg, text: None
         self.rest: Sink = lambda actions: None  # records, state saves, metrics: the connection's apply
         self.own: dict[str, asyncio.Future[list[Any]]] = {}
+        self.made: dict[str, str] = {}  # the last few exchanges the gateway made up, and why: for the message log
         self.calls_to_charger: dict[str, None] = {}  # the last few CALLs this leg's CSMS sent the charger
         self.task: asyncio.Task[None] | None = None
         self.closed = False
@@ -90,11 +92,14 @@ class CsmsLeg:
 
     # ------------------------------------------------------------ the gateway's own exchanges
 
-    def exchange(self, origin: Side, action: str, payload: dict[str, Any]) -> asyncio.Future[list[Any]]:
+    def exchange(self, origin: Side, action: str, payload: dict[str, Any], why: str) -> asyncio.Future[list[Any]]:
         """Run a CALL the gateway makes up as if ``origin`` sent it; the future gets the answer frame."""
         unique_id = str(uuid.uuid4())
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self.own[unique_id] = fut
+        self.made[unique_id] = why
+        while len(self.made) > _RECENT_CALLS:
+            self.made.pop(next(iter(self.made)))
         text = ocppj.serialize(ocppj.Call(unique_id, action, payload))
         self.apply(self.session.receive(origin, text, time.time()))
         return fut
@@ -105,9 +110,17 @@ class CsmsLeg:
         """Take out what belongs to the gateway's own exchanges and the ledger; the sink gets the rest."""
         ledger_waits = bool(self.ledger.starts)
         if self.own or ledger_waits or any(isinstance(a, Send) and a.text[1:2] == "2" for a in actions):
-            actions = [a for a in actions if not (isinstance(a, Send) and self._took(a, ledger_waits))]
+            actions = [self._own_record(a) if isinstance(a, FrameRecord) else a for a in actions
+                       if not (isinstance(a, Send) and self._took(a, ledger_waits))]
         if actions:
             self.sink(actions)
+
+    def _own_record(self, record: FrameRecord) -> FrameRecord:
+        """The message log says which frames the gateway made up (it never shows the peer saying them)."""
+        if record.unique_id in self.made:
+            why = self.made[record.unique_id]
+            return record._replace(peer="gateway", note=f"made by the gateway for {self.name}: {why}")
+        return record
 
     def _took(self, send: Send, ledger_waits: bool) -> bool:
         kind = send.text[1:2]

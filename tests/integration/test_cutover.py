@@ -201,6 +201,10 @@ async def test_idle_cutover_keeps_the_socket_and_introduces_the_charger_first(
     await until(lambda: not old.charger("CP1").connected)
     info = await charger_info(gw, "CP1")
     assert info["route_change"]["state"] == "applied" and info["route_history"][-1]["route"]["primary"] == "new"
+    await gw.store.flush()
+    made = [(m["action"], m["note"]) for m in await gw.store.messages("CP1", 200) if m["peer"] == "gateway"]
+    assert ("BootNotification", "made by the gateway for new: introduction") in made  # the log never says the
+    assert ("StatusNotification", "made by the gateway for new: introduction") in made  # charger sent these
     assert_clean(old, new)
 
 

@@ -97,12 +97,12 @@ class ChargerConnection:
         self.drains: dict[str, CsmsLeg] = {}
         self.introducing: CsmsLeg | None = None
         self._held_for_charger: list[str] = []  # CALLs the new primary sent while it was being introduced
-        self._transactions_changed = asyncio.Event()
+        self._transactions_changed: asyncio.Event | None = None  # made when someone waits
         self._closed = False
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
         self._generation = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # the gateway's own exchanges and drains, if any
         self.shadow: ShadowLink | None = None
         for owner in self.ledger.owners() - {route.primary}:
             self._resume_drain(owner)
@@ -233,7 +233,7 @@ class ChargerConnection:
             return self.active, None  # the active session answers it in the charger's version
         if not isinstance(frame, ocppj.Call):
             for leg in self.drains.values():  # the answer to a CALL a draining CSMS sent
-                if frame.unique_id in leg.calls_to_charger:
+                if leg.calls_to_charger and frame.unique_id in leg.calls_to_charger:
                     del leg.calls_to_charger[frame.unique_id]
                     return leg, None
             return self.active, None
@@ -273,7 +273,8 @@ class ChargerConnection:
         code = ocppj.error_code(self.version, ocppj.ErrorKind.SECURITY)
         refusal = ocppj.serialize(ocppj.CallError(
             frame[1], code, f"{leg.name} only drains its open transactions; {self.route.primary} routes this charger"))
-        leg.calls_to_charger.pop(frame[1], None)
+        if leg.calls_to_charger:
+            leg.calls_to_charger.pop(frame[1], None)
         leg.apply(leg.session.receive(Side.CHARGER, refusal, time.time()))
 
     # ------------------------------------------------------------ transactions and route changes
@@ -288,12 +289,17 @@ class ChargerConnection:
 
     async def transactions_changed(self) -> None:
         """Wait until a transaction starts or ends (or the charger goes away)."""
+        if self._closed:
+            return
+        if self._transactions_changed is None:
+            self._transactions_changed = asyncio.Event()
         await self._transactions_changed.wait()
 
     def _ledger_changed(self) -> None:
         self.save_state()
-        event, self._transactions_changed = self._transactions_changed, asyncio.Event()
-        event.set()
+        event, self._transactions_changed = self._transactions_changed, None
+        if event is not None:
+            event.set()
         for name, leg in list(self.drains.items()):
             if not self.ledger.open_for(name):
                 self._spawn(self._end_drain(name, leg))
@@ -464,14 +470,17 @@ class ChargerConnection:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _teardown(self) -> None:
         # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
         self._closed = True
-        self._transactions_changed.set()
-        for task in list(self._tasks):
+        if self._transactions_changed is not None:
+            self._transactions_changed.set()
+        for task in list(self._tasks or ()):
             task.cancel()
         legs = [self.active, *self.drains.values()]
         if self.introducing is not None:

@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,6 +35,7 @@ from gateway.session import Action, CancelTimer, ChargerSession, Send, SessionLi
 
 Sink = Callable[[list[Action]], None]
 _RECENT_CALLS = 16
+_V = TypeVar("_V")
 
 
 class CsmsLeg:
@@ -60,8 +61,10 @@ class CsmsLeg:
         self.to_charger: Callable[[CsmsLeg, str], None] = lambda leg, text: None
         self.rest: Sink = lambda actions: None  # records, state saves, metrics: the connection's apply
         self.own: dict[str, asyncio.Future[list[Any]]] = {}
-        self.made: dict[str, str] = {}  # the last few exchanges the gateway made up, and why: for the message log
-        self.calls_to_charger: dict[str, None] = {}  # the last few CALLs this leg's CSMS sent the charger
+        # Made on first use (most chargers never need them): the last few exchanges the gateway made up, and
+        # why (for the message log); the last few CALLs this leg's CSMS sent the charger.
+        self.made: dict[str, str] | None = None
+        self.calls_to_charger: dict[str, None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -97,9 +100,7 @@ class CsmsLeg:
         unique_id = str(uuid.uuid4())
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self.own[unique_id] = fut
-        self.made[unique_id] = why
-        while len(self.made) > _RECENT_CALLS:
-            self.made.pop(next(iter(self.made)))
+        self.made = _remember(self.made, unique_id, why)
         text = ocppj.serialize(ocppj.Call(unique_id, action, payload))
         self.apply(self.session.receive(origin, text, time.time()))
         return fut
@@ -117,8 +118,8 @@ class CsmsLeg:
 
     def _own_record(self, record: FrameRecord) -> FrameRecord:
         """The message log says which frames the gateway made up (it never shows the peer saying them)."""
-        if record.unique_id in self.made:
-            why = self.made[record.unique_id]
+        why = self.made.get(record.unique_id or "") if self.made else None
+        if why is not None:
             return record._replace(peer="gateway", note=f"made by the gateway for {self.name}: {why}")
         return record
 
@@ -127,9 +128,7 @@ class CsmsLeg:
         if kind == "2":
             if send.to is Side.CHARGER:
                 uid = orjson.loads(send.text)[1]
-                self.calls_to_charger[uid] = None
-                while len(self.calls_to_charger) > _RECENT_CALLS:
-                    self.calls_to_charger.pop(next(iter(self.calls_to_charger)))
+                self.calls_to_charger = _remember(self.calls_to_charger, uid, None)
             return False
         if kind not in ("3", "4") or not (self.own or (ledger_waits and send.to is Side.CHARGER)):
             return False
@@ -157,3 +156,13 @@ class CsmsLeg:
                 self.timers.cancel(action.key)
             else:
                 self.rest([action])
+
+
+def _remember(recent: dict[str, _V] | None, key: str, value: _V) -> dict[str, _V]:
+    """Add to a small most-recent-first memory, made on first use; the oldest entries fall out."""
+    if recent is None:
+        recent = {}
+    recent[key] = value
+    while len(recent) > _RECENT_CALLS:
+        recent.pop(next(iter(recent)))
+    return recent

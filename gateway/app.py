@@ -90,6 +90,7 @@ class Gateway:
         self.route_changes: dict[str, RouteChange] = {}  # the latest change per charger, pending or settled
         self._route_records: dict[str, dict[str, Any]] = {}
         self._route_tasks: dict[str, asyncio.Future[None]] = {}
+        self._route_locks: dict[str, asyncio.Lock] = {}
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
         self._services: ConnectionServices | None = None
@@ -435,7 +436,7 @@ class Gateway:
         cid = change.charger_id
         announced = False
         try:
-            while True:
+            while not self._superseded(change):
                 conn = self.connections.get(cid)
                 previous = self.route_for(cid)
                 assert change.target is not None
@@ -447,7 +448,9 @@ class Gateway:
                 copies = conn.shadow_copies() if conn and change.target and conn.route.shadow not in (
                     None, change.target.shadow) else []
                 if not copies and (not open_now or at_once or owner == change.target.primary):
-                    change = await self._apply_change(change, conn, open_now)
+                    async with self._route_locks.setdefault(cid, asyncio.Lock()):  # one switch at a time
+                        if not self._superseded(change):
+                            change = await self._apply_change(self.connections.get(cid), change, open_now)
                     break
                 if copies:
                     open_now = copies
@@ -474,10 +477,18 @@ class Gateway:
         except Exception as exc:  # a failed change must be reported, never crash the estate
             self.log.error("route_change_failed", charger_id=cid, error=repr(exc), exc_info=True)
             change = change.settle(RouteChangeState.REJECTED, f"internal error: {exc!r}")
-        if self.route_changes.get(cid) is not None and self.route_changes[cid].version == change.version:
+        if self._superseded(change):
+            if not change.settled:
+                change = change.settle(RouteChangeState.CANCELLED, "replaced by a newer route change")
+        else:
             self._settle(change)
         if not first_answer.done():
             first_answer.set_result(change)
+
+    def _superseded(self, change: RouteChange) -> bool:
+        """Whether a newer change for the same charger replaced this one (which then does nothing more)."""
+        latest = self.route_changes.get(change.charger_id)
+        return latest is not None and latest.version != change.version
 
     async def _transactions_may_have_changed(self, conn: ChargerConnection | None, deadline: float | None) -> None:
         """Until a transaction of the charger starts or ends, it (re)connects, or the deadline comes."""
@@ -497,7 +508,7 @@ class Gateway:
         return open_transactions(state, owner)
 
     async def _apply_change(
-        self, change: RouteChange, conn: ChargerConnection | None, open_now: list[str]
+        self, conn: ChargerConnection | None, change: RouteChange, open_now: list[str]
     ) -> RouteChange:
         """Switch the charger's traffic hot (or, if it is away, its route for when it comes back)."""
         cid = change.charger_id

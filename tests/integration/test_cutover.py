@@ -455,3 +455,20 @@ async def test_at_the_deadline_force_decides(
     assert [t.events[-1] for t in old.transactions("CP1")] == ["Stop"]
     assert cp.still_connected()
     assert_clean(old, new)
+
+
+async def test_a_newer_change_replaces_a_pending_one(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
+    """A pending cut-over withdrawn by a roll-back never applies, even when its transaction ends later."""
+    old, new = two_csms
+    gw, cp, tx = await charging(start_gateway, old, V16, new, V16, V16)
+    assert (await put_route(gw, "CP1", {"primary": "new"}))[1]["state"] == "pending"
+    status, body = await put_route(gw, "CP1", {}, method="DELETE")
+    assert (status, body["state"], body["route"]["primary"]) == (200, "applied", "old")
+    await cp.stop(tx, 1)
+    await asyncio.sleep(1.2)  # longer than the withdrawn change's wait between checks
+    await cp.call("Heartbeat", {})
+    info = await charger_info(gw, "CP1")
+    assert info["route"]["primary"] == "old" and "CP1" not in new.chargers
+    assert [h["state"] for h in info["route_history"]] == ["cancelled", "applied"]
+    assert info["route_history"][0]["reason"] == "replaced by a newer route change"

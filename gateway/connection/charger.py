@@ -336,21 +336,23 @@ class ChargerConnection:
             self.route = route
             return True, None
         name = route.primary
-        if self.shadow is not None and self.shadow.name == name:
-            await self.shadow.close()  # the CSMS gets one socket per charger: the shadow's goes first
-            self.shadow = None
         leg = self.drains.pop(name, None)
+        translator: Translator | None = None
         if leg is None:
-            if not isinstance(self.state.get("boot"), dict):
-                return False, ("the gateway has not seen this charger's BootNotification, so it cannot introduce "
-                               f"it to {name}: trigger a BootNotification (or reconnect the charger) and retry")
             endpoint = self.services.config.csms[name]
             translator = registry.translator_for(self.version, endpoint.ocpp, self.options)
             if translator is None:
                 return False, f"no translator from OCPP {self.version.value} to {name}'s {endpoint.ocpp.value}"
+            if not isinstance(self.state.get("boot"), dict):
+                return False, ("the gateway has not seen this charger's BootNotification, so it cannot introduce "
+                               f"it to {name}: trigger a BootNotification (or reconnect the charger) and retry")
+        if self.shadow is not None and self.shadow.name == name:
+            await self.shadow.close()  # the CSMS gets one socket per charger: the shadow's goes first
+            self.shadow = None
+        if leg is None:
+            assert translator is not None  # checked above, before the shadow was closed
             leg = self._make_leg(name, translator)
             _seed_transaction_ids(leg, self.ledger)
-            leg.to_charger = self._leg_to_charger
             self.introducing = leg
             leg.start()
             try:
@@ -362,6 +364,8 @@ class ChargerConnection:
                 self._held_for_charger.clear()
                 await self._change_shadow(self.route)
                 return False, reason or "the charger disconnected during the introduction"
+        else:
+            self._send_statuses(leg)  # back to a CSMS that only drained: it missed the status changes since
         self._switch(leg, route)
         await self._change_shadow(route)
         return True, None
@@ -423,14 +427,18 @@ class ChargerConnection:
         self.log.info("charger_introduced", csms=leg.name, boot_status=status, interval=interval)
         if status == "Rejected":
             return False, f"{leg.name} rejected the charger's BootNotification (status Rejected)"
-        for payload in list(self.state.get("status", {}).values()):
-            fresh = {**payload, "timestamp": _now_iso()} if "timestamp" in payload else payload
-            self._spawn(self._own_exchange(leg, Side.CHARGER, "StatusNotification", fresh))
+        self._send_statuses(leg)
         if isinstance(interval, int) and interval > 0:
             self._spawn(self._set_heartbeat(leg, interval))
         if status == "Pending":
             self._spawn(self._boot_until_accepted(leg, interval if isinstance(interval, int) else 0))
         return True, None
+
+    def _send_statuses(self, leg: CsmsLeg) -> None:
+        """Every connector's last known status, as the charger reported it (with a fresh timestamp in 2.x)."""
+        for payload in list(self.state.get("status", {}).values()):
+            fresh = {**payload, "timestamp": _now_iso()} if "timestamp" in payload else payload
+            self._spawn(self._own_exchange(leg, Side.CHARGER, "StatusNotification", fresh))
 
     async def _own_exchange(
         self, leg: CsmsLeg, origin: Side, action: str, payload: dict[str, Any], why: str = "introduction",

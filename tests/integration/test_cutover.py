@@ -472,3 +472,23 @@ async def test_a_newer_change_replaces_a_pending_one(
     assert info["route"]["primary"] == "old" and "CP1" not in new.chargers
     assert [h["state"] for h in info["route_history"]] == ["cancelled", "applied"]
     assert info["route_history"][0]["reason"] == "replaced by a newer route change"
+
+
+async def test_roll_back_to_a_draining_csms_reuses_its_link(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
+    """Forced over, then back while legacy still drains: legacy's link carries on, it hears the statuses again."""
+    old, new = two_csms
+    gw, cp, tx = await charging(start_gateway, old, V16, new, V201, V16)
+    assert (await put_route(gw, "CP1", {"primary": "new", "when": "now"}))[1]["state"] == "applied"
+    await cp.status(2, "Unavailable")
+    statuses_at_old = len(old.charger("CP1").calls_in("StatusNotification"))
+
+    status, body = await put_route(gw, "CP1", {"when": "now"}, method="DELETE")
+    assert (status, body["state"], body["route"]["primary"]) == (200, "applied", "old")
+    await old.wait_for(lambda: old.charger("CP1").status(2) == "Unavailable")
+    assert len(old.charger("CP1").calls_in("StatusNotification")) == statuses_at_old + 2
+    assert len(old.charger("CP1").calls_in("BootNotification")) == 1 and old.charger("CP1").connections == 1
+    await cp.stop(tx, 1)
+    await until(lambda: not new.charger("CP1").connected)
+    assert cp.still_connected()
+    assert_clean(old, new)

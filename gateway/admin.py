@@ -7,6 +7,7 @@ pasted into JSON text.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any, NoReturn
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from gateway import console, security
 from gateway.config import Route
 from gateway.estate import AdminEstate
+from gateway.routing import WHEN_VALUES, RouteChange, RouteChangeState, RouteError
 from gateway.store import StoreError
 from gateway.vendors.metrics import VendorMetrics
 
@@ -71,6 +73,9 @@ async def charger(request: web.Request) -> web.Response:
     cid = request.match_info["id"]
     for item in gw.describe_chargers():
         if item["id"] == cid:
+            change = gw.route_change(cid)
+            item["route_change"] = change.as_dict() if change is not None else None
+            item["route_history"] = gw.route_history(cid)
             return web.json_response(item)
     _fail(web.HTTPNotFound, f"unknown charger {cid}")
 
@@ -121,31 +126,82 @@ def _dumps(value: Any) -> str:
 
 
 async def put_route(request: web.Request) -> web.Response:
-    """Cut a charger over: {"primary": "<csms>", "shadow": "<csms>" | null}."""
+    """Cut a charger over: {"primary", "shadow"?, "when"?: "idle"|"now", "deadline"?, "force"?}.
+
+    200 when the change is applied, 202 while it waits (for open
+    transactions; the body says which, and until when), 409 when the new
+    CSMS rejected the charger or the deadline passed: the route stays.
+    """
     gw = request.app[GATEWAY_KEY]
     cid = request.match_info["id"]
+    body = await _json_body(request, required=True)
+    options = _change_options(body)
     try:
-        body = await request.json()
         route = Route.model_validate(body)
-    except (ValueError, ValidationError) as exc:
-        _fail(web.HTTPBadRequest, f"expected {{primary, shadow?}}: {exc}")
+    except ValidationError as exc:
+        _fail(web.HTTPBadRequest, f"expected {{primary, shadow?, when?, deadline?, force?}}: {exc}")
     if cid not in gw.config.chargers and not gw.is_connected(cid) and not gw.config.allow_unknown_chargers:
         _fail(web.HTTPNotFound, f"unknown charger {cid}")
-    try:
-        effective = await gw.set_route(cid, route)
-    except KeyError as exc:
-        _fail(web.HTTPBadRequest, f"no csms named {exc.args[0]!r}", known=sorted(gw.config.csms))
-    return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
-                              "route_source": "admin"})
+    return await _route_answer(gw, cid, route, options)
 
 
 async def delete_route(request: web.Request) -> web.Response:
-    """Roll a charger back to the route in the config file."""
+    """Roll a charger back to the route in the config file (same options and answers as PUT)."""
     gw = request.app[GATEWAY_KEY]
     cid = request.match_info["id"]
-    effective = await gw.set_route(cid, None)
-    return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
-                              "route_source": "config"})
+    options = _change_options(await _json_body(request, required=False))
+    return await _route_answer(gw, cid, None, options)
+
+
+async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
+    if not required and not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        _fail(web.HTTPBadRequest, f"the body is not JSON: {exc}")
+    if not isinstance(body, dict):
+        _fail(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
+
+
+def _change_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Take ``when``, ``deadline`` (epoch seconds or ISO 8601) and ``force`` out of a route body."""
+    when = body.pop("when", "idle")
+    if when not in WHEN_VALUES:
+        _fail(web.HTTPBadRequest, f"when must be one of {', '.join(WHEN_VALUES)}")
+    force = body.pop("force", False)
+    if not isinstance(force, bool):
+        _fail(web.HTTPBadRequest, "force must be true or false")
+    deadline = body.pop("deadline", None)
+    if isinstance(deadline, str):
+        try:
+            parsed = dt.datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(web.HTTPBadRequest, "deadline must be epoch seconds or an ISO 8601 date and time")
+        if parsed.tzinfo is None:
+            _fail(web.HTTPBadRequest, "deadline needs a time zone (e.g. 2026-05-01T22:00:00Z)")
+        deadline = parsed.timestamp()
+    elif deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
+        _fail(web.HTTPBadRequest, "deadline must be epoch seconds or an ISO 8601 date and time")
+    return {"when": when, "force": force, "deadline": float(deadline) if deadline is not None else None}
+
+
+async def _route_answer(gw: AdminEstate, cid: str, route: Route | None, options: dict[str, Any]) -> web.Response:
+    try:
+        change = await gw.set_route(cid, route, actor="api", **options)
+    except RouteError as exc:
+        _fail(web.HTTPBadRequest, str(exc), known=sorted(gw.config.csms))
+    status = {RouteChangeState.APPLIED: 200, RouteChangeState.PENDING: 202}.get(change.state, 409)
+    return web.json_response(route_view(gw, change), status=status)
+
+
+def route_view(gw: AdminEstate, change: RouteChange) -> dict[str, Any]:
+    """A route change as the API answers it: the route it leads to, its state, and why it waits or failed."""
+    shown = change.as_dict()
+    return {"id": change.charger_id, "route": shown["route"], "state": shown["state"], "reason": change.reason,
+            "open_transactions": shown["open_transactions"], "deadline": change.deadline,
+            "route_source": "admin" if gw.route_overridden(change.charger_id) else "config", "change": shown}
 
 
 # The console's page holds no data (its script reads /api/*), so it is served without the token. Its

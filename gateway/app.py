@@ -14,7 +14,7 @@ import ssl
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,17 +31,21 @@ from gateway import charger_ids, report, schemas, security
 from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
+from gateway.connection.ledger import open_transactions
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
+from gateway.routing import WHEN_VALUES, RouteChange, RouteChangeState, RouteError, When, check_route
 from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
 if TYPE_CHECKING:
     from gateway.vendors import VendorManager
 
-_GATEWAY_STATE = report.GATEWAY_STATE  # the store's state slot for gateway-wide state (route overrides)
+_GATEWAY_STATE = report.GATEWAY_STATE  # gateway-wide state slot (route overrides until 0.x)
+_ROUTE_KEY = report.ROUTE_KEY
+_ROUTE_HISTORY = 5
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
 
@@ -85,6 +89,10 @@ class Gateway:
         self.repair_rules: tuple[RepairRule, ...] = ()
         # Routes set through the admin API (cut-over, roll-back); they win over the config file.
         self.route_overrides: dict[str, Route] = {}
+        self.route_changes: dict[str, RouteChange] = {}  # the latest change per charger, pending or settled
+        self._route_records: dict[str, dict[str, Any]] = {}
+        self._route_tasks: dict[str, asyncio.Future[None]] = {}
+        self._route_locks: dict[str, asyncio.Lock] = {}
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
         self._services: ConnectionServices | None = None
@@ -123,13 +131,7 @@ class Gateway:
             cid = key.removeprefix(STATE_PREFIX)
             self.comparisons[cid] = ChargerComparisons.restore(snapshot, kept)
         self.metrics.migration_chargers.source = self._readiness_counts
-        saved = await self.store.load_state(_GATEWAY_STATE) or {}
-        for cid, route in saved.get("routes", {}).items():
-            if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
-                self.route_overrides[cid] = Route(**route)
-            else:
-                self.log.warning("route_override_ignored", charger_id=cid, route=route,
-                                 reason="names a CSMS that is no longer configured")
+        await self._load_routes()
         # The messages every charger sends at once after a restart are compiled before listening; the rest on
         # first use (compiling all ~390 validators holds the GIL for seconds, right when a reconnect storm lands).
         schemas.warm_up(list(Version), schemas.HOT_ACTIONS)
@@ -387,28 +389,207 @@ class Gateway:
         """The charger's route: an admin override, else the config's (None: unknown and refused)."""
         return self.route_overrides.get(charger_id) or self.config.route_for(charger_id)
 
-    async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
-        """Cut a charger over (or back): persist the override and reconnect the charger onto it.
+    async def set_route(
+        self, charger_id: str, route: Route | None, *, when: When = "idle", deadline: float | None = None,
+        force: bool = False, actor: str = "api",
+    ) -> RouteChange:
+        """Move a charger to ``route`` (None: back to the config file's route) without closing its socket.
 
-        ``None`` removes the override, so the config file's route applies again.
-        The charger is closed with 1012 (service restart); chargers reconnect
-        on their own and land on the new route.
+        ``when="idle"``: the change waits while the current primary has open
+        transactions and applies the moment the last one ends; at
+        ``deadline`` (epoch seconds) ``force`` applies it anyway (the open
+        transactions stay with their CSMS until they end), otherwise the
+        change is cancelled. ``force`` without a deadline, or ``when="now"``,
+        applies at once. Raises ``RouteError`` for a route that cannot be.
+        docs/cutover.md tells the story.
         """
-        if route is None:
-            self.route_overrides.pop(charger_id, None)
+        if when not in WHEN_VALUES:
+            raise RouteError(f"when must be one of {', '.join(WHEN_VALUES)}, not {when!r}")
+        if route is not None:
+            check_route(route, self.config.csms)
+        target = route or self.config.route_for(charger_id)
+        if target is None:
+            raise RouteError(f"{charger_id} has no route in the config file to go back to")
+        check_route(target, self.config.csms)
+        record = self._route_records.setdefault(charger_id, {"history": [], "version": 0})
+        earlier = self.route_changes.get(charger_id)
+        if earlier is not None and not earlier.settled:
+            self._settle(earlier.settle(RouteChangeState.CANCELLED, "replaced by a newer route change"))
+        record["version"] += 1
+        change = RouteChange(charger_id, route, target, self.route_for(charger_id), RouteChangeState.PENDING,
+                             when=when, deadline=deadline, force=force, actor=actor, version=record["version"])
+        self.route_changes[charger_id] = change
+        self.log.info("route_change_requested", charger_id=charger_id, route=target.model_dump(), when=when,
+                      deadline=deadline, force=force, actor=actor)
+        done = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._carry_out(change, done))
+        self._route_tasks[charger_id] = task
+        self.background(task)
+        return await asyncio.shield(done)
+
+    def route_change(self, charger_id: str) -> RouteChange | None:
+        """The charger's latest route change (pending, or how it ended), if any."""
+        return self.route_changes.get(charger_id)
+
+    def route_overridden(self, charger_id: str) -> bool:
+        return charger_id in self.route_overrides
+
+    def route_history(self, charger_id: str) -> list[dict[str, Any]]:
+        """The charger's last few settled route changes, oldest first."""
+        return list(self._route_records.get(charger_id, {}).get("history", []))
+
+    async def _carry_out(self, change: RouteChange, first_answer: asyncio.Future[RouteChange]) -> None:
+        """Drive one route change until it is applied, rejected or cancelled; the first state answers the caller."""
+        cid = change.charger_id
+        announced = False
+        try:
+            while not self._superseded(change):
+                conn = self.connections.get(cid)
+                previous = self.route_for(cid)
+                assert change.target is not None
+                owner = previous.primary if previous else change.target.primary
+                open_now = conn.open_transactions(owner) if conn else await self._stored_open_transactions(cid, owner)
+                past_deadline = change.deadline is not None and time.time() >= change.deadline
+                at_once = change.when == "now" or (change.force and (change.deadline is None or past_deadline))
+                # A shadow that goes away (or becomes the primary) must first see the end of every copy it got.
+                copies = conn.shadow_copies() if conn and change.target and conn.route.shadow not in (
+                    None, change.target.shadow) else []
+                if not copies and (not open_now or at_once or owner == change.target.primary):
+                    async with self._route_locks.setdefault(cid, asyncio.Lock()):  # one switch at a time
+                        if not self._superseded(change):
+                            change = await self._apply_change(self.connections.get(cid), change, open_now)
+                    break
+                if copies:
+                    open_now = copies
+                    shadow = conn.route.shadow if conn else "?"
+                    owner = f"{shadow} (as shadow; force cannot hand a shadow's copies over)"
+                if past_deadline:
+                    change = change.settle(RouteChangeState.CANCELLED,
+                                           f"deadline passed with transactions {', '.join(open_now)} open on "
+                                           f"{owner} (force was not set)", open_transactions=tuple(open_now))
+                    break
+                if tuple(open_now) != change.open_transactions or not announced:
+                    change = replace(change, open_transactions=tuple(open_now),
+                                     reason=f"waiting for transactions {', '.join(open_now)} on {owner} to end")
+                    self._store_route_record(cid, change)
+                    self.route_changes[cid] = change
+                    announced = True
+                    if not first_answer.done():
+                        first_answer.set_result(change)
+                await self._transactions_may_have_changed(conn, change.deadline)
+        except asyncio.CancelledError:
+            if not first_answer.done():
+                first_answer.set_result(self.route_changes.get(cid, change))
+            raise
+        except Exception as exc:  # a failed change must be reported, never crash the estate
+            self.log.error("route_change_failed", charger_id=cid, error=repr(exc), exc_info=True)
+            change = change.settle(RouteChangeState.REJECTED, f"internal error: {exc!r}")
+        if self._superseded(change):
+            if not change.settled:
+                change = change.settle(RouteChangeState.CANCELLED, "replaced by a newer route change")
         else:
-            for name in (route.primary, route.shadow):
-                if name is not None and name not in self.config.csms:
-                    raise KeyError(name)
-            self.route_overrides[charger_id] = route
-        self.store.save_state(_GATEWAY_STATE, {"routes": {k: v.model_dump() for k, v in self.route_overrides.items()}})
-        effective = self.route_for(charger_id)
-        self.log.info("route_changed", charger_id=charger_id,
-                      route=effective.model_dump() if effective else None, override=route is not None)
-        conn = self.connections.get(charger_id)
-        if conn is not None and effective != conn.route:
-            await conn.ws.close(code=1012, reason="route changed: reconnect")
-        return effective
+            self._settle(change)
+        if not first_answer.done():
+            first_answer.set_result(change)
+
+    def _superseded(self, change: RouteChange) -> bool:
+        """Whether a newer change for the same charger replaced this one (which then does nothing more)."""
+        latest = self.route_changes.get(change.charger_id)
+        return latest is not None and latest.version != change.version
+
+    async def _transactions_may_have_changed(self, conn: ChargerConnection | None, deadline: float | None) -> None:
+        """Until a transaction of the charger starts or ends, it (re)connects, or the deadline comes."""
+        wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.time()))
+        if conn is None:
+            await asyncio.sleep(wait)
+            return
+        try:
+            await asyncio.wait_for(conn.transactions_changed(), wait)
+        except TimeoutError:
+            pass
+
+    async def _stored_open_transactions(self, cid: str, owner: str) -> list[str]:
+        state = self.states.get(cid)
+        if state is None:
+            state = await self.store.load_state(cid)
+        return open_transactions(state, owner)
+
+    async def _apply_change(
+        self, conn: ChargerConnection | None, change: RouteChange, open_now: list[str]
+    ) -> RouteChange:
+        """Switch the charger's traffic hot (or, if it is away, its route for when it comes back)."""
+        cid = change.charger_id
+        assert change.target is not None
+        if conn is not None and conn.route != change.target:
+            applied, why = await conn.change_route(change.target)
+            if not applied:
+                self.log.warning("route_change_rejected", charger_id=cid, reason=why)
+                return change.settle(RouteChangeState.REJECTED, f"{why}; the charger stays on "
+                                     f"{conn.route.primary}", open_transactions=tuple(open_now))
+        if change.route is None:
+            self.route_overrides.pop(cid, None)
+        else:
+            self.route_overrides[cid] = change.route
+        if open_now and change.target.primary != (change.previous.primary if change.previous else None):
+            reason = (f"applied; transactions {', '.join(open_now)} stay with "
+                      f"{change.previous.primary if change.previous else '?'} until they end")
+        elif conn is None:
+            reason = "applied; the charger is not connected and gets the new route when it connects"
+        else:
+            reason = None
+        self.log.info("route_changed", charger_id=cid, route=change.target.model_dump(),
+                      override=change.route is not None, draining=open_now or None)
+        return change.settle(RouteChangeState.APPLIED, reason, open_transactions=tuple(open_now))
+
+    def _settle(self, change: RouteChange) -> None:
+        """Record how a change ended: the charger's route record (with a short history) is saved on its own."""
+        cid = change.charger_id
+        self.route_changes[cid] = change
+        history: list[dict[str, Any]] = self._route_records.setdefault(cid, {"history": [], "version": 0})["history"]
+        history.append(change.as_dict())
+        del history[:-_ROUTE_HISTORY]
+        self._store_route_record(cid, change)
+        self._route_tasks.pop(cid, None)
+
+    def _store_route_record(self, cid: str, change: RouteChange) -> None:
+        record = self._route_records.setdefault(cid, {"history": [], "version": 0})
+        override = self.route_overrides.get(cid)
+        record.update(override=override.model_dump() if override else None, change=change.as_dict(),
+                      version=max(int(record.get("version", 0)), change.version), updated_at=time.time())
+        self.store.save_state(_ROUTE_KEY + cid, record)
+
+    async def _load_routes(self) -> None:
+        """Route records, one per charger; the single blob of earlier versions is split into them once."""
+        blob = await self.store.load_state(_GATEWAY_STATE) or {}
+        records = {key[len(_ROUTE_KEY):]: rec for key, rec in (await self.store.load_states(_ROUTE_KEY)).items()}
+        for cid, route in (blob.get("routes") or {}).items():
+            if cid not in records:
+                records[cid] = {"override": route, "history": [], "version": 1, "updated_at": time.time()}
+                self.store.save_state(_ROUTE_KEY + cid, records[cid])
+        if "routes" in blob:
+            self.store.save_state(_GATEWAY_STATE, {k: v for k, v in blob.items() if k != "routes"})
+        for cid, record in records.items():
+            self._route_records[cid] = record
+            route = record.get("override")
+            if route is not None:
+                if route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
+                    self.route_overrides[cid] = Route(**route)
+                else:
+                    self.log.warning("route_override_ignored", charger_id=cid, route=route,
+                                     reason="names a CSMS that is no longer configured")
+            change = record.get("change")
+            if isinstance(change, dict):
+                try:
+                    loaded = RouteChange.from_dict(change)
+                except (KeyError, ValueError, TypeError) as exc:
+                    self.log.warning("route_change_unreadable", charger_id=cid, error=repr(exc))
+                    continue
+                self.route_changes[cid] = loaded
+                if not loaded.settled:  # a change that was waiting when the gateway stopped waits again
+                    done: asyncio.Future[RouteChange] = asyncio.get_running_loop().create_future()
+                    task = asyncio.ensure_future(self._carry_out(loaded, done))
+                    self._route_tasks[cid] = task
+                    self.background(task)
 
     def _forget(self, conn: ChargerConnection) -> None:
         """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""

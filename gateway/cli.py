@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, load_config, read_config_data, salvage, validate
@@ -118,14 +120,24 @@ def _parser() -> argparse.ArgumentParser:
         ["ocpp-gateway route CP001 --primary new --shadow legacy --config gateway.yaml",
          "ocpp-gateway route CP001 --reset --admin http://127.0.0.1:9100 --token-env GW_ADMIN_TOKEN"],
         help="cut a charger over to another CSMS, add a shadow, or roll back (via the admin API)",
-        description="Set a charger's route on a running gateway. The charger is reconnected onto the new route; "
-        "the change is kept across restarts until --reset puts the config file's route back.",
+        description="Set a charger's route on a running gateway without closing the charger's connection: the "
+        "gateway introduces the charger to the new CSMS (its last boot, its connectors' status) and then switches "
+        "its traffic. By default the switch waits until the charger's open transactions on the current CSMS end "
+        "(see --deadline, --force, --now). The change is kept across restarts until --reset puts the config file's "
+        "route back. Exit status: 0 applied or waiting, 1 refused, rejected or cancelled.",
     )
     route.add_argument("charger_id")
     target = route.add_mutually_exclusive_group(required=True)
     target.add_argument("--primary", help="the CSMS whose answers the charger gets")
     target.add_argument("--reset", action="store_true", help="roll back to the route in the config file")
     route.add_argument("--shadow", help="a CSMS that sees the charger's traffic without answering it")
+    route.add_argument("--now", action="store_true",
+                       help="switch at once; open transactions stay with the CSMS that started them until they end")
+    route.add_argument("--deadline", metavar="WHEN",
+                       help="how long to wait for open transactions: an ISO 8601 time (2026-05-01T22:00:00Z) or "
+                       "+SECONDS from now; then --force switches anyway, otherwise the change is cancelled")
+    route.add_argument("--force", action="store_true",
+                       help="switch at the deadline (at once without one) even with transactions open")
     where = route.add_mutually_exclusive_group()
     where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
     where.add_argument("--config", "-c",
@@ -366,24 +378,37 @@ async def _route(args: argparse.Namespace) -> int:
             return 1
         headers["Authorization"] = f"Bearer {token}"
     url = f"{base.rstrip('/')}/api/chargers/{args.charger_id}/route"
+    options: dict[str, object] = {"when": "now" if args.now else "idle", "force": args.force}
+    if args.deadline:
+        deadline = args.deadline.strip()
+        options["deadline"] = time.time() + float(deadline[1:]) if deadline.startswith("+") else deadline
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15), headers=headers) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), headers=headers) as http:
             if args.reset:
-                request = http.delete(url)
+                request = http.delete(url, json=options)
             else:
-                request = http.put(url, json={"primary": args.primary, "shadow": args.shadow})
+                request = http.put(url, json={"primary": args.primary, "shadow": args.shadow, **options})
             async with request as resp:
                 body = await resp.json(content_type=None)
     except aiohttp.ClientError as exc:
         print(f"ocpp-gateway: cannot reach the admin API at {base}: {exc}", file=sys.stderr)
         return 1
-    if resp.status != 200:
-        print(f"ocpp-gateway: {body.get('error', body)}", file=sys.stderr)
+    if resp.status not in (200, 202):
+        print(f"ocpp-gateway: {body.get('reason') or body.get('error', body)}", file=sys.stderr)
         return 1
     route = body["route"] or {}
     shadow = f", shadow {route['shadow']}" if route.get("shadow") else ""
-    print(f"{args.charger_id}: primary {route.get('primary')}{shadow} (from {body['route_source']})")
+    if body.get("state") == "pending":
+        until = f" until {_iso(body['deadline'])}" if body.get("deadline") else ""
+        print(f"{args.charger_id}: pending primary {route.get('primary')}{shadow}: {body.get('reason')}{until}")
+        return 0
+    note = f"; {body['reason']}" if body.get("reason") else ""
+    print(f"{args.charger_id}: primary {route.get('primary')}{shadow} (from {body['route_source']}){note}")
     return 0
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def main(argv: list[str] | None = None) -> int:

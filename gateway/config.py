@@ -300,6 +300,11 @@ def route_problems(data: dict[str, Any]) -> list[str]:
             if isinstance(name, str) and name not in known:
                 listed = ", ".join(sorted(known)) or "none"
                 problems.append(f"{where}.{role}: no csms named {name!r}{_did_you_mean(name, known)} (known: {listed})")
+        primary = route.get("primary")
+        if isinstance(primary, str) and route.get("shadow") == primary:
+            problems.append(f"{where}.shadow: the shadow is the primary {primary!r}: that CSMS would get two "
+                            "connections and every CALL twice, StartTransaction included; drop the shadow or "
+                            "name another CSMS")
 
     default_route = data.get("default_route")
     check(default_route, "default_route")

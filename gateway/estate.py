@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gateway.config import GatewayConfig, Route
 from gateway.metrics import GatewayMetrics
+from gateway.routing import RouteChange, When
 from gateway.store import Store
 
 
@@ -41,8 +42,26 @@ class AdminEstate(EstateBasics, Protocol):
     def describe_chargers(self) -> list[dict[str, Any]]:
         """Every known charger, connected or not, as the API shows it."""
 
-    async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
-        """Route a charger (None: back to the config file's route); KeyError names an unknown CSMS."""
+    async def set_route(
+        self, charger_id: str, route: Route | None, *, when: When = "idle", deadline: float | None = None,
+        force: bool = False, actor: str = "api",
+    ) -> RouteChange:
+        """Route a charger (None: back to the config file's route) without closing its socket.
+
+        Answers once the change is applied, rejected, cancelled or known to
+        wait (pending, with the open transactions it waits for). Raises
+        ``RouteError`` for a route that cannot be (unknown CSMS, primary ==
+        shadow).
+        """
+
+    def route_change(self, charger_id: str) -> RouteChange | None:
+        """The charger's latest route change (pending, or how it ended), if any."""
+
+    def route_overridden(self, charger_id: str) -> bool:
+        """Whether the charger's route was set through the API (rather than the config file's)."""
+
+    def route_history(self, charger_id: str) -> list[dict[str, Any]]:
+        """The charger's last few settled route changes, oldest first."""
 
     def migration(self) -> dict[str, Any]:
         """Per charger: route, phase, compared/agreed/differed, open transactions, offline queue, readiness."""

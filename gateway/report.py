@@ -32,7 +32,8 @@ from gateway.compare import (
 from gateway.config import GatewayConfig, Route
 from gateway.store import Store, StoreError, iso_utc, open_store
 
-GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
+GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides until 0.x)
+ROUTE_KEY = "__route__:"  # + charger id: that charger's route record (override, latest change, history)
 FORMATS = ("text", "json", "csv", "html")
 # Translator namespaces that keep the charger's running transactions (adapters/*/state.py).
 _TX_NAMESPACES = ("v16_v201", "v201_v16")
@@ -54,8 +55,15 @@ def open_transactions(state: Mapping[str, Any] | None) -> int | None:
     """Transactions the translator holds open for the charger; None where the gateway keeps no such state."""
     if not state:
         return None
+    ledger = state.get("transactions")  # gateway.connection.ledger: every open transaction and its owner
+    if isinstance(ledger, dict):
+        return len(ledger)
     found: int | None = None
     spaces = [(k, v) for k, v in state.items() if isinstance(v, dict)]
+    per_csms = state.get("primary")  # translator state kept per CSMS (gateway.connection.charger)
+    if isinstance(per_csms, dict):
+        spaces.extend((k, v) for space in per_csms.values() if isinstance(space, dict)
+                      for k, v in space.items() if isinstance(v, dict))
     for key, space in list(spaces):
         if key.startswith(("outer:", "inner:")):  # a composed translator's levels
             spaces.extend((k, v) for k, v in space.items() if isinstance(v, dict))
@@ -163,13 +171,17 @@ async def report_from_store(config: GatewayConfig, store: Store) -> dict[str, An
     kept = config.migration.differences_kept
     comparisons = {key.removeprefix(STATE_PREFIX): ChargerComparisons.restore(value, kept)
                    for key, value in states.items() if key.startswith(STATE_PREFIX)}
+    saved_routes: dict[str, Any] = dict(states.get(GATEWAY_STATE, {}).get("routes", {}))  # before route records
+    saved_routes.update({key.removeprefix(ROUTE_KEY): record.get("override") for key, record in states.items()
+                         if key.startswith(ROUTE_KEY)})
     overrides: dict[str, Route] = {}
-    for cid, raw in states.get(GATEWAY_STATE, {}).get("routes", {}).items():
+    for cid, raw in saved_routes.items():
         try:
             overrides[cid] = Route.model_validate(raw)
         except ValueError:
             continue
-    translation = {k: v for k, v in states.items() if k != GATEWAY_STATE and not k.startswith(STATE_PREFIX)}
+    translation = {k: v for k, v in states.items()
+                   if k != GATEWAY_STATE and not k.startswith((STATE_PREFIX, ROUTE_KEY))}
     ids = sorted({*config.chargers, *comparisons, *overrides, *translation})
     rows = [charger_row(cid, overrides.get(cid) or config.route_for(cid), config.route_for(cid),
                         comparisons.get(cid), translation.get(cid), config.migration.ready_after)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -18,10 +19,10 @@ from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
 from gateway.config import Route
+from gateway.connection.ledger import TransactionLedger
+from gateway.connection.leg import CsmsLeg
 from gateway.connection.services import ConnectionServices
-from gateway.connection.session_timers import SessionTimers
 from gateway.connection.shadow import ShadowLink
-from gateway.connection.upstream import UpstreamLink
 from gateway.logs import get_logger
 from gateway.ocppj import Version
 from gateway.offline import OfflinePolicy, Queued
@@ -31,7 +32,6 @@ from gateway.session import (
     IDS_BLOCK,
     Action,
     CancelTimer,
-    ChargerSession,
     Disconnect,
     Enqueue,
     NeedIds,
@@ -48,9 +48,16 @@ from gateway.session import (
 from gateway.store import StoreError
 from gateway.transport import DirectServerConnection
 
+# Charger CALLs the connection reads besides relaying them: what a route change needs to know.
+_WATCHED = re.compile(r'"(BootNotification|StatusNotification|StartTransaction|StopTransaction|TransactionEvent)"')
+# What a CSMS that only drains its open transactions may still ask of the charger.
+_DRAIN_COMMANDS = frozenset({"RemoteStopTransaction", "RequestStopTransaction", "GetTransactionStatus"})
+# Keys of the charger's persisted state that belong to the charger, not to one CSMS's translator.
+_CHARGER_KEYS = frozenset({"primary", "shadow", "boot", "status", "transactions", "introduced"})
+
 
 class ChargerConnection:
-    """One connected charger: its WebSocket, its upstream link and its session."""
+    """One connected charger: its WebSocket, the CSMS legs it is routed to, and its shadow."""
 
     def __init__(
         self,
@@ -67,15 +74,17 @@ class ChargerConnection:
         self.ws = ws
         self.version = version
         self.route = route
-        self.translator = translator
+        self.options = ctx.options
         self.log = get_logger(charger_id=charger_id)
         self.connected_at = time.time()
         self.last_message_at: float | None = None
         config = services.config
-        endpoint = config.csms[route.primary]
         entry = config.chargers.get(charger_id)
-        limits = SessionLimits(
-            call_timeout=endpoint.call_timeout or config.call_timeout,
+        # ctx.state is the charger's whole persisted state; each CSMS leg gets its own corner of it.
+        self.state = ctx.state
+        migrate_state(self.state, route.primary)
+        self.limits = SessionLimits(
+            call_timeout=config.csms[route.primary].call_timeout or config.call_timeout,
             max_frame_bytes=config.max_frame_bytes,
             background_interval=config.held_retry_interval,
             validation=(entry.validation if entry and entry.validation else config.validation),
@@ -87,40 +96,67 @@ class ChargerConnection:
             offline=OfflinePolicy(config.offline.mode, config.offline.answer_after, config.offline.unknown_id_tag,
                                   config.offline.max_queue_per_charger),
         )
-        self.session = ChargerSession(charger_id, translator, ctx, limits)
-        self.upstream = UpstreamLink(
-            services, charger_id, route.primary, endpoint,
-            on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
-            on_frame=self._csms_frame,
-            on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
-            log=self.log,
-        )
-        self.timers = SessionTimers(services.timers, services.metrics, self.session, self.apply)
+        self.ledger = TransactionLedger(self.state, version)
+        self.active = self._make_leg(route.primary, translator)
+        self.active.sink = self.apply
+        # The active leg's parts under the names the relay has always used.
+        self.session = self.active.session
+        self.upstream = self.active.link
+        self.timers = self.active.timers
+        self.translator = translator
+        self.drains: dict[str, CsmsLeg] = {}
+        self.introducing: CsmsLeg | None = None
+        self._held_for_charger: list[str] = []  # CALLs the new primary sent while it was being introduced
+        self._transactions_changed: asyncio.Event | None = None  # made when someone waits
         self._closed = False
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
         self._generation = 0
         # Actions waiting for a durable commit (see ``apply``); None while nothing waits.
         self._held: list[Action] | None = None
-        self._upstream_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] | None = None  # the gateway's own exchanges and drains, if any
         self.shadow: ShadowLink | None = None
-        if route.shadow is not None:
-            self.shadow = self._make_shadow(route.shadow, limits)
+        for owner in self.ledger.owners() - {route.primary}:
+            self._resume_drain(owner)
+        if route.shadow is not None and route.shadow not in self.drains:
+            self.shadow = self._make_shadow(route.shadow, self.limits)
+
+    def _make_leg(self, name: str, translator: Translator) -> CsmsLeg:
+        endpoint = self.services.config.csms[name]
+        state = primary_state(self.state, name)
+        ctx = Context(self.charger_id, self.version, endpoint.ocpp, options=self.options, state=state)
+        leg = CsmsLeg(self.services, self.charger_id, name, endpoint, translator, ctx, self.limits, self.ledger,
+                      self.log)
+        leg.rest = self.apply
+        leg.to_charger = self._leg_to_charger
+        return leg
+
+    def _resume_drain(self, owner: str) -> None:
+        """After a reconnect or restart: an old primary that still owns open transactions drains them."""
+        endpoint = self.services.config.csms.get(owner)
+        translator = None if endpoint is None else registry.translator_for(self.version, endpoint.ocpp, self.options)
+        if translator is None:
+            gone = self.ledger.forget_owner(owner)
+            self.services.metrics.problem("drain_impossible")
+            self.log.warning("transactions_abandoned", csms=owner, transactions=gone,
+                             reason="the CSMS that started them is no longer configured (or cannot be translated to)")
+            return
+        self.drains[owner] = self._make_leg(owner, translator)
 
     def _make_shadow(self, name: str, limits: SessionLimits) -> ShadowLink | None:
         endpoint = self.services.config.csms[name]
-        translator = registry.translator_for(self.version, endpoint.ocpp, self.session.ctx.options)
+        translator = registry.translator_for(self.version, endpoint.ocpp, self.options)
         if translator is None:
             self.log.warning("shadow_unsupported", csms=name, ocpp_version=self.version.value,
                              csms_ocpp_version=endpoint.ocpp.value)
             return None
-        state = self.session.ctx.state.setdefault("shadow", {}).setdefault(name, {})
-        return ShadowLink(self.services, self.charger_id, name, endpoint, translator, self.session.ctx.options,
+        state = self.state.setdefault("shadow", {}).setdefault(name, {})
+        return ShadowLink(self.services, self.charger_id, name, endpoint, translator, self.options,
                           state, limits, self.save_state, self.log)
 
     def save_state(self) -> None:
         try:
-            self.services.store.save_state(self.charger_id, self.session.ctx.state)
+            self.services.store.save_state(self.charger_id, self.state)
         except (TypeError, ValueError) as exc:  # a translator put something that is not JSON into its state
             self.services.metrics.problem("state_not_saved")
             self.log.error("state_not_saved", error=repr(exc))
@@ -136,9 +172,15 @@ class ChargerConnection:
     async def run(self) -> bool:
         """Relay until the charger goes away, then clean up; see ``serve`` for what the result means."""
         await self._restore_offline()
-        self._upstream_task = asyncio.create_task(self.upstream.run(), name=f"upstream:{self.charger_id}")
+        self.active.start()
+        for leg in self.drains.values():
+            leg.start()
         if self.shadow is not None:
             self.shadow.start()
+        introduced = self.state.setdefault("introduced", [])
+        if self.route.primary not in introduced and isinstance(self.state.get("boot"), dict):
+            # Routed here while it was away (or the gateway restarted mid-change): introduce it as it arrives.
+            self._spawn(self._introduce_on_connect())
         return await self.serve(self.ws)
 
     async def serve(self, ws: DirectServerConnection) -> bool:
@@ -178,27 +220,281 @@ class ChargerConnection:
         """Stop (or resume) reading the charger's socket: the store's back-pressure."""
         self.ws.hold_reading(paused)
 
+    # ------------------------------------------------------------ the charger speaks
+
     def _charger_frame(self, text: str) -> None:
         self.last_message_at = now = time.time()
         try:
-            self.apply(self.session.receive(Side.CHARGER, text, now))
-            if self.shadow is not None:
-                self._mirror(text, now)
+            leg = self.active
+            mirror: ocppj.Call | None = None
+            if self.drains or self.shadow is not None or _WATCHED.search(text) is not None:
+                leg, mirror = self._route_charger_frame(text)
+            leg.apply(leg.session.receive(Side.CHARGER, text, now))
+            if mirror is not None and self.shadow is not None:
+                self.shadow.mirror_call(mirror, now)
+            if self.ledger.take_changed():
+                self._ledger_changed()
         except Exception as exc:  # one bad frame must not end the charger's connection
             self.services.metrics.problem("frame_handling_error")
             self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
 
-    def _csms_frame(self, text: str) -> None:
-        self.apply(self.session.receive(Side.CSMS, text, time.time()))
-
-    def _mirror(self, text: str, now: float) -> None:
-        assert self.shadow is not None
+    def _route_charger_frame(self, text: str) -> tuple[CsmsLeg, ocppj.Call | None]:
+        """Which leg gets a charger frame, and the copy the shadow may have; notes boots, statuses, transactions."""
         try:
             frame = ocppj.parse(text, self.version)
         except ocppj.FrameError:
+            return self.active, None  # the active session answers it in the charger's version
+        if not isinstance(frame, ocppj.Call):
+            for leg in self.drains.values():  # the answer to a CALL a draining CSMS sent
+                if leg.calls_to_charger and frame.unique_id in leg.calls_to_charger:
+                    del leg.calls_to_charger[frame.unique_id]
+                    return leg, None
+            return self.active, None
+        if frame.action == "BootNotification":
+            self.state["boot"] = frame.payload
+            self.state["introduced"] = [self.route.primary]
+            self.save_state()
+        elif frame.action == "StatusNotification":
+            self._note_status(frame.payload)
+        shadow = self.shadow.name if self.shadow is not None else None
+        owner, mirror = self.ledger.route(frame, self.route.primary, shadow)
+        leg = self.drains.get(owner, self.active)
+        return leg, frame if mirror else None
+
+    def _note_status(self, payload: dict[str, Any]) -> None:
+        if self.version is Version.V16:
+            key = str(payload.get("connectorId"))
+        else:
+            key = f"{payload.get('evseId')}/{payload.get('connectorId')}"
+        statuses = self.state.setdefault("status", {})
+        if statuses.get(key) != payload:
+            statuses[key] = payload
+            self.save_state()
+
+    def _leg_to_charger(self, leg: CsmsLeg, text: str) -> None:
+        """A frame for the charger from a leg that is not the active one."""
+        if text[1:2] != "2":
+            self.ws.send_now(text)  # a draining CSMS's answer to the charger's transaction message
             return
-        if isinstance(frame, ocppj.Call):
-            self.shadow.mirror_call(frame, now)
+        if leg is self.introducing:
+            self._held_for_charger.append(text)  # sent once the charger's traffic is switched to this CSMS
+            return
+        frame = orjson.loads(text)
+        if frame[2] in _DRAIN_COMMANDS:
+            self.ws.send_now(text)  # the owner of a transaction may still stop it or ask about it
+            return
+        code = ocppj.error_code(self.version, ocppj.ErrorKind.SECURITY)
+        refusal = ocppj.serialize(ocppj.CallError(
+            frame[1], code, f"{leg.name} only drains its open transactions; {self.route.primary} routes this charger"))
+        if leg.calls_to_charger:
+            leg.calls_to_charger.pop(frame[1], None)
+        leg.apply(leg.session.receive(Side.CHARGER, refusal, time.time()))
+
+    # ------------------------------------------------------------ transactions and route changes
+
+    def open_transactions(self, owner: str | None = None) -> list[str]:
+        """The open transactions of ``owner`` (default: the current primary), as the charger names them."""
+        return self.ledger.open_for(owner or self.route.primary)
+
+    def shadow_copies(self) -> list[str]:
+        """Open transactions whose start the current shadow received as a copy (it must see their end)."""
+        return self.ledger.shadow_copies(self.shadow.name) if self.shadow is not None else []
+
+    async def transactions_changed(self) -> None:
+        """Wait until a transaction starts or ends (or the charger goes away)."""
+        if self._closed:
+            return
+        if self._transactions_changed is None:
+            self._transactions_changed = asyncio.Event()
+        await self._transactions_changed.wait()
+
+    def _ledger_changed(self) -> None:
+        self.save_state()
+        event, self._transactions_changed = self._transactions_changed, None
+        if event is not None:
+            event.set()
+        for name, leg in list(self.drains.items()):
+            if not self.ledger.open_for(name):
+                self._spawn(self._end_drain(name, leg))
+
+    async def _end_drain(self, name: str, leg: CsmsLeg) -> None:
+        """The old primary's last transaction ended: close its link once its answer reached the charger."""
+        deadline = time.monotonic() + self.limits.call_timeout
+        while (leg.session.pending(Side.CSMS) or leg.session.pending(Side.CHARGER)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.drains.get(name) is not leg or self.ledger.open_for(name):
+            return
+        del self.drains[name]
+        await leg.close()
+        self.log.info("drain_closed", csms=name, note="its last transaction ended")
+        shadow = self.route.shadow
+        if shadow == name and self.shadow is None and not self._closed:
+            self.shadow = self._make_shadow(shadow, self.limits)  # deferred: one socket per CSMS and charger
+            if self.shadow is not None:
+                self.shadow.start()
+
+    async def change_route(self, route: Route) -> tuple[bool, str | None]:
+        """Move the charger's traffic to ``route`` without touching its socket: (applied, why not).
+
+        A new primary is introduced first (the charger's last BootNotification,
+        then every connector's status); its boot answer decides: Accepted or
+        Pending switch the traffic, Rejected or no answer leave the route as
+        it was. The old primary's open transactions stay with it (a drain)
+        until they end.
+        """
+        if self._closed:
+            return False, "the charger disconnected"
+        if route.primary == self.route.primary:
+            await self._change_shadow(route)
+            self.route = route
+            return True, None
+        name = route.primary
+        leg = self.drains.pop(name, None)
+        translator: Translator | None = None
+        if leg is None:
+            endpoint = self.services.config.csms[name]
+            translator = registry.translator_for(self.version, endpoint.ocpp, self.options)
+            if translator is None:
+                return False, f"no translator from OCPP {self.version.value} to {name}'s {endpoint.ocpp.value}"
+            if not isinstance(self.state.get("boot"), dict):
+                return False, ("the gateway has not seen this charger's BootNotification, so it cannot introduce "
+                               f"it to {name}: trigger a BootNotification (or reconnect the charger) and retry")
+        if self.shadow is not None and self.shadow.name == name:
+            await self.shadow.close()  # the CSMS gets one socket per charger: the shadow's goes first
+            self.shadow = None
+        if leg is None:
+            assert translator is not None  # checked above, before the shadow was closed
+            leg = self._make_leg(name, translator)
+            _seed_transaction_ids(leg, self.ledger)
+            self.introducing = leg
+            leg.start()
+            try:
+                accepted, reason = await self._introduce(leg)
+            finally:
+                self.introducing = None
+            if not accepted or self._closed:
+                await leg.close()
+                self._held_for_charger.clear()
+                await self._change_shadow(self.route)
+                return False, reason or "the charger disconnected during the introduction"
+        else:
+            self._send_statuses(leg)  # back to a CSMS that only drained: it missed the status changes since
+        self._switch(leg, route)
+        await self._change_shadow(route)
+        return True, None
+
+    def _switch(self, leg: CsmsLeg, route: Route) -> None:
+        """From now on the charger's traffic goes to ``leg``; the old primary keeps only its own transactions."""
+        old = self.active
+        leg.sink = self.apply
+        self.active, self.session, self.upstream, self.timers = leg, leg.session, leg.link, leg.timers
+        self.translator = leg.translator
+        self.route = route
+        held, self._held_for_charger = self._held_for_charger, []
+        for text in held:
+            self.ws.send_now(text)
+        old.sink = old.own_sink
+        # The old primary drains: its open transactions, and answers still on their way (a StopTransaction's).
+        self.drains[old.name] = old
+        self.log.info("route_switched", csms=leg.name, previous=old.name,
+                      open_transactions=self.ledger.open_for(old.name))
+        if not self.ledger.open_for(old.name):
+            self._spawn(self._end_drain(old.name, old))
+        introduced = self.state.setdefault("introduced", [])
+        if leg.name not in introduced:
+            introduced.append(leg.name)
+        self.save_state()
+
+    async def _change_shadow(self, route: Route) -> None:
+        current = self.shadow.name if self.shadow is not None else None
+        if current == route.shadow:
+            return
+        if self.shadow is not None:
+            await self.shadow.close()
+            self.shadow = None
+        if route.shadow is not None and route.shadow not in self.drains and route.shadow != self.active.name:
+            self.shadow = self._make_shadow(route.shadow, self.limits)
+            if self.shadow is not None:
+                self.shadow.start()
+
+    async def _introduce_on_connect(self) -> None:
+        """A charger that connects on a route it was moved to while away is introduced while its traffic flows."""
+        leg = self.active
+        accepted, reason = await self._introduce(leg)
+        if accepted:
+            self.state.setdefault("introduced", []).append(leg.name)
+            self.save_state()
+        else:
+            self.services.metrics.problem("introduction_refused")
+            self.log.warning("introduction_refused", csms=leg.name, reason=reason)
+
+    async def _introduce(self, leg: CsmsLeg) -> tuple[bool, str | None]:
+        """Tell a CSMS about this charger as if it had just booted: its last boot, then each connector's status."""
+        boot = self.state.get("boot")
+        if not isinstance(boot, dict):
+            return False, "no BootNotification known"
+        answer = await self._own_exchange(leg, Side.CHARGER, "BootNotification", boot)
+        if answer[0] != 3:
+            return False, f"{leg.name} answered the BootNotification with {answer[2]}: {answer[3]}"
+        status, interval = answer[2].get("status"), answer[2].get("interval")
+        self.log.info("charger_introduced", csms=leg.name, boot_status=status, interval=interval)
+        if status == "Rejected":
+            return False, f"{leg.name} rejected the charger's BootNotification (status Rejected)"
+        self._send_statuses(leg)
+        if isinstance(interval, int) and interval > 0:
+            self._spawn(self._set_heartbeat(leg, interval))
+        if status == "Pending":
+            self._spawn(self._boot_until_accepted(leg, interval if isinstance(interval, int) else 0))
+        return True, None
+
+    def _send_statuses(self, leg: CsmsLeg) -> None:
+        """Every connector's last known status, as the charger reported it (with a fresh timestamp in 2.x)."""
+        for payload in list(self.state.get("status", {}).values()):
+            fresh = {**payload, "timestamp": _now_iso()} if "timestamp" in payload else payload
+            self._spawn(self._own_exchange(leg, Side.CHARGER, "StatusNotification", fresh))
+
+    async def _own_exchange(
+        self, leg: CsmsLeg, origin: Side, action: str, payload: dict[str, Any], why: str = "introduction",
+    ) -> list[Any]:
+        fut = leg.exchange(origin, action, payload, why)
+        try:
+            return await asyncio.wait_for(fut, self.limits.call_timeout * 2 + 5)
+        except TimeoutError:
+            return [4, "", "Timeout", f"no answer to {action}"]
+
+    async def _set_heartbeat(self, leg: CsmsLeg, interval: int) -> None:
+        """A boot answer's interval reaches the charger as a real boot's would: as its heartbeat interval."""
+        csms_version = leg.translator.csms_version
+        payload: dict[str, Any]
+        if csms_version is Version.V16:
+            action, payload = "ChangeConfiguration", {"key": "HeartbeatInterval", "value": str(interval)}
+        else:
+            action, payload = "SetVariables", {"setVariableData": [{
+                "attributeValue": str(interval), "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "HeartbeatInterval"}}]}
+        answer = await self._own_exchange(leg, Side.CSMS, action, payload, "the boot answer's heartbeat interval")
+        self.log.info("heartbeat_interval_set", csms=leg.name, interval=interval, answer=answer[2])
+
+    async def _boot_until_accepted(self, leg: CsmsLeg, interval: int) -> None:
+        """A CSMS that answered Pending hears the boot again at its interval until it accepts."""
+        while not leg.closed and not self._closed:
+            await asyncio.sleep(max(interval, 1))
+            if leg.closed or self._closed:
+                return
+            answer = await self._own_exchange(leg, Side.CHARGER, "BootNotification", self.state.get("boot") or {},
+                                              "boot again until the CSMS accepts")
+            if answer[0] == 3 and answer[2].get("status") == "Accepted":
+                self.log.info("charger_accepted", csms=leg.name)
+                return
+            if answer[0] == 3 and isinstance(answer[2].get("interval"), int):
+                interval = answer[2]["interval"]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _restore_offline(self) -> None:
         """Load what this charger has queued for its CSMS (replayed before anything new) and reserve ids."""
@@ -236,21 +532,18 @@ class ChargerConnection:
 
     async def _teardown(self) -> None:
         # CALLs the CSMS is still waiting on get their CALLERROR before the link closes.
-        self.apply(self.session.close(time.time()))
         self._closed = True
-        await self.upstream.close()
+        if self._transactions_changed is not None:
+            self._transactions_changed.set()
+        for task in list(self._tasks or ()):
+            task.cancel()
+        legs = [self.active, *self.drains.values()]
+        if self.introducing is not None:
+            legs.append(self.introducing)
+        for leg in legs:
+            await leg.close()
         if self.shadow is not None:
             await self.shadow.close()
-        task = self._upstream_task
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # the link's own errors must not hide the charger's disconnect
-                self.log.error("upstream_task_failed", error=repr(exc))
-        self.timers.close()
         if self.services.metrics.offline_queues.get(self.charger_id) == self._offline_depth:
             del self.services.metrics.offline_queues[self.charger_id]
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
@@ -340,7 +633,8 @@ class ChargerConnection:
             taken += 1
         kept: list[Action] = [a for a in held[:taken] if not isinstance(a, FrameRecord)]
         self._held = kept + held[taken:]
-        state = self.session.ctx.state if any(isinstance(a, SaveState) for a in durable) else None
+        # The charger's whole state: every CSMS leg's corner, the ledger, the last boot (not the active leg's alone).
+        state = self.state if any(isinstance(a, SaveState) for a in durable) else None
         enqueue = [_queue_row(a.item) for a in durable if isinstance(a, Enqueue)]
         settle = [a.seq for a in durable if isinstance(a, Settle)]
         try:
@@ -368,7 +662,8 @@ class ChargerConnection:
         """
         self.log.info("charger_replaced")
         self._closed = True
-        await self.upstream.close()
+        for leg in [self.active, *self.drains.values()]:
+            await leg.link.close()
         closing = asyncio.ensure_future(
             self.ws.close(code=1000, reason="replaced by a newer connection with the same charger id")
         )
@@ -387,6 +682,9 @@ class ChargerConnection:
             "connected_since": _iso(self.connected_at),
             "route": {"primary": self.route.primary, "shadow": self.route.shadow},
             "upstream": {"csms": self.upstream.name, "state": self.upstream.state, "url": self.upstream.url},
+            "draining": {name: {"state": leg.link.state, "open_transactions": self.ledger.open_for(name)}
+                         for name, leg in self.drains.items()},
+            "open_transactions": self.ledger.open_for(self.route.primary),
             "last_message_at": _iso(self.last_message_at) if self.last_message_at else None,
             "pending_calls": {"to_charger": self.session.pending(Side.CHARGER),
                               "to_csms": self.session.pending(Side.CSMS)},
@@ -406,3 +704,39 @@ def _queue_row(item: Queued) -> tuple[int, float, str, str, str, str, str | None
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now_iso() -> str:
+    return _iso(time.time())
+
+
+def migrate_state(state: dict[str, Any], primary: str) -> None:
+    """State saved before translator state was kept per CSMS belongs to the primary it was saved under."""
+    if "primary" in state:
+        return
+    moved = {k: state.pop(k) for k in [k for k in state if k not in _CHARGER_KEYS]}
+    state["primary"] = {primary: moved}
+
+
+def primary_state(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """The translator state of ``name`` as this charger's primary: kept apart per CSMS, so switching back
+    finds its own transaction map."""
+    per_csms: dict[str, dict[str, Any]] = state.setdefault("primary", {})
+    return per_csms.setdefault(name, {})
+
+
+def _seed_transaction_ids(leg: CsmsLeg, ledger: TransactionLedger) -> None:
+    """A 1.6 charger's integer transaction ids made by the gateway's 1.6->2.x translator must not repeat one
+    another CSMS still owns: the new primary's counter starts above every id the charger holds open."""
+    held = [int(tx) for tx in ledger.book if tx.isdigit()]
+    if not ledger.v16 or not held:
+        return
+    # The counter lives in the 1.6->2.0.1 translator's namespace, nested one level in a composed translator.
+    state = leg.session.ctx.state
+    name = leg.translator.name
+    if name.startswith("v16_v201+"):
+        state = state.setdefault("outer:v16_v201", {})
+    elif name != "v16_v201":
+        return  # a 1.6 CSMS assigns the ids itself
+    ns = state.setdefault("v16_v201", {})
+    ns["next_tx"] = max(int(ns.get("next_tx", 1)), max(held) + 1)

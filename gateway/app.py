@@ -38,6 +38,7 @@ from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
 if TYPE_CHECKING:
+    from gateway.migration import PlanProgress, PlanRunner
     from gateway.vendors import VendorManager
 
 _GATEWAY_STATE = "__gateway__"  # the store's state slot for gateway-wide state (route overrides)
@@ -86,6 +87,7 @@ class Gateway:
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
         self._services: ConnectionServices | None = None
+        self.plans: PlanRunner | None = None  # migration plans (gateway.migration), from start() on
 
     # ------------------------------------------------------------ lifecycle
 
@@ -155,6 +157,7 @@ class Gateway:
         await self._admin_runner.setup()
         self._admin_site = web.TCPSite(self._admin_runner, self.config.admin.host, self.config.admin.port)
         await self._admin_site.start()
+        await self._start_plans()
         self.log.info("gateway_started", listen=f"{self.config.listen.host}:{self.listen_port}",
                       admin=f"{self.config.admin.host}:{self.admin_port}", store=_redact(self.config.store),
                       csms={k: {"url": v.url, "ocpp": v.ocpp.value} for k, v in self.config.csms.items()})
@@ -198,6 +201,8 @@ class Gateway:
         if self._stopping:
             return
         self._stopping = True
+        if self.plans is not None:  # first: a plan must not judge its wave by chargers the gateway is closing
+            await self.plans.stop()
         if self.vendors is not None:
             await self.vendors.stop()
         if self._server is not None:
@@ -213,6 +218,22 @@ class Gateway:
         self.timers.close()
         await self.store.close()
         self.log.info("gateway_stopped", chargers=len(conns))
+
+    async def _start_plans(self) -> None:
+        """Load migration plans from the store and resume the running ones."""
+        from gateway.migration import PlanBook, PlanRunner
+        from gateway.migration.target import GatewayTarget
+
+        self.plans = PlanRunner(GatewayTarget(self), PlanBook(self.store), publish=self._publish_plan)
+        await self.plans.start()
+
+    def _publish_plan(self, progress: PlanProgress) -> None:
+        self.metrics.migration_plan(progress.name, progress.status, progress.counts(), progress.wave_counts())
+
+    @property
+    def migration_plans(self) -> PlanRunner:
+        assert self.plans is not None, "the gateway has not started"
+        return self.plans
 
     @property
     def listen_port(self) -> int:
@@ -379,6 +400,10 @@ class Gateway:
     def route_for(self, charger_id: str) -> Route | None:
         """The charger's route: an admin override, else the config's (None: unknown and refused)."""
         return self.route_overrides.get(charger_id) or self.config.route_for(charger_id)
+
+    def route_override(self, charger_id: str) -> Route | None:
+        """The route set through the admin API or a migration plan, if any."""
+        return self.route_overrides.get(charger_id)
 
     async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
         """Cut a charger over (or back): persist the override and reconnect the charger onto it.

@@ -44,9 +44,56 @@ class AdminEstate(EstateBasics, Protocol):
     async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
         """Route a charger (None: back to the config file's route); KeyError names an unknown CSMS."""
 
+    @property
+    def migration_plans(self) -> MigrationPlans: ...
+
+
+class MigrationEstate(EstateBasics, Protocol):
+    """The estate as migration plans see it (``gateway.migration.GatewayTarget``)."""
+
+    def describe_chargers(self) -> list[dict[str, Any]]:
+        """Every known charger, connected or not, as the API shows it."""
+
+    def route_for(self, charger_id: str) -> Route | None:
+        """The charger's effective route (None: unknown)."""
+
+    def route_override(self, charger_id: str) -> Route | None:
+        """The route an operator or a plan set for the charger, if any (else the config file's applies)."""
+
+    async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
+        """Route a charger (None: back to the config file's route); KeyError names an unknown CSMS."""
+
 
 class VendorHost(EstateBasics, Protocol):
     """The estate as the vendor runner sees it: virtual chargers connect to it like real ones."""
 
     @property
     def listen_port(self) -> int: ...
+
+
+class MigrationRequestError(Exception):
+    """A migration-plan request refused; ``status`` is the HTTP status to answer, ``problems`` one line each."""
+
+    def __init__(self, status: int, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.status = status
+        self.problems = problems
+
+
+class MigrationPlans(Protocol):
+    """Migration plans as the admin API sees them (``gateway.migration.PlanRunner``); answers are JSON-ready."""
+
+    async def preview(self, data: Any) -> dict[str, Any]:
+        """What a plan would move, in which waves, and which gates hold today (nothing is stored)."""
+
+    async def submit(self, data: Any, actor: str) -> dict[str, Any]:
+        """Store a plan and start running it; MigrationRequestError for a bad or conflicting plan."""
+
+    def plans(self) -> list[dict[str, Any]]:
+        """Every plan's summary, newest first."""
+
+    def plan(self, name: str, history: int | None = None) -> dict[str, Any] | None:
+        """One plan with its waves, moves and (the last ``history``) history entries; None if unknown."""
+
+    async def control(self, name: str, command: str, actor: str) -> dict[str, Any]:
+        """pause, resume or abort a plan; MigrationRequestError when that is not possible now."""

@@ -102,6 +102,10 @@ class PostgresStore(Store):
         )
         self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
+        self._latest_calls = sql.SQL(
+            "SELECT charger_id, frame FROM {0} WHERE id IN (SELECT max(id) FROM {0} WHERE action = %s"
+            " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
+        ).format(log)
 
     def _connect(self, autocommit: bool, **overrides: Any) -> psycopg.Connection[Any]:
         try:
@@ -182,6 +186,9 @@ class PostgresStore(Store):
     def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
         row = conn.execute(self._get_state, (charger_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _select_latest_calls(self, conn: psycopg.Connection[Any], action: str) -> list[tuple[str, str]]:
+        return [(str(cid), str(frame)) for cid, frame in conn.execute(self._latest_calls, (action,)).fetchall()]
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | StoreError)

@@ -64,6 +64,11 @@ _UPSERT_STATE = (
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
 )
 
+# The newest CALL of an action from each charger (its last BootNotification, say): max(id) per charger.
+_LATEST_CALLS = (
+    "SELECT charger_id, frame FROM message_log WHERE id IN (SELECT max(id) FROM message_log WHERE action = ?"
+    " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
+)
 
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite://`` URL, SQLAlchemy style.
@@ -200,6 +205,9 @@ class SQLiteStore(Store):
     def _select_state(self, conn: sqlite3.Connection, charger_id: str) -> str | None:
         row = conn.execute("SELECT state FROM charger_state WHERE charger_id = ?", (charger_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def _select_latest_calls(self, conn: sqlite3.Connection, action: str) -> list[tuple[str, str]]:
+        return conn.execute(_LATEST_CALLS, (action,)).fetchall()
 
     def _is_transient(self, exc: BaseException) -> bool:
         # "database is locked", disk I/O errors: retry; constraint or type errors: the batch is bad.

@@ -1,0 +1,130 @@
+"""``GatewayTarget``: the ``PlanTarget`` over the gateway, seen through ``gateway.estate.MigrationEstate``.
+
+What a plan reads comes from what the estate keeps anyway: the charger
+list (``describe_chargers``), the route overrides, the message log (boots,
+the CSMS's answers, the shadow's answers) and the metrics (upstream
+connect failures). Nothing is added to the relay's hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from gateway.config import Route
+from gateway.connection.shadow import compare
+from gateway.estate import MigrationEstate
+from gateway.logs import get_logger
+from gateway.migration.gates import ChargerSignals
+from gateway.migration.runner import MoveResult
+from gateway.migration.select import ChargerFacts, boot_identity
+from gateway.store import StoreError, iso_utc
+
+SIGNAL_RECORDS = 400  # newest log records read per charger for its signals
+
+
+def shadow_tally(records: list[dict[str, Any]], shadow: str) -> tuple[int, int]:
+    """(compared, differed): the charger's CALLs answered by both its primary and CSMS ``shadow``.
+
+    Today's source is the message log: the primary's answer (peer ``csms``)
+    and the shadow's (peer ``shadow:<name>``) paired by message id and judged
+    by ``gateway.connection.shadow.compare``. This is the one place to point
+    at the estate's per-charger comparison tallies (gateway.compare) once
+    they exist.
+    """
+    peer = f"shadow:{shadow}"
+    answers: dict[str, dict[str, list[Any]]] = {}
+    for rec in records:
+        if rec["direction"] != "in" or rec["message_type"] not in ("CALLRESULT", "CALLERROR"):
+            continue
+        if rec["peer"] in ("csms", peer) and rec["unique_id"] is not None:
+            answers.setdefault(rec["unique_id"], {})[rec["peer"]] = orjson.loads(rec["frame"])
+    compared = differed = 0
+    for pair in answers.values():
+        if "csms" in pair and peer in pair:
+            compared += 1
+            differed += compare(pair["csms"], pair[peer]) != "match"
+    return compared, differed
+
+
+def primary_signals(records: list[dict[str, Any]], since: float) -> tuple[int, int, int]:
+    """(answers, CALLERRORs, Rejected boots) from the primary CSMS in ``records`` at or after ``since``."""
+    after = iso_utc(since)
+    answers = errors = rejected = 0
+    for rec in records:
+        if rec["peer"] != "csms" or rec["direction"] != "in" or rec["ts"] < after:
+            continue
+        if rec["message_type"] == "CALLERROR":
+            answers += 1
+            errors += 1
+        elif rec["message_type"] == "CALLRESULT":
+            answers += 1
+            payload = rec["payload"]
+            rejected += (rec["action"] == "BootNotification" and isinstance(payload, dict)
+                         and payload.get("status") == "Rejected")
+    return answers, errors, rejected
+
+
+class GatewayTarget:
+    """What migration plans need of the gateway."""
+
+    def __init__(self, estate: MigrationEstate) -> None:
+        self.estate = estate
+        self.log = get_logger()
+
+    @property
+    def csms_names(self) -> set[str]:
+        return set(self.estate.config.csms)
+
+    async def chargers(self) -> list[ChargerFacts]:
+        try:
+            boots = await self.estate.store.latest_calls("BootNotification")
+        except StoreError as exc:
+            self.log.warning("migration_boots_unavailable", error=str(exc))
+            boots = {}
+        out = []
+        for item in self.estate.describe_chargers():
+            route = item.get("route")
+            vendor, model, firmware = boot_identity(boots.get(item["id"]))
+            out.append(ChargerFacts(item["id"], item.get("ocpp_version"), Route(**route) if route else None,
+                                    vendor, model, firmware, bool(item.get("connected"))))
+        return out
+
+    def current_route(self, charger_id: str) -> tuple[Route | None, bool]:
+        return self.estate.route_for(charger_id), self.estate.route_override(charger_id) is not None
+
+    async def move(self, charger_id: str, route: Route | None, *, when: str, deadline: float | None, force: bool,
+                   actor: str) -> MoveResult:
+        # Today's set_route applies at once (the charger reconnects onto the new route). A transaction-safe
+        # set_route (when, deadline, force, actor) answers with a RouteChange whose state maps one to one.
+        await self.estate.set_route(charger_id, route)
+        return MoveResult("applied")
+
+    async def move_state(self, charger_id: str) -> MoveResult | None:
+        return None  # every change applies at once today: nothing is ever pending
+
+    async def signals(self, since: Mapping[str, float], shadow: str) -> dict[str, ChargerSignals]:
+        store = self.estate.store
+        try:
+            await store.flush()  # what the chargers said up to now is in the log
+        except StoreError as exc:
+            self.log.warning("migration_signals_unflushed", error=str(exc))
+        down = {item["id"] for item in self.estate.describe_chargers()
+                if item.get("connected") and (item.get("upstream") or {}).get("state") != "up"}
+        out = {}
+        for cid, moment in since.items():
+            try:
+                records = await store.messages(cid, limit=SIGNAL_RECORDS)
+            except StoreError:
+                records = []
+            compared, differed = shadow_tally(records, shadow)
+            answers, errors, rejected = primary_signals(records, moment)
+            out[cid] = ChargerSignals(compared, differed, answers, errors, rejected, cid in down)
+        return out
+
+    def connect_failures(self, csms: str) -> float:
+        value = self.estate.metrics.registry.get_sample_value(
+            "ocpp_gateway_upstream_connect_attempts_total", {"csms": csms, "outcome": "failed"})
+        return float(value or 0.0)

@@ -106,7 +106,7 @@ class Gates(_Model):
 
 
 class Plan(_Model):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     selection: Selection
     route: Route
     waves: Waves
@@ -115,6 +115,13 @@ class Plan(_Model):
     when: When = "idle"
     deadline: Duration | None = None
     force: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(NAME_PATTERN, v):
+            raise ValueError("use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
 
     @model_validator(mode="after")
     def _distinct(self) -> Plan:

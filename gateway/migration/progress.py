@@ -151,8 +151,10 @@ class PlanBook:
 
     def save(self, progress: PlanProgress) -> None:
         progress.updated_at = time.time()
-        data = progress.as_dict()
-        del data["summary"]
+        # Saved after every step: the store serialises the dataclasses itself (orjson, in C), where asdict()
+        # would copy every move and history entry first and make a 1,000-charger plan quadratic in Python.
+        data = {name: getattr(progress, name) for name in PlanProgress.__dataclass_fields__}
+        data["moves"] = list(progress.moves.values())
         self.store.save_state(plan_key(progress.name), data)
         if progress.name not in self.names:
             self.names.append(progress.name)

@@ -28,6 +28,12 @@ class ChargerSignals:
     rejected_boots: int = 0
     upstream_down: bool = False  # connected to the gateway, but its link to the CSMS is not up
 
+    def plus(self, later: ChargerSignals) -> ChargerSignals:
+        """These counts and ``later``'s added up; the link state is ``later``'s."""
+        return ChargerSignals(self.compared + later.compared, self.differed + later.differed,
+                              self.answers + later.answers, self.callerrors + later.callerrors,
+                              self.rejected_boots + later.rejected_boots, later.upstream_down)
+
 
 @dataclass(frozen=True, slots=True)
 class GateResult:

@@ -3,13 +3,14 @@
 Everything the runner knows about a plan is one ``PlanProgress``: the plan
 as submitted, its waves, each selected charger's move (from which route, to
 which, in what state) and the history of who moved what when. It is saved
-after every step under the store state key ``__migration__/plan/<name>``
-(``__migration__/plans`` lists the names), so a restarted gateway resumes
-the plan where it stopped.
+after every step under the store state keys ``__migration__/plan/<name>...``
+(``__migration__/plans`` lists the names; ``PlanBook`` says how a plan is
+split), so a restarted gateway resumes the plan where it stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
@@ -23,7 +24,6 @@ WaveState = Literal["waiting", "gating", "moving", "observing", "done", "rolled_
 # its old route after its wave failed; failed: the estate refused the move.
 MoveState = Literal["waiting", "pending", "moved", "rolled_back", "failed"]
 ACTIVE: tuple[PlanStatus, ...] = ("running", "paused")
-MAX_HISTORY = 100_000  # per plan; the oldest entries go first (a plan of 1,000 chargers writes ~3,000)
 
 
 def plan_key(name: str) -> str:
@@ -51,6 +51,7 @@ class WaveProgress:
     moved_at: float | None = None
     finished_at: float | None = None
     connect_failures_before: float = 0.0
+    log_position: int = 0  # the message log's newest record id when the wave started moving
     readiness: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
     reason: str | None = None
@@ -77,8 +78,6 @@ class PlanProgress:
         self.history.append({"ts": time.time(), "actor": actor, "plan": self.name, "wave": wave,
                              "charger": charger, "from": from_route, "to": to_route, "outcome": outcome,
                              "reason": reason})
-        if len(self.history) > MAX_HISTORY:
-            del self.history[: len(self.history) - MAX_HISTORY]
 
     def counts(self) -> dict[str, int]:
         """Chargers per move state (every state present, zero included)."""
@@ -133,29 +132,73 @@ class StateStore(Protocol):
 
 
 class PlanBook:
-    """Plans in the store: saved after every step, loaded at start."""
+    """Plans in the store: saved after every step, loaded at start.
+
+    A plan is kept in pieces so that a step writes what it changed, not the
+    whole plan: the plan record (``plan/<name>``: status, waves, counters),
+    each wave's moves (``plan/<name>/wave/<n>``) and the history in chunks of
+    ``HISTORY_CHUNK`` entries (``plan/<name>/history/<k>``). Steps within one
+    event-loop turn (moves finishing together) are written as one.
+    """
+
+    HISTORY_CHUNK = 500
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.names: list[str] = []
+        self._dirty: dict[str, tuple[PlanProgress, set[int]]] = {}
+        self._history_saved: dict[str, int] = {}  # entries already in full chunks, per plan
+        self._flush_scheduled = False
 
     async def load(self) -> list[PlanProgress]:
         index = await self.store.load_state(INDEX_KEY) or {}
         self.names = [str(n) for n in index.get("names", [])]
         plans = []
         for name in self.names:
-            data = await self.store.load_state(plan_key(name))
-            if data is not None:
-                plans.append(PlanProgress.from_dict(data))
+            key = plan_key(name)
+            data = await self.store.load_state(key)
+            if data is None:
+                continue
+            moves: list[dict[str, Any]] = []
+            for wave in data.get("waves", []):
+                moves.extend((await self.store.load_state(f"{key}/wave/{wave['index']}") or {}).get("moves", []))
+            history: list[dict[str, Any]] = []
+            for chunk in range(int(data.get("history_chunks", 0))):
+                history.extend((await self.store.load_state(f"{key}/history/{chunk}") or {}).get("entries", []))
+            plans.append(PlanProgress.from_dict({**data, "moves": moves, "history": history}))
+            self._history_saved[name] = len(history) - len(history) % self.HISTORY_CHUNK
         return plans
 
-    def save(self, progress: PlanProgress) -> None:
+    def save(self, progress: PlanProgress, waves: set[int] | None = None) -> None:
+        """Note that ``progress`` (and the moves of ``waves``) changed; written at the end of this loop turn."""
         progress.updated_at = time.time()
-        # Saved after every step: the store serialises the dataclasses itself (orjson, in C), where asdict()
-        # would copy every move and history entry first and make a 1,000-charger plan quadratic in Python.
-        data = {name: getattr(progress, name) for name in PlanProgress.__dataclass_fields__}
-        data["moves"] = list(progress.moves.values())
-        self.store.save_state(plan_key(progress.name), data)
-        if progress.name not in self.names:
-            self.names.append(progress.name)
-            self.store.save_state(INDEX_KEY, {"names": self.names})
+        _, dirty = self._dirty.setdefault(progress.name, (progress, set()))
+        dirty.update(waves or ())
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (a script): write now
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every noted change to the store's queue (its writer persists the latest of each key)."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        for progress, waves in dirty.values():
+            key = plan_key(progress.name)
+            for index in sorted(waves):
+                moves = [m for m in progress.moves.values() if m.wave == index]
+                self.store.save_state(f"{key}/wave/{index}", {"moves": moves})
+            saved = self._history_saved.get(progress.name, 0)
+            chunks = (len(progress.history) + self.HISTORY_CHUNK - 1) // self.HISTORY_CHUNK
+            for chunk in range(saved // self.HISTORY_CHUNK, chunks):
+                entries = progress.history[chunk * self.HISTORY_CHUNK:(chunk + 1) * self.HISTORY_CHUNK]
+                self.store.save_state(f"{key}/history/{chunk}", {"entries": entries})
+            self._history_saved[progress.name] = len(progress.history) - len(progress.history) % self.HISTORY_CHUNK
+            data = {name: getattr(progress, name) for name in PlanProgress.__dataclass_fields__
+                    if name not in ("moves", "history")}
+            self.store.save_state(key, {**data, "history_chunks": chunks})
+            if progress.name not in self.names:
+                self.names.append(progress.name)
+                self.store.save_state(INDEX_KEY, {"names": self.names})

@@ -68,8 +68,15 @@ class PlanTarget(Protocol):
     async def move_state(self, charger_id: str) -> MoveResult | None:
         """The charger's last route change as it stands now (None: nothing is known, take it as applied)."""
 
-    async def signals(self, since: Mapping[str, float], shadow: str) -> dict[str, gates.ChargerSignals]:
-        """Per charger: comparisons against CSMS ``shadow`` and the primary's answers since ``since[id]``."""
+    async def comparisons(self, charger_ids: Sequence[str], shadow: str) -> dict[str, gates.ChargerSignals]:
+        """Per charger: its exchanges compared (and differing) between its primary and CSMS ``shadow``."""
+
+    async def log_position(self) -> int:
+        """Where the message log is now (its newest record id): health signals are read from here on."""
+
+    async def health(self, since: Mapping[str, float], after: int) -> tuple[dict[str, gates.ChargerSignals], int]:
+        """Per charger: the primary's answers logged after position ``after`` and at or after ``since[id]``;
+        with the position read up to (read again from there next time: the counts add up)."""
 
     def connect_failures(self, csms: str) -> float:
         """Failed upstream connects to ``csms`` so far (a counter: the runner takes differences)."""
@@ -99,6 +106,8 @@ class PlanRunner:
         self.progress: dict[str, PlanProgress] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        # (plan, wave) -> (log position read up to, signals so far): each look reads only what is new
+        self._health_tally: dict[tuple[str, int], tuple[int, dict[str, gates.ChargerSignals]]] = {}
         self.log = get_logger()
 
     # ------------------------------------------------------------ lifecycle
@@ -122,6 +131,7 @@ class PlanRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.book.flush()
 
     async def wait(self, name: str) -> None:
         """Until the plan's task ends (completed, stopped or aborted); for tests and the bench."""
@@ -140,8 +150,9 @@ class PlanRunner:
         if self._tasks.get(name) is task:
             del self._tasks[name]
 
-    def _save(self, progress: PlanProgress) -> None:
-        self.book.save(progress)
+    def _save(self, progress: PlanProgress, waves: set[int] | None = None) -> None:
+        """Keep the plan's progress (and the moves of ``waves``) in the store and on its gauges."""
+        self.book.save(progress, waves)
         self.publish(progress)
 
     # ------------------------------------------------------------ requests (MigrationPlans)
@@ -166,8 +177,7 @@ class PlanRunner:
         busy = self._busy([cid for ids in layout for cid in ids])
         waves_out = []
         for index, ids in enumerate(layout, start=1):
-            signals = await self.target.signals(dict.fromkeys(ids, 0.0), plan.route.primary)
-            ready = gates.readiness(plan.gates, signals)
+            ready = gates.readiness(plan.gates, await self.target.comparisons(ids, plan.route.primary))
             waves_out.append({"wave": index, "chargers": [{"id": cid, "from": _dump(routes.get(cid)),
                                                            "to": plan.route.model_dump()} for cid in ids],
                               "readiness": ready.as_dict()})
@@ -211,7 +221,7 @@ class PlanRunner:
         progress.note(actor, "submitted", reason=f"{len(progress.moves)} chargers in {len(layout)} waves of "
                       f"up to {plan.waves.size}; {len(already)} already on the route")
         self.progress[plan.name] = progress
-        self._save(progress)
+        self._save(progress, {w.index for w in progress.waves})
         self._launch(progress)
         self.log.info("migration_plan_submitted", plan=plan.name, actor=actor, chargers=len(progress.moves),
                       waves=len(layout))
@@ -251,7 +261,7 @@ class PlanRunner:
                         move.state = "waiting"
                         move.reason = None
         progress.note(actor, {"pause": "paused", "resume": "resumed", "abort": "aborted"}[command])
-        self._save(progress)
+        self._save(progress, {w.index for w in progress.waves})
         if progress.status == "running" and name not in self._tasks:
             self._launch(progress)
         wake = self._wake.get(name)
@@ -338,8 +348,7 @@ class PlanRunner:
         self._save(progress)
         give_up = time.time() + plan.gates.wait_ready
         while True:
-            signals = await self.target.signals(dict.fromkeys(wave.chargers, 0.0), plan.route.primary)
-            result = gates.readiness(plan.gates, signals)
+            result = gates.readiness(plan.gates, await self.target.comparisons(wave.chargers, plan.route.primary))
             wave.readiness = result.as_dict()
             if result.ok:
                 break
@@ -356,6 +365,7 @@ class PlanRunner:
         wave.state = "moving"
         wave.reason = None
         wave.connect_failures_before = self.target.connect_failures(plan.route.primary)
+        wave.log_position = await self.target.log_position()
         progress.note(progress.actor, "wave_started", wave=wave.index,
                       reason=f"{len(wave.chargers)} chargers; readiness {result.figures}")
         self._save(progress)
@@ -404,7 +414,7 @@ class PlanRunner:
             progress.note(progress.actor, "moved" if move.state == "moved" else f"move_{result.state}",
                           wave=move.wave, charger=move.charger_id, from_route=move.from_route,
                           to_route=to.model_dump(), reason=result.reason)
-        self._save(progress)
+        self._save(progress, {move.wave})
 
     async def _observe(self, progress: PlanProgress, plan: Plan, wave: WaveProgress) -> bool:
         """Watch a moved wave for ``gates.observe`` seconds; roll it back (or stop) on a failure signal."""
@@ -433,9 +443,16 @@ class PlanRunner:
         return True
 
     async def _health(self, progress: PlanProgress, plan: Plan, wave: WaveProgress, final: bool) -> gates.GateResult:
+        """The wave's failure signals so far: the log is read on from where the last look stopped."""
         moved = (progress.moves[cid] for cid in wave.chargers)
         since = {m.charger_id: m.moved_at or wave.moved_at or 0.0 for m in moved if m.state == "moved"}
-        signals = await self.target.signals(since, plan.route.primary)
+        key = (progress.name, wave.index)
+        after, tally = self._health_tally.get(key, (wave.log_position, {}))
+        fresh, position = await self.target.health(since, after)
+        for cid, new in fresh.items():
+            tally[cid] = tally[cid].plus(new) if cid in tally else new
+        self._health_tally[key] = (position, tally)
+        signals = dict(tally)
         if not final:  # a charger still reconnecting is not yet a connect failure
             signals = {cid: replace(s, upstream_down=False) for cid, s in signals.items()}
         now_failed = self.target.connect_failures(plan.route.primary)
@@ -468,7 +485,7 @@ class PlanRunner:
                 progress.note("gate", "rolled_back" if move.state == "rolled_back" else "rollback_failed",
                               wave=wave.index, charger=move.charger_id, from_route=move.to_route,
                               to_route=move.from_route, reason=move.reason)
-                self._save(progress)
+                self._save(progress, {wave.index})
 
         await asyncio.gather(*(back(progress.moves[cid]) for cid in wave.chargers
                                if progress.moves[cid].state in ("moved", "pending")))

@@ -8,7 +8,7 @@ connect failures). Nothing is added to the relay's hot path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,7 +22,8 @@ from gateway.migration.runner import MoveResult
 from gateway.migration.select import ChargerFacts, boot_identity
 from gateway.store import StoreError, iso_utc
 
-SIGNAL_RECORDS = 400  # newest log records read per charger for its signals
+COMPARED_RECORDS = 400  # newest log records read per charger for its shadow comparisons
+LOG_PAGE = 5000  # log records read per query when following the log for a wave's health
 
 
 def shadow_tally(records: list[dict[str, Any]], shadow: str) -> tuple[int, int]:
@@ -105,24 +106,56 @@ class GatewayTarget:
     async def move_state(self, charger_id: str) -> MoveResult | None:
         return None  # every change applies at once today: nothing is ever pending
 
-    async def signals(self, since: Mapping[str, float], shadow: str) -> dict[str, ChargerSignals]:
-        store = self.estate.store
+    async def _flushed(self) -> None:
         try:
-            await store.flush()  # what the chargers said up to now is in the log
+            await self.estate.store.flush()  # what the chargers said up to now is in the log
         except StoreError as exc:
             self.log.warning("migration_signals_unflushed", error=str(exc))
-        down = {item["id"] for item in self.estate.describe_chargers()
-                if item.get("connected") and (item.get("upstream") or {}).get("state") != "up"}
+
+    async def comparisons(self, charger_ids: Sequence[str], shadow: str) -> dict[str, ChargerSignals]:
+        await self._flushed()
         out = {}
-        for cid, moment in since.items():
+        for cid in charger_ids:
             try:
-                records = await store.messages(cid, limit=SIGNAL_RECORDS)
+                records = await self.estate.store.messages(cid, limit=COMPARED_RECORDS)
             except StoreError:
                 records = []
             compared, differed = shadow_tally(records, shadow)
-            answers, errors, rejected = primary_signals(records, moment)
-            out[cid] = ChargerSignals(compared, differed, answers, errors, rejected, cid in down)
+            out[cid] = ChargerSignals(compared, differed)
         return out
+
+    async def log_position(self) -> int:
+        await self._flushed()
+        try:
+            newest = await self.estate.store.messages(None, limit=1)
+        except StoreError:
+            return 0
+        return int(newest[-1]["id"]) if newest else 0
+
+    async def health(self, since: Mapping[str, float], after: int) -> tuple[dict[str, ChargerSignals], int]:
+        await self._flushed()
+        mine: dict[str, list[dict[str, Any]]] = {cid: [] for cid in since}
+        position = after
+        while True:  # only what was logged since the last look, for every charger at once
+            try:
+                page = await self.estate.store.messages(None, limit=LOG_PAGE, after_id=position)
+            except StoreError as exc:
+                self.log.warning("migration_signals_unreadable", error=str(exc))
+                break
+            for rec in page:
+                if rec["charger_id"] in mine:
+                    mine[rec["charger_id"]].append(rec)
+            if page:
+                position = int(page[-1]["id"])
+            if len(page) < LOG_PAGE:
+                break
+        down = {item["id"] for item in self.estate.describe_chargers()
+                if item.get("connected") and (item.get("upstream") or {}).get("state") != "up"}
+        out = {}
+        for cid, records in mine.items():
+            answers, errors, rejected = primary_signals(records, since[cid])
+            out[cid] = ChargerSignals(0, 0, answers, errors, rejected, cid in down)
+        return out, position
 
     def connect_failures(self, csms: str) -> float:
         value = self.estate.metrics.registry.get_sample_value(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,9 @@ async def test_200_chargers_in_4_waves_wave_3_rolled_back_and_a_restart_in_the_m
         assert status == 200
         assert done["status"] == "stopped"
         assert [w["state"] for w in done["waves"]] == ["done", "done", "rolled_back", "waiting"]
-        assert done["reason"].startswith("wave 3 failed its gate: 50 Rejected boot(s) (limit 0)")
+        # The gate fails on the first Rejected boots it sees (how many of the 50 depends on timing).
+        failed = re.match(r"wave 3 failed its gate: (\d+) Rejected boot\(s\) \(limit 0\), from (CP\d+)", done["reason"])
+        assert failed is not None and 1 <= int(failed[1]) <= 50 and failed[2] in wave3, done["reason"]
         assert done["summary"]["counts"] == {"waiting": 50, "pending": 0, "moved": 100, "rolled_back": 50,
                                              "failed": 0}
         outcomes = [(h["outcome"], h["actor"]) for h in done["history"] if h["charger"]]

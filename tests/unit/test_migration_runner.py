@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,9 @@ import pytest
 
 from gateway.config import Route
 from gateway.estate import MigrationRequestError
-from gateway.migration import MoveResult, PlanBook, PlanRunner
+from gateway.migration import MoveResult, PlanBook, PlanProgress, PlanRunner
 from gateway.migration.gates import ChargerSignals
+from gateway.migration.progress import ChargerMove, WaveProgress
 from gateway.migration.select import ChargerFacts
 from gateway.store import Store, open_store
 
@@ -26,6 +27,8 @@ class ScriptedEstate:
         self.moves: list[tuple[str, str | None, str]] = []
         self.failing: set[str] = set()  # chargers whose new CSMS rejects their boot
         self.compared: dict[str, int] = {}
+        self.looks = 0  # the "log position": one step per look at the wave's health
+        self.started: dict[str, int] = {}
 
     @property
     def csms_names(self) -> set[str]:
@@ -47,10 +50,18 @@ class ScriptedEstate:
     async def move_state(self, charger_id: str) -> MoveResult | None:
         return None
 
-    async def signals(self, since: Mapping[str, float], shadow: str) -> dict[str, ChargerSignals]:
-        return {cid: ChargerSignals(compared=self.compared.get(cid, 0), answers=2,
-                                    rejected_boots=int(cid in self.failing and self.routes[cid] is not None))
-                for cid in since}
+    async def comparisons(self, charger_ids: Sequence[str], shadow: str) -> dict[str, ChargerSignals]:
+        return {cid: ChargerSignals(compared=self.compared.get(cid, 0)) for cid in charger_ids}
+
+    async def log_position(self) -> int:
+        return self.looks
+
+    async def health(self, since: Mapping[str, float], after: int) -> tuple[dict[str, ChargerSignals], int]:
+        """Each look reports one new answer per charger (and the boot rejections once)."""
+        self.looks += 1
+        return {cid: ChargerSignals(answers=1, rejected_boots=int(
+            cid in self.failing and self.routes[cid] is not None and after == self.started.setdefault(cid, after)))
+            for cid in since}, self.looks
 
     def connect_failures(self, csms: str) -> float:
         return 0.0
@@ -161,3 +172,29 @@ async def test_requests_that_cannot_be_carried_out_are_refused(store: Store) -> 
     assert state is not None and state["status"] == "aborted"
     assert [(h["actor"], h["outcome"]) for h in state["history"]] == [("alice", "paused"), ("bob", "aborted")]
     await runner.stop()
+
+
+async def test_a_plan_is_kept_in_pieces_and_comes_back_whole(store: Store) -> None:
+    """Plan record, per-wave moves and chunked history written step by step load back as the same plan."""
+    book = PlanBook(store)
+    book.HISTORY_CHUNK = 3
+    progress = PlanProgress("p", plan(), "ops")
+    progress.waves = [WaveProgress(1, ["A", "B"]), WaveProgress(2, ["C"])]
+    for cid, wave in (("A", 1), ("B", 1), ("C", 2)):
+        progress.moves[cid] = ChargerMove(cid, wave, {"primary": "legacy", "shadow": None}, False,
+                                          {"primary": "new", "shadow": None})
+    book.save(progress, {1, 2})
+    for step in range(7):  # 7 entries: two full chunks and one partial, written as they come
+        progress.note("ops", f"step-{step}", wave=1, charger="A")
+        progress.moves["A"].state = "moved" if step % 2 else "pending"
+        book.save(progress, {1})
+        book.flush()
+    progress.waves[0].state = "done"
+    book.save(progress)
+    book.flush()
+    loaded = await PlanBook(store).load()
+    assert len(loaded) == 1
+    again = loaded[0]
+    assert [h["outcome"] for h in again.history] == [f"step-{i}" for i in range(7)]
+    assert again.moves == progress.moves and again.waves == progress.waves
+    assert again.as_dict() == progress.as_dict()

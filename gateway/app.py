@@ -401,9 +401,8 @@ class Gateway:
         """The charger's route: an admin override, else the config's (None: unknown and refused)."""
         return self.route_overrides.get(charger_id) or self.config.route_for(charger_id)
 
-    def route_override(self, charger_id: str) -> Route | None:
-        """The route set through the admin API or a migration plan, if any."""
-        return self.route_overrides.get(charger_id)
+    def route_overridden(self, charger_id: str) -> bool:
+        return charger_id in self.route_overrides
 
     async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
         """Cut a charger over (or back): persist the override and reconnect the charger onto it.

@@ -57,8 +57,8 @@ class MigrationEstate(EstateBasics, Protocol):
     def route_for(self, charger_id: str) -> Route | None:
         """The charger's effective route (None: unknown)."""
 
-    def route_override(self, charger_id: str) -> Route | None:
-        """The route an operator or a plan set for the charger, if any (else the config file's applies)."""
+    def route_overridden(self, charger_id: str) -> bool:
+        """Whether the charger's route was set through the API or a plan (rather than the config file's)."""
 
     async def set_route(self, charger_id: str, route: Route | None) -> Route | None:
         """Route a charger (None: back to the config file's route); KeyError names an unknown CSMS."""

@@ -94,7 +94,7 @@ class GatewayTarget:
         return out
 
     def current_route(self, charger_id: str) -> tuple[Route | None, bool]:
-        return self.estate.route_for(charger_id), self.estate.route_override(charger_id) is not None
+        return self.estate.route_for(charger_id), self.estate.route_overridden(charger_id)
 
     async def move(self, charger_id: str, route: Route | None, *, when: str, deadline: float | None, force: bool,
                    actor: str) -> MoveResult:

@@ -84,6 +84,8 @@ async def test_four_waves_with_the_third_rolled_back_by_its_gate(store: Store) -
     """200 chargers in 4 waves: waves 1-2 move, wave 3 fails its gate and goes back, wave 4 never moves."""
     estate = ScriptedEstate([f"CP{i:03}" for i in range(200)])
     estate.failing = {"CP120"}
+    shadowed = Route(primary="legacy", shadow="new")
+    estate.routes["CP101"] = shadowed  # an operator's override: the roll-back puts it back as it was
     runner = PlanRunner(estate, PlanBook(store), poll=0.01)
     summary = await runner.submit(plan(), "ops@example")
     assert (summary["chargers"], summary["waves"]) == (200, 4)
@@ -94,7 +96,8 @@ async def test_four_waves_with_the_third_rolled_back_by_its_gate(store: Store) -
     assert "wave 3 failed its gate: 1 Rejected boot(s) (limit 0), from CP120" in done["reason"]
     assert done["summary"]["counts"] == {"waiting": 50, "pending": 0, "moved": 100, "rolled_back": 50, "failed": 0}
     assert all(estate.routes[f"CP{i:03}"] == Route(primary="new") for i in range(100))
-    assert all(estate.routes[f"CP{i:03}"] is None for i in range(100, 200))  # back on the config's route
+    assert estate.routes["CP101"] == shadowed
+    assert all(estate.routes[f"CP{i:03}"] is None for i in range(100, 200) if i != 101)  # the config's route
     rolled = [h for h in done["history"] if h["outcome"] == "rolled_back"]
     assert len(rolled) == 50 and rolled[0]["actor"] == "gate" and rolled[0]["from"] == {"primary": "new",
                                                                                         "shadow": None}

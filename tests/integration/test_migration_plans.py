@@ -4,7 +4,6 @@ in the middle, and the `migrate` command as operators run it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,7 @@ class RawFleet:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def wait_until(predicate: Any, timeout: float = 30.0) -> None:

@@ -190,3 +190,40 @@ async def test_migrate_cli_dry_run_submit_and_status(start_gateway: GatewayFacto
         await fleet.stop()
         await old.stop()
         await new.stop()
+
+
+async def test_the_plans_api_answers_bad_requests_clearly(start_gateway: GatewayFactory,
+                                                          monkeypatch: Any) -> None:
+    """Bad JSON, a bad plan, an unknown plan and a missing token get a 4xx naming the problem; nothing runs."""
+    monkeypatch.setenv("GW_TEST_ADMIN_TOKEN", "s3cret")
+    old = await DemoCsms(versions=(Version.V16,)).start()
+    new = await DemoCsms(versions=(Version.V16,)).start()
+    try:
+        gw = await start_gateway(csms_config(old, new), admin={"host": "127.0.0.1", "port": 0,
+                                                               "token_env": "GW_TEST_ADMIN_TOKEN"})
+        auth = {"Authorization": "Bearer s3cret"}
+        plan = {"name": "p", "selection": {"ids": ["CP1"]}, "route": {"primary": "new"}, "waves": {"size": 1}}
+        cases: list[tuple[str, str, dict[str, Any], int, dict[str, Any]]] = [
+            ("POST", "/api/migration/plans", {"json": plan}, 401,
+             {"error": "this admin API needs 'Authorization: Bearer <token>'"}),
+            ("POST", "/api/migration/plans", {"data": "{not json", "headers": auth}, 400,
+             {"error": "expected the plan as a JSON object"}),
+            ("POST", "/api/migration/plans", {"json": {**plan, "waves": {"size": 0}, "gates": {"x": 1}},
+                                              "headers": auth}, 400,
+             {"error": "2 problems", "problems": ["plan: waves.size: Input should be greater than or equal to 1",
+                                                  "plan: gates.x: unknown key"]}),
+            ("POST", "/api/migration/plans", {"json": plan, "headers": auth}, 422,
+             {"error": "plan 'p' selects no charger to move (0 selected are on the target route already)",
+              "problems": ["plan 'p' selects no charger to move (0 selected are on the target route already)"]}),
+            ("GET", "/api/migration/plans/nope", {"headers": auth}, 404, {"error": "no plan named nope"}),
+            ("POST", "/api/migration/plans/nope/pause", {"headers": auth}, 404,
+             {"error": "no plan named 'nope'", "problems": ["no plan named 'nope'"]}),
+            ("GET", "/api/migration/plans", {"headers": auth}, 200, {}),
+        ]
+        for method, path, kwargs, status, body in cases:
+            got_status, got = await api(gw, method, path, **kwargs)
+            assert (got_status, got if body else None) == (status, body or None), (method, path)
+        assert gw.migration_plans.plans() == []
+    finally:
+        await old.stop()
+        await new.stop()

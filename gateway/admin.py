@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from gateway import console, security
 from gateway.config import Route
-from gateway.estate import AdminEstate
+from gateway.estate import AdminEstate, MigrationRequestError
 from gateway.routing import WHEN_VALUES, RouteChange, RouteChangeState, RouteError
 from gateway.store import StoreError
 from gateway.vendors.metrics import VendorMetrics
@@ -232,6 +232,57 @@ async def console_asset(request: web.Request) -> web.Response:
     return _console_file(name)
 
 
+def _actor(request: web.Request) -> str:
+    """Who asks, as history records it: the X-Actor header (the CLI sends user@host), else "api"."""
+    given = request.headers.get("X-Actor", "")
+    actor = "".join(ch for ch in given if ch.isprintable())[:64].strip()
+    return actor or "api"
+
+
+async def _plan_request(call: Any) -> web.Response:
+    try:
+        return web.json_response(await call)
+    except MigrationRequestError as exc:
+        error = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict}.get(
+            exc.status, web.HTTPUnprocessableEntity)
+        _fail(error, exc.problems[0] if len(exc.problems) == 1 else f"{len(exc.problems)} problems",
+              problems=exc.problems)
+
+
+async def post_plan(request: web.Request) -> web.Response:
+    """Submit a migration plan (the plan file's content as JSON); ?dry_run=1 only says what it would do."""
+    plans = request.app[GATEWAY_KEY].migration_plans
+    try:
+        body = await request.json()
+    except ValueError:
+        _fail(web.HTTPBadRequest, "expected the plan as a JSON object")
+    if request.query.get("dry_run", "").lower() in ("1", "true", "yes"):
+        return await _plan_request(plans.preview(body))
+    response = await _plan_request(plans.submit(body, _actor(request)))
+    response.set_status(201)
+    return response
+
+
+async def get_plans(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GATEWAY_KEY].migration_plans.plans())
+
+
+async def get_plan(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    history = _int_param(request, "history", None, 0, 1_000_000)
+    found = request.app[GATEWAY_KEY].migration_plans.plan(name, history)
+    if found is None:
+        _fail(web.HTTPNotFound, f"no plan named {name}")
+    return web.json_response(found)
+
+
+async def control_plan(request: web.Request) -> web.Response:
+    """pause, resume (also a stopped plan: its failed wave is tried again) or abort a plan."""
+    plans = request.app[GATEWAY_KEY].migration_plans
+    return await _plan_request(plans.control(request.match_info["name"], request.match_info["command"],
+                                             _actor(request)))
+
+
 def _require_token(digest: bytes) -> Middleware:
     """/api/* answers only requests that carry the configured bearer token."""
 
@@ -261,4 +312,8 @@ def make_admin_app(estate: AdminEstate, token_digest: bytes | None = None) -> we
     app.router.add_get("/api/migration", migration)
     app.router.add_put("/api/chargers/{id:[^/]+}/route", put_route)
     app.router.add_delete("/api/chargers/{id:[^/]+}/route", delete_route)
+    app.router.add_post("/api/migration/plans", post_plan)
+    app.router.add_get("/api/migration/plans", get_plans)
+    app.router.add_get("/api/migration/plans/{name:[^/]+}", get_plan)
+    app.router.add_post("/api/migration/plans/{name:[^/]+}/{command:pause|resume|abort}", control_plan)
     return app

@@ -41,6 +41,7 @@ from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
 if TYPE_CHECKING:
+    from gateway.migration import PlanProgress, PlanRunner
     from gateway.vendors import VendorManager
 
 _GATEWAY_STATE = report.GATEWAY_STATE  # gateway-wide state slot (route overrides until 0.x)
@@ -96,6 +97,7 @@ class Gateway:
         adm = config.admission
         self._bucket = TokenBucket(adm.rate, adm.burst)
         self._services: ConnectionServices | None = None
+        self.plans: PlanRunner | None = None  # migration plans (gateway.migration), from start() on
 
     # ------------------------------------------------------------ lifecycle
 
@@ -164,6 +166,7 @@ class Gateway:
         await self._admin_runner.setup()
         self._admin_site = web.TCPSite(self._admin_runner, self.config.admin.host, self.config.admin.port)
         await self._admin_site.start()
+        await self._start_plans()
         self.log.info("gateway_started", listen=f"{self.config.listen.host}:{self.listen_port}",
                       admin=f"{self.config.admin.host}:{self.admin_port}", store=_redact(self.config.store),
                       csms={k: {"url": v.url, "ocpp": v.ocpp.value} for k, v in self.config.csms.items()})
@@ -207,6 +210,8 @@ class Gateway:
         if self._stopping:
             return
         self._stopping = True
+        if self.plans is not None:  # first: a plan must not judge its wave by chargers the gateway is closing
+            await self.plans.stop()
         if self.vendors is not None:
             await self.vendors.stop()
         if self._server is not None:
@@ -222,6 +227,22 @@ class Gateway:
         self.timers.close()
         await self.store.close()
         self.log.info("gateway_stopped", chargers=len(conns))
+
+    async def _start_plans(self) -> None:
+        """Load migration plans from the store and resume the running ones."""
+        from gateway.migration import PlanBook, PlanRunner
+        from gateway.migration.target import GatewayTarget
+
+        self.plans = PlanRunner(GatewayTarget(self), PlanBook(self.store), publish=self._publish_plan)
+        await self.plans.start()
+
+    def _publish_plan(self, progress: PlanProgress) -> None:
+        self.metrics.migration_plan(progress.name, progress.status, progress.counts(), progress.wave_counts())
+
+    @property
+    def migration_plans(self) -> PlanRunner:
+        assert self.plans is not None, "the gateway has not started"
+        return self.plans
 
     @property
     def listen_port(self) -> int:
@@ -433,6 +454,14 @@ class Gateway:
 
     def route_overridden(self, charger_id: str) -> bool:
         return charger_id in self.route_overrides
+
+    def shadow_tally(self, charger_id: str, shadow: str) -> tuple[int, int]:
+        kept = self.comparisons.get(charger_id)
+        target = kept.targets.get(shadow) if kept is not None else None
+        if target is None:
+            return 0, 0
+        total = target.total()
+        return total.compared, total.differed
 
     def route_history(self, charger_id: str) -> list[dict[str, Any]]:
         """The charger's last few settled route changes, oldest first."""

@@ -8,6 +8,7 @@
     ocpp-gateway route <charger_id> --primary NEW [--shadow OLD] | --reset
     ocpp-gateway report --config F [--format text|json|csv|html] [--output FILE]
     ocpp-gateway replay --config F --charger ID|--all --csms NAME [--since T] [--until T] [--prefix P]
+    ocpp-gateway migrate plan.yaml [--dry-run] | --status [NAME] | --pause|--resume|--abort NAME
     ocpp-gateway sim charger --ocpp 1.6 --url ws://host:9000/ocpp --id CP1 [--transactions N]
     ocpp-gateway sim csms --ocpp 2.0.1 --port 8180
 
@@ -138,13 +139,9 @@ def _parser() -> argparse.ArgumentParser:
                        "+SECONDS from now; then --force switches anyway, otherwise the change is cancelled")
     route.add_argument("--force", action="store_true",
                        help="switch at the deadline (at once without one) even with transactions open")
-    where = route.add_mutually_exclusive_group()
-    where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
-    where.add_argument("--config", "-c",
-                       help="take the admin address (and admin.token_env) from this configuration file")
-    route.add_argument("--token-env", metavar="NAME",
-                       help="environment variable with the admin API's bearer token (default: the config's "
-                       "admin.token_env)")
+    _admin_options(route)
+
+    _migrate_parser(sub)
 
     native_example = "ocpp-gateway vendor native-ocpp easee-EH123456 --config gateway.yaml --url wss://gw.example/ocpp"
     vendor = sub.add("vendor", [native_example], help="vendor cloud chargers: move them to native OCPP")
@@ -166,6 +163,45 @@ def _parser() -> argparse.ArgumentParser:
 
     _sim_parsers(sub)
     return p
+
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    """--admin URL | --config F, and --token-env: how a command finds a running gateway's admin API."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--admin", help="admin API base URL (default http://127.0.0.1:9100)")
+    where.add_argument("--config", "-c",
+                       help="take the admin address (and admin.token_env) from this configuration file")
+    parser.add_argument("--token-env", metavar="NAME",
+                        help="environment variable with the admin API's bearer token (default: the config's "
+                        "admin.token_env)")
+
+
+def _migrate_parser(sub: _Subcommands) -> None:
+    migrate = sub.add(
+        "migrate",
+        ["ocpp-gateway migrate plan.yaml --dry-run --config gateway.yaml   # what would move; which gates hold",
+         "ocpp-gateway migrate plan.yaml --config gateway.yaml             # submit: the gateway runs it",
+         "ocpp-gateway migrate --status --config gateway.yaml              # every plan",
+         "ocpp-gateway migrate --status move-west --config gateway.yaml    # one plan and its history",
+         "ocpp-gateway migrate --pause move-west --admin http://127.0.0.1:9100 --token-env GW_ADMIN_TOKEN"],
+        help="move many chargers in gated waves (a migration plan run by the gateway)",
+        description="Submit a migration plan (docs/migration-plans.md) to a running gateway through its admin API. "
+        "The gateway runs it (waves, pauses, gates, automatic roll-back) and keeps its progress in the store, so "
+        "neither this command exiting nor a gateway restart stops it. Exit status 2 for a plan file with "
+        "problems (one line each, naming the file and the key), 1 when the gateway refuses or cannot be reached.",
+    )
+    migrate.add_argument("plan", nargs="?", help="the plan file (YAML)")
+    migrate.add_argument("--dry-run", action="store_true",
+                         help="print what would move, in which waves, and which gates hold today; change nothing")
+    action = migrate.add_mutually_exclusive_group()
+    action.add_argument("--status", nargs="?", const="", metavar="NAME",
+                        help="print every plan's progress, or one plan's waves and history")
+    action.add_argument("--pause", metavar="NAME", help="pause a running plan after its current step")
+    action.add_argument("--resume", metavar="NAME",
+                        help="resume a paused plan, or retry a stopped plan from the wave that stopped it")
+    action.add_argument("--abort", metavar="NAME", help="stop a plan for good where it is (no roll-back)")
+    migrate.add_argument("--history", type=int, default=20, help="history entries shown with --status NAME")
+    _admin_options(migrate)
 
 
 def _version(text: str) -> Version:
@@ -361,9 +397,8 @@ async def _serve(config: GatewayConfig) -> int:
     return 0
 
 
-async def _route(args: argparse.Namespace) -> int:
-    import aiohttp
-
+def _admin_api(args: argparse.Namespace) -> tuple[str, dict[str, str]] | None:
+    """The admin API's base URL and request headers from --admin/--config/--token-env (None: a message said why)."""
     base = args.admin or "http://127.0.0.1:9100"
     token_env = args.token_env
     if args.config:
@@ -375,9 +410,19 @@ async def _route(args: argparse.Namespace) -> int:
         token = os.environ.get(token_env)
         if not token:
             print(f"ocpp-gateway: environment variable {token_env} (the admin API token) is not set", file=sys.stderr)
-            return 1
+            return None
         headers["Authorization"] = f"Bearer {token}"
-    url = f"{base.rstrip('/')}/api/chargers/{args.charger_id}/route"
+    return base.rstrip("/"), headers
+
+
+async def _route(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    api = _admin_api(args)
+    if api is None:
+        return 1
+    base, headers = api
+    url = f"{base}/api/chargers/{args.charger_id}/route"
     options: dict[str, object] = {"when": "now" if args.now else "idle", "force": args.force}
     if args.deadline:
         deadline = args.deadline.strip()
@@ -456,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.replay import replay_command
 
         return asyncio.run(replay_command(_load(args.config), args))
+    if args.command == "migrate":
+        from gateway.migration.cli import run_migrate
+
+        api = _admin_api(args)
+        return 1 if api is None else asyncio.run(run_migrate(args, *api))
     if args.command == "bench":
         from gateway.bench import bench_command
 

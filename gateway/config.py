@@ -337,9 +337,9 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+def _keys_at(loc: tuple[int | str, ...], model: type[BaseModel]) -> list[str]:
     """The keys the model allows at ``loc`` (the mapping that holds an unknown key), for "did you mean"."""
-    current: Any = GatewayConfig
+    current: Any = model
     for segment in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(segment))
@@ -355,15 +355,15 @@ def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
-def config_problems(exc: ValidationError) -> list[str]:
-    """One ``key: message`` line per problem pydantic found."""
+def config_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One ``key: message`` line per problem pydantic found (``model``: the one validated, default GatewayConfig)."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _did_you_mean(str(loc[-1]), _keys_at(loc[:-1]))
+            msg = "unknown key" + _did_you_mean(str(loc[-1]), _keys_at(loc[:-1], model or GatewayConfig))
         if not key:  # the model-wide check: its message is already "key: message" lines
             lines.extend(msg.splitlines())
         else:

@@ -69,9 +69,65 @@ class AdminEstate(EstateBasics, Protocol):
     async def differences(self, charger_id: str, limit: int | None, action: str | None) -> list[dict[str, Any]] | None:
         """A charger's kept differing shadow exchanges, newest last (None: unknown charger)."""
 
+    @property
+    def migration_plans(self) -> MigrationPlans: ...
+
+
+class MigrationEstate(EstateBasics, Protocol):
+    """The estate as migration plans see it (``gateway.migration.GatewayTarget``)."""
+
+    def describe_chargers(self) -> list[dict[str, Any]]:
+        """Every known charger, connected or not, as the API shows it."""
+
+    def route_for(self, charger_id: str) -> Route | None:
+        """The charger's effective route (None: unknown)."""
+
+    def route_overridden(self, charger_id: str) -> bool:
+        """Whether the charger's route was set through the API or a plan (rather than the config file's)."""
+
+    async def set_route(
+        self, charger_id: str, route: Route | None, *, when: When = "idle", deadline: float | None = None,
+        force: bool = False, actor: str = "api",
+    ) -> RouteChange:
+        """Move a charger hot and transaction-safe (see ``AdminEstate.set_route``)."""
+
+    def route_change(self, charger_id: str) -> RouteChange | None:
+        """The charger's latest route change (pending or settled), if any."""
+
+    def shadow_tally(self, charger_id: str, shadow: str) -> tuple[int, int]:
+        """(compared, differed): the charger's exchanges compared with CSMS ``shadow`` (gateway.compare)."""
+
 
 class VendorHost(EstateBasics, Protocol):
     """The estate as the vendor runner sees it: virtual chargers connect to it like real ones."""
 
     @property
     def listen_port(self) -> int: ...
+
+
+class MigrationRequestError(Exception):
+    """A migration-plan request refused; ``status`` is the HTTP status to answer, ``problems`` one line each."""
+
+    def __init__(self, status: int, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.status = status
+        self.problems = problems
+
+
+class MigrationPlans(Protocol):
+    """Migration plans as the admin API sees them (``gateway.migration.PlanRunner``); answers are JSON-ready."""
+
+    async def preview(self, data: Any) -> dict[str, Any]:
+        """What a plan would move, in which waves, and which gates hold today (nothing is stored)."""
+
+    async def submit(self, data: Any, actor: str) -> dict[str, Any]:
+        """Store a plan and start running it; MigrationRequestError for a bad or conflicting plan."""
+
+    def plans(self) -> list[dict[str, Any]]:
+        """Every plan's summary, newest first."""
+
+    def plan(self, name: str, history: int | None = None) -> dict[str, Any] | None:
+        """One plan with its waves, moves and (the last ``history``) history entries; None if unknown."""
+
+    async def control(self, name: str, command: str, actor: str) -> dict[str, Any]:
+        """pause, resume or abort a plan; MigrationRequestError when that is not possible now."""

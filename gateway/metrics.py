@@ -268,6 +268,21 @@ class GatewayMetrics:
             "ocpp_gateway_offline_oldest_seconds", "Age of the oldest message queued for a CSMS", registry=r,
         )
         self.offline_oldest.set_function(self._offline_oldest_age)
+        self.migration_plan_chargers = Gauge(
+            "ocpp_gateway_migration_plan_chargers",
+            "Chargers of each migration plan by move state (waiting, pending, moved, rolled_back, failed)",
+            ["plan", "state"], registry=r,
+        )
+        self.migration_plan_waves = Gauge(
+            "ocpp_gateway_migration_plan_waves",
+            "Waves of each migration plan by state (waiting, gating, moving, observing, done, rolled_back, failed)",
+            ["plan", "state"], registry=r,
+        )
+        self.migration_plan_status = Gauge(
+            "ocpp_gateway_migration_plan_status",
+            "1 for each migration plan's current status (running, paused, completed, stopped, aborted)",
+            ["plan", "status"], registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._known_estate: tuple[frozenset[str], frozenset[str]] | None = None
         for version in OCPP_VERSIONS:
@@ -356,6 +371,15 @@ class GatewayMetrics:
         self._child(self.shadow_comparisons, labels).inc()
         for kind in difference_kinds:
             self.shadow_differences.inc((csms, action, kind, charger_id) if self.per_charger else (csms, action, kind))
+
+    def migration_plan(self, plan: str, status: str, chargers: dict[str, int], waves: dict[str, int]) -> None:
+        """A migration plan's progress, as its gauges show it (every state present, zeros included)."""
+        for state, count in chargers.items():
+            self.migration_plan_chargers.labels(plan, state).set(count)
+        for state, count in waves.items():
+            self.migration_plan_waves.labels(plan, state).set(count)
+        for name in ("running", "paused", "completed", "stopped", "aborted"):
+            self.migration_plan_status.labels(plan, name).set(1 if name == status else 0)
 
     def problem(self, event: str) -> None:
         self._child(self.problems, (event,)).inc()

@@ -480,6 +480,18 @@ class Store(abc.ABC):
 
     def _select_charger_ids(self, conn: Connection, since: float, until: float) -> list[str]:
         raise StoreError(f"{self.description} cannot list the chargers in its log")
+    async def latest_calls(self, action: str) -> dict[str, Any]:
+        """The payload of the newest ``action`` CALL each charger sent (as logged), by charger id.
+
+        Migration plans select chargers by what their last BootNotification said. Only written
+        records count, and only those the retention has kept.
+        """
+        rows = await self._read(lambda conn: self._select_latest_calls(conn, action))
+        return {str(cid): frame_payload(frame) for cid, frame in rows}
+
+    def _select_latest_calls(self, conn: Connection, action: str) -> list[tuple[str, str]]:
+        """(charger_id, frame) of the newest CALL ``action`` received from each charger."""
+        raise StoreError(f"{self.description} cannot look up chargers' latest {action}")
 
     async def _read(self, op: Callable[[Connection], Any]) -> Any:
         return await asyncio.to_thread(self._read_sync, op)

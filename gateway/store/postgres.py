@@ -132,6 +132,10 @@ class PostgresStore(Store):
             " ORDER BY id LIMIT %s").format(cols, log)
         self._charger_ids = sql.SQL(
             "SELECT DISTINCT charger_id FROM {} WHERE ts >= %s AND ts < %s AND peer = 'charger'").format(log)
+        self._latest_calls = sql.SQL(
+            "SELECT charger_id, frame FROM {0} WHERE id IN (SELECT max(id) FROM {0} WHERE action = %s"
+            " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
+        ).format(log)
 
     def _connect(self, autocommit: bool, **overrides: Any) -> psycopg.Connection[Any]:
         try:
@@ -253,6 +257,8 @@ class PostgresStore(Store):
 
     def _select_charger_ids(self, conn: psycopg.Connection[Any], since: float, until: float) -> list[str]:
         return [str(r[0]) for r in conn.execute(self._charger_ids, (since, until)).fetchall()]
+    def _select_latest_calls(self, conn: psycopg.Connection[Any], action: str) -> list[tuple[str, str]]:
+        return [(str(cid), str(frame)) for cid, frame in conn.execute(self._latest_calls, (action,)).fetchall()]
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | StoreError)

@@ -86,6 +86,11 @@ _INSERT_QUEUED = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# The newest CALL of an action from each charger (its last BootNotification, say): max(id) per charger.
+_LATEST_CALLS = (
+    "SELECT charger_id, frame FROM message_log WHERE id IN (SELECT max(id) FROM message_log WHERE action = ?"
+    " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
+)
 
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite://`` URL, SQLAlchemy style.
@@ -274,6 +279,8 @@ class SQLiteStore(Store):
     def _select_charger_ids(self, conn: sqlite3.Connection, since: float, until: float) -> list[str]:
         sql = "SELECT DISTINCT charger_id FROM message_log WHERE ts >= ? AND ts < ? AND peer = 'charger'"
         return [str(r[0]) for r in conn.execute(sql, (_bound(since), _bound(until))).fetchall()]
+    def _select_latest_calls(self, conn: sqlite3.Connection, action: str) -> list[tuple[str, str]]:
+        return conn.execute(_LATEST_CALLS, (action,)).fetchall()
 
     def _is_transient(self, exc: BaseException) -> bool:
         # "database is locked", disk I/O errors: retry; constraint or type errors: the batch is bad.

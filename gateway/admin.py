@@ -41,7 +41,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    return web.json_response({"status": "ok", "chargers_connected": gw.connected_count()})
+    # Still 200 while the store is away: chargers are served (their sessions wait), so a load balancer keeps us.
+    return web.json_response({"status": "ok", "chargers_connected": gw.connected_count(), **gw.store_status()})
 
 
 async def chargers(request: web.Request) -> web.Response:
@@ -118,6 +119,8 @@ async def put_route(request: web.Request) -> web.Response:
         effective = await gw.set_route(cid, route)
     except KeyError as exc:
         _fail(web.HTTPBadRequest, f"no csms named {exc.args[0]!r}", known=sorted(gw.config.csms))
+    except StoreError as exc:
+        _fail(web.HTTPServiceUnavailable, f"store unavailable, the route is not shared yet: {exc}")
     return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
                               "route_source": "admin"})
 
@@ -126,7 +129,10 @@ async def delete_route(request: web.Request) -> web.Response:
     """Roll a charger back to the route in the config file."""
     gw = request.app[GATEWAY_KEY]
     cid = request.match_info["id"]
-    effective = await gw.set_route(cid, None)
+    try:
+        effective = await gw.set_route(cid, None)
+    except StoreError as exc:
+        _fail(web.HTTPServiceUnavailable, f"store unavailable, the route is not shared yet: {exc}")
     return web.json_response({"id": cid, "route": effective.model_dump() if effective else None,
                               "route_source": "config"})
 

@@ -23,11 +23,13 @@ from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 import mappings
 from adapters import registry
 from adapters.base import Context
 from gateway import charger_ids, report, schemas, security
+from gateway.cluster import Cluster, ClusterError, open_cluster
 from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
@@ -35,6 +37,7 @@ from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
+from gateway.store import StoreError, iso_utc
 from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 _GATEWAY_STATE = report.GATEWAY_STATE  # the store's state slot for gateway-wide state (route overrides)
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
+_STORE_RETRY_MAX = 5.0  # seconds between attempts to reach the store for a waiting charger
 
 
 @dataclass(slots=True)
@@ -64,7 +68,11 @@ class Gateway:
         self.store = store or open_store(config.store, retention_days=config.retention_days)
         self.log = get_logger()
         self.connections: dict[str, ChargerConnection] = {}
-        self.states: dict[str, dict[str, Any]] = {}  # translation state per charger, survives reconnects
+        # Who holds which charger among the instances sharing the store; state is read from the store when a
+        # session starts (no per-process copy: another instance may have served the charger since).
+        self.cluster: Cluster = open_cluster(config.store, config.instance_id)
+        self._claiming: dict[str, set[ServerConnection]] = {}  # sockets waiting for ownership or the store
+        self._store_waiting = 0  # of them, how many wait because the store is unreachable
         self.comparisons: dict[str, ChargerComparisons] = {}  # shadow comparisons per charger (gateway.compare)
         self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
         self.timers = TimerWheel()  # every session's CALL timeouts
@@ -112,6 +120,9 @@ class Gateway:
         ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()
         self.store.on_pressure(self._store_pressure)
+        self.cluster.on_release = self._release_requested
+        self.cluster.on_route_changed = self._route_changed_elsewhere
+        await self.cluster.start()
         self._services = ConnectionServices(
             config=self.config, store=self.store, metrics=self.metrics, timers=self.timers,
             connect_slots=self.connect_slots, client_ssl=self.client_ssl, background=self.background,
@@ -218,6 +229,7 @@ class Gateway:
         for fut in list(self._background):
             fut.cancel()
         self.timers.close()
+        await self.cluster.stop()
         await self.store.close()
         self.log.info("gateway_stopped", chargers=len(conns))
 
@@ -335,21 +347,71 @@ class Gateway:
             await ws.close(code=1011, reason="not admitted")
             return
         cid = admission.charger_id
-        log = get_logger(charger_id=cid)
         csms_version = self.config.csms[admission.route.primary].ocpp
-        options = self.charger_options(cid)
-        translator = registry.translator_for(admission.version, csms_version, options)
+        translator = registry.translator_for(admission.version, csms_version, self.charger_options(cid))
         if translator is None:
             await ws.close(code=1008, reason="no translator for this version pair")
             return
+        state = await self._claim(cid, ws)
+        if state is None:  # the charger left while it waited
+            return
+        try:
+            await self._serve_claimed(ws, admission, translator, state)
+        finally:
+            await self.cluster.release(cid, self.store.flush)
+
+    async def _claim(self, cid: str, ws: ServerConnection) -> dict[str, Any] | None:
+        """Hold the charger in the cluster and load its state from the store; None when it left meanwhile.
+
+        The charger is never refused for the store: while the store (or the
+        cluster's database) is unreachable its socket stays open, its CALLs wait
+        unread in the connection, and this retries with backoff.
+        """
+        waiting = self._claiming.setdefault(cid, set())
+        waiting.add(ws)
+        claimed = False
+        delay = 0.1
+        waited_since: float | None = None
         self._setting_up += 1
         try:
-            state = self.states.get(cid)
-            if state is None:
-                state = await self.store.load_state(cid) or {}
-                self.states[cid] = state
+            while ws.state is State.OPEN:
+                try:
+                    if not claimed:
+                        claimed = await self.cluster.acquire(cid, lambda: ws.state is not State.OPEN)
+                        if not claimed:
+                            break
+                    return await self.store.load_state(cid) or {}
+                except (ClusterError, StoreError) as exc:
+                    if waited_since is None:
+                        waited_since = time.monotonic()
+                        self._setting_up -= 1  # a charger waiting for the store is not a pending handshake
+                        self.metrics.store_waits.inc()
+                        self._store_waiting += 1
+                        self.metrics.sessions_waiting_for_store.set(self._store_waiting)
+                        self.log.warning("session_waiting_for_store", charger_id=cid, error=str(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _STORE_RETRY_MAX)
+            if claimed:
+                await self.cluster.release(cid)
+            return None
         finally:
-            self._setting_up -= 1
+            if waited_since is None:
+                self._setting_up -= 1
+            else:
+                self._store_waiting -= 1
+                self.metrics.sessions_waiting_for_store.set(self._store_waiting)
+                self.log.info("session_store_wait_over", charger_id=cid,
+                              waited=round(time.monotonic() - waited_since, 3))
+            waiting.discard(ws)
+            if not waiting:
+                self._claiming.pop(cid, None)
+
+    async def _serve_claimed(self, ws: DirectServerConnection, admission: _Admission, translator: Any,
+                             state: dict[str, Any]) -> None:
+        cid = admission.charger_id
+        log = get_logger(charger_id=cid)
+        csms_version = self.config.csms[admission.route.primary].ocpp
+        options = self.charger_options(cid)
         while (old := self.connections.get(cid)) is not None:
             # OCPP: the newest connection for an id wins.
             self.metrics.sessions_replaced.inc()
@@ -359,6 +421,7 @@ class Gateway:
                 return
             del self.connections[cid]
             await old.replace()
+            state = old.session.ctx.state  # the live state, newer than the store's copy
         assert self._services is not None  # set in start(), before the server listens
         ctx = Context(cid, admission.version, csms_version, options=options, state=state)
         conn = ChargerConnection(self._services, cid, ws, admission.version, admission.route, translator, ctx)
@@ -368,6 +431,26 @@ class Gateway:
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
         if await conn.run():
             self._forget(conn)
+
+    async def _release_requested(self, charger_id: str) -> None:
+        """The charger connected to another instance: close this side; its state is written on the way out."""
+        conn = self.connections.get(charger_id)
+        sockets = {*self._claiming.get(charger_id, ()), *([conn.ws] if conn is not None else [])}
+        if sockets:
+            self.metrics.sessions_taken_over.inc()
+            self.log.info("charger_taken_over", charger_id=charger_id, note="connected to another gateway instance")
+        for ws in sockets:
+            self.background(asyncio.ensure_future(ws.close(code=1000, reason="taken over by another gateway instance")))
+
+    async def _route_changed_elsewhere(self, charger_id: str) -> None:
+        """Another instance changed this charger's route: re-read it from the store and apply it here."""
+        saved = (await self.store.load_state(_GATEWAY_STATE) or {}).get("routes", {})
+        route = saved.get(charger_id)
+        if route is None:
+            self.route_overrides.pop(charger_id, None)
+        elif route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
+            self.route_overrides[charger_id] = Route(**route)
+        await self._apply_route(charger_id, self.route_overrides.get(charger_id) is not None)
 
     def _store_pressure(self, pressed: bool) -> None:
         """The message-log writer fell behind (or caught up): stop (or resume) reading from chargers.
@@ -402,9 +485,19 @@ class Gateway:
                     raise KeyError(name)
             self.route_overrides[charger_id] = route
         self.store.save_state(_GATEWAY_STATE, {"routes": {k: v.model_dump() for k, v in self.route_overrides.items()}})
+        if self.cluster.shared:  # the instance that holds the charger re-reads it once it is written
+            await self.store.flush()
+            try:
+                await self.cluster.notify_route(charger_id)
+            except ClusterError as exc:
+                raise StoreError(str(exc)) from exc
+        return await self._apply_route(charger_id, route is not None)
+
+    async def _apply_route(self, charger_id: str, override: bool) -> Route | None:
+        """Reconnect the charger if it is connected here on another route than its effective one."""
         effective = self.route_for(charger_id)
         self.log.info("route_changed", charger_id=charger_id,
-                      route=effective.model_dump() if effective else None, override=route is not None)
+                      route=effective.model_dump() if effective else None, override=override)
         conn = self.connections.get(charger_id)
         if conn is not None and effective != conn.route:
             await conn.ws.close(code=1012, reason="route changed: reconnect")
@@ -413,22 +506,39 @@ class Gateway:
     def _forget(self, conn: ChargerConnection) -> None:
         """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""
         self.metrics.chargers_connected.labels(conn.version.value).dec()
+        if self.cluster.shared:  # the next instance to hold the charger reads the state from the store
+            conn.save_state()
         if self.connections.get(conn.charger_id) is conn:
             del self.connections[conn.charger_id]
 
     def connected_count(self) -> int:
         return len(self.connections)
 
+    def store_status(self) -> dict[str, Any]:
+        """This instance's name and whether the store (and the cluster's database) answers."""
+        reachable = self.cluster.reachable and not self.store.failing
+        return {"instance": self.cluster.instance_id, "store": "ok" if reachable else "unreachable",
+                "sessions_waiting_for_store": self._store_waiting}
+
     def is_connected(self, charger_id: str) -> bool:
         return charger_id in self.connections
 
     def describe_chargers(self) -> list[dict[str, Any]]:
-        """Connected chargers plus configured ones that are not connected."""
+        """Connected chargers (here and on the other instances) plus configured ones that are not connected."""
         out = [c.describe() for c in self.connections.values()]
         for item in out:
             item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
+            item["instance"] = self.cluster.instance_id
+        elsewhere = {cid: h for cid, h in self.cluster.holders().items()
+                     if h.instance != self.cluster.instance_id and cid not in self.connections}
+        for cid, holder in elsewhere.items():
+            route = self.route_for(cid)
+            out.append({"id": cid, "connected": True, "instance": holder.instance,
+                        "connected_since": iso_utc(holder.since), "route_source":
+                        "admin" if cid in self.route_overrides else "config",
+                        "route": {"primary": route.primary, "shadow": route.shadow} if route else None})
         for cid, entry in self.config.chargers.items():
-            if cid not in self.connections:
+            if cid not in self.connections and cid not in elsewhere:
                 route = self.route_for(cid)
                 out.append({"id": cid, "ocpp_version": entry.ocpp.value if entry.ocpp else None, "connected": False,
                             "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
@@ -442,7 +552,8 @@ class Gateway:
         conn = self.connections.get(charger_id)
         return report.charger_row(
             charger_id, self.route_for(charger_id), self.config.route_for(charger_id),
-            self.comparisons.get(charger_id), self.states.get(charger_id), self.config.migration.ready_after,
+            self.comparisons.get(charger_id), conn.session.ctx.state if conn is not None else None,
+            self.config.migration.ready_after,
             connected=conn is not None,
         )
 

@@ -147,6 +147,19 @@ class GatewayMetrics:
             "ocpp_gateway_sessions_replaced", "Charger connections replaced by a newer one with the same id",
             registry=r,
         )
+        self.sessions_taken_over = Counter(
+            "ocpp_gateway_sessions_taken_over",
+            "Charger sessions this instance closed because the charger connected to another gateway instance",
+            registry=r,
+        )
+        self.sessions_waiting_for_store = Gauge(
+            "ocpp_gateway_sessions_waiting_for_store",
+            "Connected chargers whose session waits for the store (unreachable) before it starts", registry=r,
+        )
+        self.store_waits = Counter(
+            "ocpp_gateway_store_waits", "Charger sessions that had to wait for an unreachable store to start",
+            registry=r,
+        )
         self.store_records = Gauge(
             "ocpp_gateway_store_records_written", "Message-log records written to the store", registry=r,
         )

@@ -29,7 +29,7 @@ import mappings
 from adapters import registry
 from adapters.base import Context
 from gateway import charger_ids, report, schemas, security
-from gateway.cluster import Cluster, ClusterError, open_cluster
+from gateway.cluster import Cluster, open_cluster
 from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
@@ -381,7 +381,7 @@ class Gateway:
                         if not claimed:
                             break
                     return await self.store.load_state(cid) or {}
-                except (ClusterError, StoreError) as exc:
+                except StoreError as exc:  # ClusterError included
                     if waited_since is None:
                         waited_since = time.monotonic()
                         self._setting_up -= 1  # a charger waiting for the store is not a pending handshake
@@ -487,10 +487,7 @@ class Gateway:
         self.store.save_state(_GATEWAY_STATE, {"routes": {k: v.model_dump() for k, v in self.route_overrides.items()}})
         if self.cluster.shared:  # the instance that holds the charger re-reads it once it is written
             await self.store.flush()
-            try:
-                await self.cluster.notify_route(charger_id)
-            except ClusterError as exc:
-                raise StoreError(str(exc)) from exc
+            await self.cluster.notify_route(charger_id)  # ClusterError is a StoreError: the API answers 503
         return await self._apply_route(charger_id, route is not None)
 
     async def _apply_route(self, charger_id: str, override: bool) -> Route | None:
@@ -506,8 +503,7 @@ class Gateway:
     def _forget(self, conn: ChargerConnection) -> None:
         """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""
         self.metrics.chargers_connected.labels(conn.version.value).dec()
-        if self.cluster.shared:  # the next instance to hold the charger reads the state from the store
-            conn.save_state()
+        conn.save_state()  # the next session (here or on another instance) starts from the store's copy
         if self.connections.get(conn.charger_id) is conn:
             del self.connections[conn.charger_id]
 

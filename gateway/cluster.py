@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.logs import get_logger
+from gateway.store import StoreError
 
 Callback = Callable[[str], Awaitable[None]]
 _POLL = 0.05  # seconds between tries of a lock another instance is giving up
@@ -45,8 +46,8 @@ _REFRESH = 1.0  # seconds between refreshes of the estate-wide owner table (and 
 _MAX_BACKOFF = 5.0
 
 
-class ClusterError(Exception):
-    """The cluster layer cannot do what was asked (store unreachable, another process on the file ...)."""
+class ClusterError(StoreError):
+    """The cluster's side of the store cannot do what was asked (unreachable, another process on the file ...)."""
 
 
 def default_instance_id() -> str:
@@ -416,11 +417,17 @@ def open_cluster(store_url: str, instance_id: str | None) -> Cluster:
 
         from gateway.store.postgres import split_url
 
-        conninfo, schema = split_url(store_url)
+        try:
+            conninfo, schema = split_url(store_url)
+        except ValueError:
+            return LocalCluster(instance)
         return PostgresCluster(instance, conninfo_to_dict(conninfo), schema)
     if scheme == "sqlite":
         from gateway.store.sqlite import MEMORY, sqlite_path
 
-        path = sqlite_path(store_url)
+        try:
+            path = sqlite_path(store_url)
+        except ValueError:  # the store itself says what is wrong with its URL
+            return LocalCluster(instance)
         return LocalCluster(instance, None if path == MEMORY else os.path.abspath(path))
     return LocalCluster(instance)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -20,39 +18,13 @@ from gateway.config import parse_config
 from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
 from tests.conftest import gateway_config
+from tests.integration.cluster_support import PG_URL, csms, pg_schema
 from tests.rawpeers import RawCharger
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+__all__ = ["csms", "pg_schema"]  # fixtures used here
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
 START = {"connectorId": 1, "idTag": "TAG1", "meterStart": 1000, "timestamp": "2026-01-01T10:00:00Z"}
 Cluster = Callable[..., Awaitable[Gateway]]
-
-
-def _postgres_reason() -> str | None:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=2).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {PG_URL} unreachable: {exc}"
-    return None
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A schema of this test alone, dropped afterwards."""
-    reason = _postgres_reason()
-    if reason:
-        pytest.skip(reason)
-    schema = f"test_cluster_{uuid.uuid4().hex[:12]}"
-    yield schema
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[DemoCsms]:
-    server = await DemoCsms(versions=(Version.V201,)).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,19 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
+from tests.integration.cluster_support import PG_URL, csms, pg_schema, postgres_reason
 from tests.rawpeers import RawCharger
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+__all__ = ["csms", "pg_schema"]  # fixtures used here
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
 
 
 def _skip_reason() -> str | None:
     if shutil.which("haproxy") is None:
         return "haproxy is not installed (apt-get install haproxy; .ci/run installs it)"
-    try:
-        psycopg.connect(PG_URL, connect_timeout=2).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {PG_URL} unreachable: {exc}"
-    return None
+    return postgres_reason()
 
 
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
@@ -76,21 +71,6 @@ class Instance:
             return await resp.json()
 
 
-@pytest.fixture
-def schema() -> Iterator[str]:
-    name = f"test_haproxy_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[DemoCsms]:
-    server = await DemoCsms(versions=(Version.V201,)).start()
-    yield server
-    await server.stop()
-
-
 async def _healthy(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -105,14 +85,14 @@ async def _healthy(port: int, timeout: float = 20.0) -> None:
 
 
 @pytest.fixture
-async def estate(tmp_path: Path, schema: str, csms: DemoCsms) -> AsyncIterator[tuple[int, list[Instance]]]:
+async def estate(tmp_path: Path, pg_schema: str, csms: DemoCsms) -> AsyncIterator[tuple[int, list[Instance]]]:
     """Two gateway processes on one PostgreSQL schema and HAProxy in front of them: (HAProxy port, instances)."""
     ports = free_ports(5)
     instances: list[Instance] = []
     for i in range(2):
         name, listen, admin = f"gw{i + 1}", ports[2 * i], ports[2 * i + 1]
         cfg = {"listen": {"host": "127.0.0.1", "port": listen}, "admin": {"host": "127.0.0.1", "port": admin},
-               "store": f"{PG_URL}?schema={schema}", "instance_id": name,
+               "store": f"{PG_URL}?schema={pg_schema}", "instance_id": name,
                "csms": {"main": {"url": csms.url, "ocpp": "2.0.1"}}, "default_route": {"primary": "main"},
                "allow_unknown_chargers": True, "upstream": {"reconnect_initial": 0.05, "reconnect_max": 0.5}}
         path = tmp_path / f"{name}.yaml"
@@ -166,7 +146,7 @@ def _state_seq(schema: str, cid: str) -> int | None:
 
 @pytest.mark.parametrize("victim", ["holder", "other"])
 async def test_sigkill_of_either_instance_mid_transaction(
-        estate: tuple[int, list[Instance]], csms: DemoCsms, schema: str, victim: str) -> None:
+        estate: tuple[int, list[Instance]], csms: DemoCsms, pg_schema: str, victim: str) -> None:
     """The transaction finishes (through the survivor): one transactionId, seqNo 0, 1, 2, 3."""
     frontend, instances = estate
     url = f"ws://127.0.0.1:{frontend}/ocpp/HX1"
@@ -185,7 +165,7 @@ async def test_sigkill_of_either_instance_mid_transaction(
     # The holder's writer has stored the session state (it writes every 0.2 s); what a SIGKILL loses inside
     # that window is the offline queue's business (store-and-forward), not ownership's.
     deadline = time.monotonic() + 5
-    while _state_seq(schema, "HX1") != 2:
+    while _state_seq(pg_schema, "HX1") != 2:
         assert time.monotonic() < deadline, "state never stored"
         await asyncio.sleep(0.05)
 

@@ -367,6 +367,12 @@ class Gateway:
         cluster's database) is unreachable its socket stays open, its CALLs wait
         unread in the connection, and this retries with backoff.
         """
+        live = self.connections.get(cid)
+        if live is not None and self.cluster.holds(cid):
+            # A reconnect to the instance that holds the charger continues at once (no await before the
+            # takeover: an answer in flight must find the new socket), from the live session's state.
+            await self.cluster.acquire(cid, lambda: False)  # held here: counts the claim, never waits
+            return live.session.ctx.state
         waiting = self._claiming.setdefault(cid, set())
         waiting.add(ws)
         claimed = False

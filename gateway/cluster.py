@@ -44,6 +44,7 @@ _POLL = 0.05  # seconds between tries of a lock another instance is giving up
 _ASK_AGAIN = 2.0  # a holder that has not let go after this long is asked again (a lost notification)
 _REFRESH = 1.0  # seconds between refreshes of the estate-wide owner table (and the connection check)
 _MAX_BACKOFF = 5.0
+_DDL_LOCK = 0x0C99_C105  # advisory lock key for creating the owner table
 
 
 class ClusterError(StoreError):
@@ -263,7 +264,9 @@ class PostgresCluster(Cluster):
         import psycopg
 
         conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._params)
-        await conn.execute(self._ddl)
+        async with conn.transaction():  # instances starting together: CREATE ... IF NOT EXISTS races otherwise
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            await conn.execute(self._ddl)
         # A lost connection took its locks with it: take back what this instance still serves.
         lost = []
         for cid, key in list(self._keys.items()):

@@ -71,7 +71,7 @@ class Instance:
             return await resp.json()
 
 
-async def _healthy(port: int, timeout: float = 20.0) -> None:
+async def _healthy(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -60,7 +60,8 @@ def _know_estate(gw: AdminEstate) -> None:
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
-    return web.json_response({"status": "ok", "chargers_connected": gw.connected_count()})
+    # Still 200 while the store is away: chargers are served (their sessions wait), so a load balancer keeps us.
+    return web.json_response({"status": "ok", "chargers_connected": gw.connected_count(), **gw.store_status()})
 
 
 async def chargers(request: web.Request) -> web.Response:
@@ -192,6 +193,8 @@ async def _route_answer(gw: AdminEstate, cid: str, route: Route | None, options:
         change = await gw.set_route(cid, route, actor="api", **options)
     except RouteError as exc:
         _fail(web.HTTPBadRequest, str(exc), known=sorted(gw.config.csms))
+    except StoreError as exc:
+        _fail(web.HTTPServiceUnavailable, f"store unavailable, the route is not shared yet: {exc}")
     status = {RouteChangeState.APPLIED: 200, RouteChangeState.PENDING: 202}.get(change.state, 409)
     return web.json_response(route_view(gw, change), status=status)
 

@@ -23,11 +23,13 @@ from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 import mappings
 from adapters import registry
 from adapters.base import Context
 from gateway import charger_ids, report, schemas, security
+from gateway.cluster import Cluster, open_cluster
 from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
@@ -37,6 +39,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
 from gateway.repair import RepairRule, load_rules
 from gateway.routing import WHEN_VALUES, RouteChange, RouteChangeState, RouteError, When, check_route
+from gateway.store import StoreError, iso_utc
 from gateway.timers import TimerWheel
 from gateway.transport import DirectServerConnection
 
@@ -49,6 +52,7 @@ _ROUTE_KEY = report.ROUTE_KEY
 _ROUTE_HISTORY = 5
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
+_STORE_RETRY_MAX = 5.0  # seconds between attempts to reach the store for a waiting charger
 
 
 @dataclass(slots=True)
@@ -69,7 +73,11 @@ class Gateway:
         self.store = store or open_store(config.store, retention_days=config.retention_days)
         self.log = get_logger()
         self.connections: dict[str, ChargerConnection] = {}
-        self.states: dict[str, dict[str, Any]] = {}  # translation state per charger, survives reconnects
+        # Who holds which charger among the instances sharing the store; state is read from the store when a
+        # session starts (no per-process copy: another instance may have served the charger since).
+        self.cluster: Cluster = open_cluster(config.store, config.instance_id)
+        self._claiming: dict[str, set[ServerConnection]] = {}  # sockets waiting for ownership or the store
+        self._store_waiting = 0  # of them, how many wait because the store is unreachable
         self.comparisons: dict[str, ChargerComparisons] = {}  # shadow comparisons per charger (gateway.compare)
         self.connect_slots = asyncio.Semaphore(config.upstream.max_concurrent_connects)
         self.timers = TimerWheel()  # every session's CALL timeouts
@@ -122,6 +130,9 @@ class Gateway:
         ssl_context = security.server_context(listen_tls) if listen_tls else None
         await self.store.start()
         self.store.on_pressure(self._store_pressure)
+        self.cluster.on_release = self._release_requested
+        self.cluster.on_route_changed = self._route_changed_elsewhere
+        await self.cluster.start()
         self._services = ConnectionServices(
             config=self.config, store=self.store, metrics=self.metrics, timers=self.timers,
             connect_slots=self.connect_slots, client_ssl=self.client_ssl, background=self.background,
@@ -225,6 +236,7 @@ class Gateway:
         for fut in list(self._background):
             fut.cancel()
         self.timers.close()
+        await self.cluster.stop()
         await self.store.close()
         self.log.info("gateway_stopped", chargers=len(conns))
 
@@ -358,21 +370,77 @@ class Gateway:
             await ws.close(code=1011, reason="not admitted")
             return
         cid = admission.charger_id
-        log = get_logger(charger_id=cid)
         csms_version = self.config.csms[admission.route.primary].ocpp
-        options = self.charger_options(cid)
-        translator = registry.translator_for(admission.version, csms_version, options)
+        translator = registry.translator_for(admission.version, csms_version, self.charger_options(cid))
         if translator is None:
             await ws.close(code=1008, reason="no translator for this version pair")
             return
+        state = await self._claim(cid, ws)
+        if state is None:  # the charger left while it waited
+            return
+        try:
+            await self._serve_claimed(ws, admission, translator, state)
+        finally:
+            await self.cluster.release(cid, self.store.flush)
+
+    async def _claim(self, cid: str, ws: ServerConnection) -> dict[str, Any] | None:
+        """Hold the charger in the cluster and load its state from the store; None when it left meanwhile.
+
+        The charger is never refused for the store: while the store (or the
+        cluster's database) is unreachable its socket stays open, its CALLs wait
+        unread in the connection, and this retries with backoff.
+        """
+        live = self.connections.get(cid)
+        if live is not None and self.cluster.holds(cid):
+            # A reconnect to the instance that holds the charger continues at once (no await before the
+            # takeover: an answer in flight must find the new socket), from the live session's state.
+            await self.cluster.acquire(cid, lambda: False)  # held here: counts the claim, never waits
+            return live.session.ctx.state
+        waiting = self._claiming.setdefault(cid, set())
+        waiting.add(ws)
+        claimed = False
+        delay = 0.1
+        waited_since: float | None = None
         self._setting_up += 1
         try:
-            state = self.states.get(cid)
-            if state is None:
-                state = await self.store.load_state(cid) or {}
-                self.states[cid] = state
+            while ws.state is State.OPEN:
+                try:
+                    if not claimed:
+                        claimed = await self.cluster.acquire(cid, lambda: ws.state is not State.OPEN)
+                        if not claimed:
+                            break
+                    return await self.store.load_state(cid) or {}
+                except StoreError as exc:  # ClusterError included
+                    if waited_since is None:
+                        waited_since = time.monotonic()
+                        self._setting_up -= 1  # a charger waiting for the store is not a pending handshake
+                        self.metrics.store_waits.inc()
+                        self._store_waiting += 1
+                        self.metrics.sessions_waiting_for_store.set(self._store_waiting)
+                        self.log.warning("session_waiting_for_store", charger_id=cid, error=str(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _STORE_RETRY_MAX)
+            if claimed:
+                await self.cluster.release(cid)
+            return None
         finally:
-            self._setting_up -= 1
+            if waited_since is None:
+                self._setting_up -= 1
+            else:
+                self._store_waiting -= 1
+                self.metrics.sessions_waiting_for_store.set(self._store_waiting)
+                self.log.info("session_store_wait_over", charger_id=cid,
+                              waited=round(time.monotonic() - waited_since, 3))
+            waiting.discard(ws)
+            if not waiting:
+                self._claiming.pop(cid, None)
+
+    async def _serve_claimed(self, ws: DirectServerConnection, admission: _Admission, translator: Any,
+                             state: dict[str, Any]) -> None:
+        cid = admission.charger_id
+        log = get_logger(charger_id=cid)
+        csms_version = self.config.csms[admission.route.primary].ocpp
+        options = self.charger_options(cid)
         while (old := self.connections.get(cid)) is not None:
             # OCPP: the newest connection for an id wins.
             self.metrics.sessions_replaced.inc()
@@ -382,6 +450,7 @@ class Gateway:
                 return
             del self.connections[cid]
             await old.replace()
+            state = old.session.ctx.state  # the live state, newer than the store's copy
         assert self._services is not None  # set in start(), before the server listens
         ctx = Context(cid, admission.version, csms_version, options=options, state=state)
         conn = ChargerConnection(self._services, cid, ws, admission.version, admission.route, translator, ctx)
@@ -391,6 +460,59 @@ class Gateway:
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
         if await conn.run():
             self._forget(conn)
+
+    async def _release_requested(self, charger_id: str) -> None:
+        """The charger connected to another instance: close this side; its state is written on the way out."""
+        conn = self.connections.get(charger_id)
+        sockets = {*self._claiming.get(charger_id, ()), *([conn.ws] if conn is not None else [])}
+        if sockets:
+            self.metrics.sessions_taken_over.inc()
+            self.log.info("charger_taken_over", charger_id=charger_id, note="connected to another gateway instance")
+        for ws in sockets:
+            self.background(asyncio.ensure_future(ws.close(code=1000, reason="taken over by another gateway instance")))
+
+    async def _route_changed_elsewhere(self, charger_id: str) -> None:
+        """Another instance changed this charger's route: re-read its record and, holding the charger, switch hot.
+
+        The instance that made the change waited for the transactions it could
+        see in the store; a transaction that started since stays with the CSMS
+        that started it (the connection drains it), as after a forced change.
+        Nothing is stored or announced again, so the instances do not echo.
+        """
+        record = await self.store.load_state(_ROUTE_KEY + charger_id) or {}
+        self._route_records[charger_id] = record
+        route = record.get("override")
+        if route is None:
+            self.route_overrides.pop(charger_id, None)
+        elif route.get("primary") in self.config.csms and route.get("shadow") in (None, *self.config.csms):
+            self.route_overrides[charger_id] = Route(**route)
+        change = record.get("change")
+        if isinstance(change, dict):
+            try:
+                self.route_changes[charger_id] = RouteChange.from_dict(change)
+            except (KeyError, ValueError, TypeError) as exc:
+                self.log.warning("route_change_unreadable", charger_id=charger_id, error=repr(exc))
+        conn = self.connections.get(charger_id)
+        effective = self.route_for(charger_id)
+        if conn is None or effective is None or conn.route == effective:
+            return
+        applied, why = await conn.change_route(effective)
+        self.log.info("route_changed", charger_id=charger_id, route=effective.model_dump(), by="another instance",
+                      applied=applied, reason=why)
+
+    def _share_route(self, charger_id: str) -> None:
+        """Announce a stored route record: the instance holding the charger applies it within a second."""
+        if not self.cluster.shared:
+            return
+
+        async def share() -> None:
+            try:
+                await self.store.flush()  # the record is in the store before anyone reads it
+                await self.cluster.notify_route(charger_id)
+            except StoreError as exc:
+                self.log.warning("route_not_shared", charger_id=charger_id, error=str(exc))
+
+        self.background(asyncio.ensure_future(share()))
 
     def _store_pressure(self, pressed: bool) -> None:
         """The message-log writer fell behind (or caught up): stop (or resume) reading from chargers.
@@ -426,6 +548,9 @@ class Gateway:
         """
         if when not in WHEN_VALUES:
             raise RouteError(f"when must be one of {', '.join(WHEN_VALUES)}, not {when!r}")
+        if self.cluster.shared and not self.cluster.reachable:  # the API answers 503
+            raise StoreError("the cluster's database is unreachable: a route change could not reach the other "
+                             "instances")
         if route is not None:
             check_route(route, self.config.csms)
         target = route or self.config.route_for(charger_id)
@@ -538,10 +663,7 @@ class Gateway:
             pass
 
     async def _stored_open_transactions(self, cid: str, owner: str) -> list[str]:
-        state = self.states.get(cid)
-        if state is None:
-            state = await self.store.load_state(cid)
-        return open_transactions(state, owner)
+        return open_transactions(await self.store.load_state(cid), owner)
 
     async def _apply_change(
         self, conn: ChargerConnection | None, change: RouteChange, open_now: list[str]
@@ -562,6 +684,11 @@ class Gateway:
         if open_now and change.target.primary != (change.previous.primary if change.previous else None):
             reason = (f"applied; transactions {', '.join(open_now)} stay with "
                       f"{change.previous.primary if change.previous else '?'} until they end")
+        elif conn is None and self.cluster.shared:
+            holder = self.cluster.holders().get(cid)
+            who = f"{holder.instance}, the gateway instance holding the charger," if holder is not None else \
+                "the gateway instance holding the charger (if it is connected)"
+            reason = f"applied; {who} switches it within a second"
         elif conn is None:
             reason = "applied; the charger is not connected and gets the new route when it connects"
         else:
@@ -586,6 +713,7 @@ class Gateway:
         record.update(override=override.model_dump() if override else None, change=change.as_dict(),
                       version=max(int(record.get("version", 0)), change.version), updated_at=time.time())
         self.store.save_state(_ROUTE_KEY + cid, record)
+        self._share_route(cid)
 
     async def _load_routes(self) -> None:
         """Route records, one per charger; the single blob of earlier versions is split into them once."""
@@ -623,22 +751,38 @@ class Gateway:
     def _forget(self, conn: ChargerConnection) -> None:
         """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""
         self.metrics.chargers_connected.labels(conn.version.value).dec()
+        conn.save_state()  # the next session (here or on another instance) starts from the store's copy
         if self.connections.get(conn.charger_id) is conn:
             del self.connections[conn.charger_id]
 
     def connected_count(self) -> int:
         return len(self.connections)
 
+    def store_status(self) -> dict[str, Any]:
+        """This instance's name and whether the store (and the cluster's database) answers."""
+        reachable = self.cluster.reachable and not self.store.failing
+        return {"instance": self.cluster.instance_id, "store": "ok" if reachable else "unreachable",
+                "sessions_waiting_for_store": self._store_waiting}
+
     def is_connected(self, charger_id: str) -> bool:
         return charger_id in self.connections
 
     def describe_chargers(self) -> list[dict[str, Any]]:
-        """Connected chargers plus configured ones that are not connected."""
+        """Connected chargers (here and on the other instances) plus configured ones that are not connected."""
         out = [c.describe() for c in self.connections.values()]
         for item in out:
             item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
+            item["instance"] = self.cluster.instance_id
+        elsewhere = {cid: h for cid, h in self.cluster.holders().items()
+                     if h.instance != self.cluster.instance_id and cid not in self.connections}
+        for cid, holder in elsewhere.items():
+            route = self.route_for(cid)
+            out.append({"id": cid, "connected": True, "instance": holder.instance,
+                        "connected_since": iso_utc(holder.since), "route_source":
+                        "admin" if cid in self.route_overrides else "config",
+                        "route": {"primary": route.primary, "shadow": route.shadow} if route else None})
         for cid, entry in self.config.chargers.items():
-            if cid not in self.connections:
+            if cid not in self.connections and cid not in elsewhere:
                 route = self.route_for(cid)
                 out.append({"id": cid, "ocpp_version": entry.ocpp.value if entry.ocpp else None, "connected": False,
                             "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
@@ -652,7 +796,8 @@ class Gateway:
         conn = self.connections.get(charger_id)
         return report.charger_row(
             charger_id, self.route_for(charger_id), self.config.route_for(charger_id),
-            self.comparisons.get(charger_id), self.states.get(charger_id), self.config.migration.ready_after,
+            self.comparisons.get(charger_id), conn.state if conn is not None else None,
+            self.config.migration.ready_after,
             connected=conn is not None,
         )
 

@@ -229,6 +229,9 @@ class GatewayConfig(_Model):
     listen: Listen = Listen()
     admin: Admin = Admin()
     store: str = "sqlite:////var/lib/ocpp-gateway/gateway.db"
+    instance_id: str | None = Field(
+        None, description="this instance's name among gateway instances sharing a PostgreSQL store "
+        "(default hostname:pid)")
     retention_days: float | None = Field(30.0, gt=0)
     csms: dict[str, CsmsEndpoint]
     default_route: Route | None = None

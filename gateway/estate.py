@@ -39,6 +39,9 @@ class AdminEstate(EstateBasics, Protocol):
     def connected_count(self) -> int:
         """How many chargers are connected now."""
 
+    def store_status(self) -> dict[str, Any]:
+        """This instance's name, whether the store answers, how many sessions wait for it."""
+
     def describe_chargers(self) -> list[dict[str, Any]]:
         """Every known charger, connected or not, as the API shows it."""
 

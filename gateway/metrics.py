@@ -211,6 +211,19 @@ class GatewayMetrics:
             registry=r,
         )
         self.store_log = StoreLogCounters(r)
+        self.sessions_taken_over = Counter(
+            "ocpp_gateway_sessions_taken_over",
+            "Charger sessions this instance closed because the charger connected to another gateway instance",
+            registry=r,
+        )
+        self.sessions_waiting_for_store = Gauge(
+            "ocpp_gateway_sessions_waiting_for_store",
+            "Connected chargers whose session waits for the store (unreachable) before it starts", registry=r,
+        )
+        self.store_waits = Counter(
+            "ocpp_gateway_store_waits", "Charger sessions that had to wait for an unreachable store to start",
+            registry=r,
+        )
         self.store_queue = Gauge(
             "ocpp_gateway_store_queue_depth", "Message-log records waiting to be written", registry=r,
         )

@@ -341,6 +341,11 @@ class Store(abc.ABC):
     def pressed(self) -> bool:
         return self._pressed
 
+    @property
+    def failing(self) -> bool:
+        """Whether the writer's last attempt failed (the store is unreachable or refusing writes)."""
+        return self._failing
+
     def _maybe_release(self) -> None:
         """On the loop: let chargers be read again once the queue is short (or the store is failing)."""
         drained = len(self._records) <= self.low_water

@@ -19,15 +19,16 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import parse_config
-from gateway.ocppj import Version
+from gateway.ocppj import ErrorKind, Version
 from gateway.sim.csms import DemoCsms
+from gateway.sim.peer import Reject
 from gateway.vendors.demo import VendorDemo
 from tests.conftest import gateway_config
 from tests.rawpeers import RawCharger
 
 DASHBOARDS = sorted((Path(__file__).parents[2] / "dashboards").glob("*.json"))
 # What Grafana puts in place of its variables when it sends a panel's query.
-GRAFANA_VARIABLES = {"$instance": ".*", "$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
+GRAFANA_VARIABLES = {"$instance": ".*", "$plan": ".*", "$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
 SCRAPES_BEFORE_QUERYING = 4
 
 pytestmark = pytest.mark.skipif(
@@ -63,6 +64,7 @@ async def charger_traffic(gw: Gateway, stop: asyncio.Event) -> None:
         await charger.call("a1", "Authorize", {"idTag": "GOODTAG"})
         await charger.call("a2", "Authorize", {"idTag": "BADTAG"})
         await charger.call("bad", "BootNotification", {"chargePointModel": "no vendor"})  # schema violation
+        await charger.call("dt", "DataTransfer", {"vendorId": "ACME"})  # the CSMS answers with a CALLERROR
         n = 0
         while not stop.is_set():
             n += 1
@@ -126,7 +128,7 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 def test_every_dashboard_query_is_filtered_by_the_instance_variable() -> None:
     """Every metric selector in every panel names instance=~"$instance", so two gateways are not summed."""
     queries = panel_queries()
-    assert {q[0] for q in queries} >= {"ocpp-gateway.json", "migration-readiness.json"}
+    assert {q[0] for q in queries} >= {"ocpp-gateway.json", "migration.json"}
     for path in DASHBOARDS:
         raw = json.loads(path.read_text())
         variables = {v["name"] for v in raw["templating"]["list"]}
@@ -145,11 +147,15 @@ async def test_prometheus_finds_data_for_every_panel_of_every_dashboard(tmp_path
     stop = asyncio.Event()
     async with DemoCsms(versions=(Version.V16,)) as legacy, \
             DemoCsms(versions=(Version.V201,), auth={"BADTAG": "Blocked"}) as new:
+        def refuse(charger_id: str, version: Version, payload: dict[str, Any]) -> dict[str, Any]:
+            raise Reject(ErrorKind.NOT_SUPPORTED, "no data transfer here")
+
+        legacy.handlers["DataTransfer"] = refuse
         vendors = await demo.start()
         cfg = gateway_config(tmp_path, {"legacy": {"url": legacy.url, "ocpp": "1.6"},
                                         "new": {"url": new.url, "ocpp": "2.0.1"}},
                              default_route={"primary": "legacy", "shadow": "new"},
-                             chargers={"CP9": {"ocpp": "1.6"}}, vendors=vendors)
+                             chargers={"CP9": {"ocpp": "1.6"}, "CP8": {"ocpp": "1.6"}}, vendors=vendors)
         gw = Gateway(parse_config(cfg))
         await gw.start()
         traffic = asyncio.create_task(charger_traffic(gw, stop))
@@ -158,6 +164,10 @@ async def test_prometheus_finds_data_for_every_panel_of_every_dashboard(tmp_path
                 admin = f"http://127.0.0.1:{gw.admin_port}"
                 async with http.put(f"{admin}/api/chargers/CP9/route", json={"primary": "new"}) as resp:
                     assert resp.status == 200  # a cut-over, before the first scrape counts phases
+                plan = {"name": "cp8-unshadowed", "selection": {"ids": ["CP8"]}, "route": {"primary": "legacy"},
+                        "waves": {"size": 1}, "gates": {"observe": "1s"}}
+                async with http.post(f"{admin}/api/migration/plans", json=plan) as resp:
+                    assert resp.status == 201, await resp.text()  # a plan, so its panels have series
                 async with prometheus(tmp_path, gw.admin_port) as base:
                     await wait_for_scrapes(http, base, tmp_path)
                     empty = [f"{name} / {title}: {expr}" for name, title, expr in panel_queries()

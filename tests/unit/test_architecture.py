@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "adapters", "mappings")
 
 # Modules that make up the estate: they own connections and may import anything below them.
-ESTATE = ("gateway.app", "gateway.cli", "gateway.demo", "gateway.bench")
+ESTATE = ("gateway.app", "gateway.cli", "gateway.demo", "gateway.bench", "gateway.cluster")
 # Beside the estate, seeing it only through gateway.estate's Protocols.
 BESIDE_ESTATE = ("gateway.admin", "gateway.vendors")
 CONNECTION = ("gateway.connection",)

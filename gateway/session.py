@@ -134,6 +134,18 @@ class OfflineEvent:
 
 
 @dataclass(slots=True)
+class ReplayTurn:
+    """Replaying the offline queue needs one of the estate's shared replay slots (``take``), or gives it back.
+
+    After ``take`` the session waits for ``replay_turn_granted``; it gives the turn back when its replay stops
+    (queue empty, link lost, CSMS silent) or the charger goes, so a returning CSMS sees at most
+    ``offline.replay_concurrency`` chargers replaying at once.
+    """
+
+    take: bool
+
+
+@dataclass(slots=True)
 class NeedIds:
     """Reserved transaction ids run low: reserve ``count`` more from the store and ``add_ids`` them."""
 
@@ -180,7 +192,7 @@ class Problem:
 
 
 Action = (Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
-          | Disconnect | Enqueue | Settle | OfflineEvent | NeedIds)
+          | Disconnect | Enqueue | Settle | OfflineEvent | NeedIds | ReplayTurn)
 # The actions the runner must commit before it carries out anything after them.
 DURABLE = (SaveState, Enqueue, Settle)
 
@@ -277,6 +289,8 @@ OFFLINE_TIMER_PREFIX = "offline:"
 # Transaction ids reserved from the store: ask for a block of IDS_BLOCK when fewer than IDS_LOW are left.
 IDS_BLOCK = 50
 IDS_LOW = 10
+# Where a session stands with the estate's replay slots (see ``ReplayTurn``).
+_NO_TURN, _TURN_WANTED, _TURN_HELD = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -354,6 +368,7 @@ class ChargerSession:
         self._csms_lost = False  # the CSMS link went down (or never came up in answer_after): answer at once
         self._offline_timers: dict[str, _Exchange] = {}
         self._ids_wanted = False
+        self._replay_turn = _NO_TURN  # whether this session waits for, or holds, a shared replay slot
         model = ctx.state.get("charger", {}).get("model")
         if model:
             self._apply_model_policy(model)
@@ -519,6 +534,7 @@ class ChargerSession:
         if self._background_armed:
             self._background_armed = False
             out.append(CancelTimer(BACKGROUND_TIMER))
+        self._give_back_turn(out)
         return out
 
     # ------------------------------------------------------------ calls
@@ -717,6 +733,8 @@ class ChargerSession:
         if st.current is ex:
             st.current = None
             self._drain_incoming(out, ex.origin, now)
+        if ex.call is _REPLAY_CALL:
+            self._give_back_turn(out)  # stopped or done: another charger may replay meanwhile
         if ex.call is _BACKGROUND_CALL or ex.call is _REPLAY_CALL:
             self._arm_background(out)  # whatever is still held gets another try later
         elif ex.origin is Side.CHARGER and self._queue_live:
@@ -1218,14 +1236,42 @@ class ChargerSession:
             return False
         charger = self._sides[Side.CHARGER]
         if self._closed or not self._sides[Side.CSMS].up:
+            if charger.current is None or charger.current.call is not _REPLAY_CALL:
+                self._give_back_turn(out)  # a held turn must not wait for a CSMS that is away
             return True  # the CSMS coming up runs it
         if charger.current is not None or charger.incoming:
             self._arm_background(out)
             return True
+        if self._replay_turn != _TURN_HELD:
+            if self._replay_turn == _NO_TURN:
+                self._replay_turn = _TURN_WANTED
+                out.append(ReplayTurn(take=True))
+            return True  # replay_turn_granted runs it
         ex = _Exchange(Side.CHARGER, _REPLAY_CALL, now, self._replay(), replied=True)
         charger.current = ex
         self._advance(out, ex, now)
         return True
+
+    def replay_turn_granted(self, now: float) -> list[Action]:
+        """One of the shared replay slots is this session's (see ``ReplayTurn``): replay now if still needed."""
+        out: list[Action] = []
+        if self._replay_turn != _TURN_WANTED:
+            out.append(ReplayTurn(take=False))  # given up meanwhile (the charger went)
+            return out
+        self._replay_turn = _TURN_HELD
+        self._run_replay(out, now)
+        charger = self._sides[Side.CHARGER]
+        replaying = charger.current is not None and charger.current.call is _REPLAY_CALL
+        # A busy charger keeps the turn: its exchange's end starts the replay. Anything else gives it back.
+        busy = charger.current is not None or bool(charger.incoming)
+        if not replaying and not (busy and self._queue_live and self._sides[Side.CSMS].up and not self._closed):
+            self._give_back_turn(out)
+        return out
+
+    def _give_back_turn(self, out: list[Action]) -> None:
+        if self._replay_turn != _NO_TURN:
+            self._replay_turn = _NO_TURN
+            out.append(ReplayTurn(take=False))
 
     def _replay(self) -> Generator[Step | _Settled, dict[str, Any] | None, None]:
         """Each queued CALL through the translator, as if the charger sent it now; the answers go nowhere."""

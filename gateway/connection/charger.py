@@ -18,7 +18,7 @@ from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
 from gateway.config import Route
-from gateway.connection.services import ConnectionServices
+from gateway.connection.services import ConnectionServices, ReplayClaim
 from gateway.connection.session_timers import SessionTimers
 from gateway.connection.shadow import ShadowLink
 from gateway.connection.upstream import UpstreamLink
@@ -37,6 +37,7 @@ from gateway.session import (
     NeedIds,
     OfflineEvent,
     Problem,
+    ReplayTurn,
     RoundTrip,
     SaveState,
     Send,
@@ -102,6 +103,7 @@ class ChargerConnection:
         self._generation = 0
         # Actions waiting for a durable commit (see ``apply``); None while nothing waits.
         self._held: list[Action] | None = None
+        self._replay_claim: ReplayClaim | None = None  # a shared replay turn, waited for or held
         self._upstream_task: asyncio.Task[None] | None = None
         self.shadow: ShadowLink | None = None
         if route.shadow is not None:
@@ -315,10 +317,20 @@ class ChargerConnection:
                 svc.metrics.offline_event(action.kind, action.action)
             elif isinstance(action, NeedIds):
                 self._reserve_ids(action.count)
+            elif isinstance(action, ReplayTurn):
+                self._replay_turn(action.take)
             elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
                 svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
         if durable is not None:
             self._commit(durable, [])
+
+    def _replay_turn(self, take: bool) -> None:
+        claim, self._replay_claim = self._replay_claim, None
+        if claim is not None:
+            claim.release()
+        if take:
+            self._replay_claim = self.services.replay_slots.claim(
+                lambda: self.apply(self.session.replay_turn_granted(time.time())))
 
     def _record(self, action: FrameRecord) -> None:
         svc = self.services

@@ -18,6 +18,7 @@ from gateway.session import (
     Enqueue,
     NeedIds,
     OfflineEvent,
+    ReplayTurn,
     Send,
     SessionLimits,
     Settle,
@@ -47,6 +48,13 @@ def down(s: ChargerSession) -> ChargerSession:
     s.link_up(Side.CSMS, 0.0)
     s.link_down(Side.CSMS, 0.5)
     return s
+
+
+def returns(s: ChargerSession, now: float) -> list[Any]:
+    """The CSMS link comes back and the estate grants the replay turn the session asks for."""
+    out = s.link_up(Side.CSMS, now)
+    assert [a.take for a in out if isinstance(a, ReplayTurn)] == [True]
+    return out + s.replay_turn_granted(now)
 
 
 def test_a_start_while_the_csms_is_down_is_answered_with_a_reserved_id_after_it_is_queued() -> None:
@@ -120,7 +128,7 @@ def test_replay_sends_the_queue_in_order_before_new_charger_calls_and_rewrites_t
     mv = {"connectorId": 1, "transactionId": 500, "meterValue": [
         {"timestamp": T0, "sampledValue": [{"value": "150"}]}]}
     s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.0)
-    out = s.link_up(Side.CSMS, 3.0)
+    out = returns(s, 3.0)
     assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
     # A new CALL while the replay runs: answered locally and queued behind the backlog.
     late = s.receive(Side.CHARGER, frame(2, "m2", "MeterValues", mv), 3.1)
@@ -144,7 +152,7 @@ def test_a_verdict_that_differs_is_reported_not_rolled_back() -> None:
     """The CSMS says Invalid for a start the gateway accepted: counted, shown, and remembered for the tag."""
     s = down(make())
     s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
-    s.link_up(Side.CSMS, 2.0)
+    returns(s, 2.0)
     out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Invalid"}}), 2.1)
     assert [a.kind for a in out if isinstance(a, OfflineEvent)] == ["replayed", "differs"]
     status = s.offline_status(3.0)
@@ -191,7 +199,7 @@ def test_a_restored_queue_is_replayed_before_anything_new() -> None:
     s = make()
     s.restore_queue([Queued(7, 1.0, "StartTransaction", "s1", START,
                             {"transactionId": 900, "idTagInfo": {"status": "Accepted"}})])
-    out = s.link_up(Side.CSMS, 2.0)
+    out = returns(s, 2.0)
     assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
     mv = {"connectorId": 1, "transactionId": 900, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "1"}]}]}
     late = s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.1)
@@ -212,3 +220,47 @@ def test_reject_mode_keeps_the_old_behaviour() -> None:
     s = down(make(mode="reject"))
     out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
     assert sent(out, Side.CHARGER) == [] and not any(isinstance(a, DURABLE) for a in out)
+
+
+def turns(actions: list[Any]) -> list[bool]:
+    return [a.take for a in actions if isinstance(a, ReplayTurn)]
+
+
+def test_the_replay_waits_for_a_shared_turn_and_gives_it_back_when_the_queue_is_empty() -> None:
+    """Link up with a backlog: the session asks for a turn and sends nothing until it is granted; the last
+    settled message gives the turn back."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    out = s.link_up(Side.CSMS, 2.0)
+    assert turns(out) == [True] and sent(out, Side.CSMS) == []
+    assert turns(s.timer_fired("background", 3.0)) == []  # asked once, not again while waiting
+    out = s.replay_turn_granted(4.0)
+    assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]] and turns(out) == []
+    out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}), 4.1)
+    assert turns(out) == [False] and s.pending_offline == 0
+
+
+@pytest.mark.parametrize("event", ["link lost", "charger gone"])
+def test_a_turn_granted_after_the_need_passed_is_given_back_at_once(event: str) -> None:
+    """The link dropped (or the charger left) while the session waited for its turn: the grant is returned."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    assert turns(s.link_up(Side.CSMS, 2.0)) == [True]
+    if event == "link lost":
+        s.link_down(Side.CSMS, 2.5)
+        out = s.replay_turn_granted(3.0)
+        assert turns(out) == [False] and sent(out, Side.CSMS) == []
+    else:
+        assert turns(s.close(2.5)) == [False]  # the runner cancels the pending claim
+        assert turns(s.replay_turn_granted(3.0)) == [False]
+
+
+def test_a_replay_stopped_by_a_lost_link_gives_the_turn_back_and_asks_again_later() -> None:
+    """The CSMS drops mid-replay: the turn is returned (others may replay); the next link-up asks again."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    s.link_up(Side.CSMS, 2.0)
+    s.replay_turn_granted(2.0)
+    assert turns(s.link_down(Side.CSMS, 2.5)) == [False]
+    assert s.pending_offline == 1
+    assert turns(s.link_up(Side.CSMS, 3.0)) == [True]

@@ -292,6 +292,8 @@ class ChargerConnection:
                 self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
                 self.timers.cancel(action.key)
+            elif isinstance(action, SaveState) and not svc.config.offline.durable_answers:
+                self.save_state()  # the benchmark's reference: state written behind the answer, as before
             elif isinstance(action, DURABLE):
                 if durable is None:
                     durable = []

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -123,6 +124,18 @@ async def test_replays_share_offline_replay_concurrency(start_gateway: GatewayFa
     chargers replaying at once (and does have two), and gets every message."""
     csms = CountingCsms(expected=3, answer_delay=0.05)
     gw, conns = await _outage_backlogs(start_gateway, csms, 6, 3, replay_concurrency=2)
+    await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{gw.admin_port}") as http:
+        async with http.get("/api/chargers/CP0") as resp:
+            one = (await resp.json())["offline"]
+        async with http.get("/api/chargers") as resp:
+            listed = {c["id"]: c["offline"] for c in await resp.json()}
+        async with http.get("/metrics") as resp:
+            metrics = await resp.text()
+    assert one["queued"] == 3 and one["oldest_age_s"] >= 0.1 and one["csms_reachable"] is False
+    assert {cid: o["queued"] for cid, o in listed.items()} == {f"CP{i}": 3 for i in range(6)}
+    assert "ocpp_gateway_offline_queue_records 18.0" in metrics
+    assert 'ocpp_gateway_offline_answers_total{action="MeterValues"} 18.0' in metrics
     await csms.start()
     try:
         await csms.wait_for(lambda: all(len(csms.queued_of(f"CP{i}")) == 3 for i in range(6)), 30)
@@ -130,7 +143,12 @@ async def test_replays_share_offline_replay_concurrency(start_gateway: GatewayFa
         for i in range(6):
             assert csms.queued_of(f"CP{i}") == ["q0", "q1", "q2"]
         await asyncio.sleep(0.2)
-        assert gw._services.replay_slots.replaying == 0  # every turn was given back
+        assert gw._services is not None and gw._services.replay_slots.replaying == 0  # every turn given back
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{gw.admin_port}") as http, \
+                http.get("/metrics") as resp:
+            metrics = await resp.text()
+        assert "ocpp_gateway_offline_queue_records 0.0" in metrics
+        assert "ocpp_gateway_offline_replayed_total 18.0" in metrics
     finally:
         for c in conns:
             await c.close()

@@ -460,7 +460,8 @@ class ChargerSession:
             out.append(CancelTimer(pending.timer_key))
             self._timer_owner.pop(pending.timer_key, None)
             if pending.exchange is not None:
-                err = PeerError(
+                # No answer will come: to the translator that is a timeout (keep and retry), not a refusal.
+                err = PeerTimeout(
                     ocppj.error_code(st.version, ErrorKind.INTERNAL),
                     f"connection to the {self._peer_names[side]} was lost before it answered {pending.action}",
                 )

@@ -264,3 +264,44 @@ def test_a_replay_stopped_by_a_lost_link_gives_the_turn_back_and_asks_again_late
     assert turns(s.link_down(Side.CSMS, 2.5)) == [False]
     assert s.pending_offline == 1
     assert turns(s.link_up(Side.CSMS, 3.0)) == [True]
+
+
+def _v201_v16_session() -> ChargerSession:
+    from adapters import registry
+
+    translator = registry.translator_for(Version.V201, Version.V16, {})
+    assert translator is not None
+    uuids = itertools.count(1)
+    ctx = Context("CS1", Version.V201, Version.V16, new_uuid=lambda: f"gw-{next(uuids)}", ids=IdPool([]))
+    return ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=30.0, offline=OfflinePolicy()))
+
+
+def _tx_event(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
+    return {"eventType": kind, "timestamp": T0, "triggerReason": "Authorized" if kind == "Started" else
+            "MeterValuePeriodic", "seqNo": seq, "transactionInfo": {"transactionId": "tx-a"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": T0, "sampledValue": [{"value": wh}]}], **extra}
+
+
+def test_a_201_stations_meter_values_in_flight_when_the_16_link_drops_are_not_lost() -> None:
+    """2.0.1 station -> 1.6 CSMS: the MeterValues an Updated became is in flight when the link drops; it is
+    not taken for a refusal and dropped: it reaches the CSMS when the link is back."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    token = {"idToken": "TAG2", "type": "ISO14443"}
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": token}), 1.0)
+    start = sent(out, Side.CSMS)[0]
+    assert start[2] == "StartTransaction"
+    out = s.receive(Side.CSMS, frame(3, start[1], {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}), 1.1)
+    out += s.receive(Side.CHARGER, frame(2, "t1", "TransactionEvent", _tx_event("Updated", 1, 3000)), 2.0)
+    while (calls := [c for c in sent(out, Side.CSMS) if c[2] != "MeterValues"]):
+        out = s.receive(Side.CSMS, frame(3, calls[0][1], {}), 2.1)  # StatusNotifications and the like
+    meter = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
+    assert meter and meter[0][3]["transactionId"] == 77
+    out = s.link_down(Side.CSMS, 2.5)
+    out += s.link_up(Side.CSMS, 3.0)
+    out += s.replay_turn_granted(3.0)
+    out += s.timer_fired("background", 4.0)
+    again = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
+    assert again and again[0][3]["transactionId"] == 77

@@ -201,7 +201,8 @@ def render(results: dict[str, Any]) -> str:
                      f"{f(row.get('p99_ms'), '.2f'):>10}")
     for row in results.get("replay", []):
         fill, rep = row["fill"], row["replay"]
-        lines.append(f"replay of a {fill['queued']:,}-message backlog ({row["chargers"]} charger{"s" if row["chargers"] != 1 else ""}, {row['csms']}): "
+        chargers = f"{row['chargers']} charger" + ("s" if row["chargers"] != 1 else "")
+        lines.append(f"replay of a {fill['queued']:,}-message backlog ({chargers}, {row['csms']}): "
                      f"queued at {fill['answers_per_second']:,.0f} answers/s; replayed "
                      + (f"at {rep['messages_per_second']:,.0f} messages/s ({rep['seconds_replaying']:.1f} s, "
                         f"{rep['seconds_from_csms_up']:.1f} s after the CSMS came up)"

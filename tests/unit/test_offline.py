@@ -299,9 +299,30 @@ def test_a_201_stations_meter_values_in_flight_when_the_16_link_drops_are_not_lo
         out = s.receive(Side.CSMS, frame(3, calls[0][1], {}), 2.1)  # StatusNotifications and the like
     meter = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
     assert meter and meter[0][3]["transactionId"] == 77
-    out = s.link_down(Side.CSMS, 2.5)
-    out += s.link_up(Side.CSMS, 3.0)
-    out += s.replay_turn_granted(3.0)
-    out += s.timer_fired("background", 4.0)
+    s.link_down(Side.CSMS, 2.5)
+    assert s.pending_offline == 1 and s.offline_status(2.6)["held_by_translator"] == 1
+    out = s.link_up(Side.CSMS, 3.0)
+    assert turns(out) == [True] and sent(out, Side.CSMS) == []  # held work waits for a turn like a replay
+    out = s.replay_turn_granted(3.1)
     again = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
     assert again and again[0][3]["transactionId"] == 77
+    out = s.receive(Side.CSMS, frame(3, again[0][1], {}), 3.2)
+    assert turns(out) == [False] and s.pending_offline == 0
+
+
+def test_what_a_201_station_sent_before_its_16_start_was_answered_counts_as_queued() -> None:
+    """The CSMS does not answer the StartTransaction a Started became: the station is answered after
+    answer_after, and the start the translator keeps shows as queued (once) until the CSMS takes it."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    token = {"idToken": "TAG2", "type": "ISO14443"}
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": token}), 1.0)
+    timer = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("offline:"))
+    call_timeout = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("csms:"))
+    out = s.timer_fired(timer.key, 6.0)
+    assert sent(out, Side.CHARGER)[0][:2] == [3, "t0"]
+    assert s.offline_status(6.0)["queued"] >= 1  # queued by the gateway while the exchange goes on
+    s.timer_fired(call_timeout.key, 31.0)  # no answer at all: the translator keeps the start
+    status = s.offline_status(31.0)
+    assert (status["queued"], status["held_by_translator"]) == (1, 1)  # one message, counted once

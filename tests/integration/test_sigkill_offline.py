@@ -214,6 +214,23 @@ async def _boot_then_csms_down(gw: GatewayProcess, csms: RecordingCsms, cid: str
     return charger
 
 
+def _ended(csms: RecordingCsms) -> bool:
+    return any(c[2]["eventType"] == "Ended" for c in csms.of("TransactionEvent"))
+
+
+async def _kill_and_restart(gw: GatewayProcess, csms: RecordingCsms, cid: str, version: str,
+                            delivered: Any) -> RawCharger:
+    """SIGKILL the gateway, start the CSMS and the gateway again, reconnect the charger, and wait until
+    ``delivered()`` (then a little longer: nothing more may come)."""
+    await gw.kill9()
+    await csms.start()
+    await gw.start()
+    charger = await gw.charger(cid, version)
+    await csms.wait_for(delivered)
+    await asyncio.sleep(0.5)
+    return charger
+
+
 async def test_16_to_16_transaction_during_outage_survives_sigkill(rig: Any) -> None:
     """1.6 -> 1.6: a whole transaction while the CSMS is down, SIGKILL right after the stop is answered;
     after restarts the CSMS gets Start, 3 MeterValues and Stop once each, in order, all under its own id."""
@@ -221,12 +238,7 @@ async def test_16_to_16_transaction_during_outage_survives_sigkill(rig: Any) -> 
     charger = await _boot_then_csms_down(gw, csms, "CP16", "1.6")
     local_tx = await _offline_transaction_16(charger)
     assert local_tx >= 1_000_000_000  # gateway-assigned, from the store's counter
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    charger = await gw.charger("CP16", "1.6")
-    await csms.wait_for(lambda: csms.of("StopTransaction"))
-    await asyncio.sleep(0.5)  # nothing more may come
+    charger = await _kill_and_restart(gw, csms, "CP16", "1.6", lambda: csms.of("StopTransaction"))
     tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
     assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "MeterValues", "MeterValues",
                                         "StopTransaction"]
@@ -250,12 +262,7 @@ async def test_16_to_201_transaction_during_outage_survives_sigkill(
     gw, csms = await rig("2.0.1", url)
     charger = await _boot_then_csms_down(gw, csms, "CP1620", "1.6")
     await _offline_transaction_16(charger)
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    await gw.charger("CP1620", "1.6")
-    await csms.wait_for(lambda: any(c[2]["eventType"] == "Ended" for c in csms.of("TransactionEvent")))
-    await asyncio.sleep(0.5)
+    await _kill_and_restart(gw, csms, "CP1620", "1.6", lambda: _ended(csms))
     events = [c[2] for c in csms.of("TransactionEvent")]
     assert [e["eventType"] for e in events] == ["Started", "Updated", "Updated", "Updated", "Ended"]
     assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
@@ -296,12 +303,7 @@ async def test_201_to_16_station_transaction_during_outage_survives_sigkill(rig:
     gw, csms = await rig("1.6")
     charger = await _boot_then_csms_down(gw, csms, "CP2016", "2.0.1")
     await _offline_transaction_201(charger)
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    await gw.charger("CP2016", "2.0.1")
-    await csms.wait_for(lambda: csms.of("StopTransaction"))
-    await asyncio.sleep(0.5)
+    await _kill_and_restart(gw, csms, "CP2016", "2.0.1", lambda: csms.of("StopTransaction"))
     tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
     assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "StopTransaction"]
     assert tx_calls[0][2]["idTag"] == "TAG2" and tx_calls[0][2]["meterStart"] == 1000
@@ -315,12 +317,7 @@ async def test_201_to_201_station_transaction_during_outage_survives_sigkill(rig
     gw, csms = await rig("2.0.1")
     charger = await _boot_then_csms_down(gw, csms, "CP2020", "2.0.1")
     await _offline_transaction_201(charger)
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    await gw.charger("CP2020", "2.0.1")
-    await csms.wait_for(lambda: any(c[2]["eventType"] == "Ended" for c in csms.of("TransactionEvent")))
-    await asyncio.sleep(0.5)
+    await _kill_and_restart(gw, csms, "CP2020", "2.0.1", lambda: _ended(csms))
     events = csms.of("TransactionEvent")
     assert [c[0] for c in events] == ["t0", "t1", "t2"]
     assert [c[2]["seqNo"] for c in events] == [0, 1, 2]

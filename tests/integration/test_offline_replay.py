@@ -156,6 +156,7 @@ async def test_replays_share_offline_replay_concurrency(start_gateway: GatewayFa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_a_thousand_chargers_backlogs_reach_the_csms_in_order_none_lost_or_duplicated(
     start_gateway: GatewayFactory,
 ) -> None:

@@ -35,7 +35,6 @@ class ReplaySlots:
         self.limit = limit
         self._free = asyncio.Semaphore(limit)
         self.replaying = 0  # turns held now
-        self.most_replaying = 0  # the highest ``replaying`` seen, for tests and the benchmark
 
     def claim(self, granted: Callable[[], None]) -> ReplayClaim:
         return ReplayClaim(self, granted)
@@ -43,7 +42,6 @@ class ReplaySlots:
     async def _take(self) -> None:
         await self._free.acquire()
         self.replaying += 1
-        self.most_replaying = max(self.most_replaying, self.replaying)
 
     def _give(self) -> None:
         self.replaying -= 1

@@ -326,3 +326,27 @@ def test_what_a_201_station_sent_before_its_16_start_was_answered_counts_as_queu
     s.timer_fired(call_timeout.key, 31.0)  # no answer at all: the translator keeps the start
     status = s.offline_status(31.0)
     assert (status["queued"], status["held_by_translator"]) == (1, 1)  # one message, counted once
+
+
+async def test_replay_slots_grant_at_most_their_limit_and_a_released_wait_never_gets_one() -> None:
+    """Three claims on two slots: two are granted; giving one back grants the third; a claim released while
+    it waits is never granted."""
+    import asyncio
+
+    from gateway.connection.services import ReplaySlots
+
+    slots = ReplaySlots(2)
+    granted: list[str] = []
+    claims = {name: slots.claim(lambda name=name: granted.append(name)) for name in ("a", "b", "c", "d")}
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert granted == ["a", "b"] and slots.replaying == 2
+    claims["c"].release()  # gave up while waiting
+    claims["a"].release()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert granted == ["a", "b", "d"] and slots.replaying == 2
+    claims["a"].release()  # twice is harmless
+    claims["b"].release()
+    claims["d"].release()
+    assert slots.replaying == 0

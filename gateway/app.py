@@ -34,6 +34,7 @@ from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
 from gateway.connection import ChargerConnection, ConnectionServices
 from gateway.connection.ledger import open_transactions
+from gateway.connection.services import ReplaySlots
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.ocppj import SUBPROTOCOLS, Version
@@ -138,6 +139,7 @@ class Gateway:
             connect_slots=self.connect_slots, client_ssl=self.client_ssl, background=self.background,
             reading_paused=lambda: bool(self.store.pressed), repair_rules=self.repair_rules,
             ws_max_size=self.ws_max_size, comparisons=self.comparisons,
+            replay_slots=ReplaySlots(self.config.offline.replay_concurrency),
         )
         kept = self.config.migration.differences_kept
         for key, snapshot in (await self.store.load_states(STATE_PREFIX)).items():

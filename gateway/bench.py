@@ -41,6 +41,15 @@ from typing import Any
 
 import yaml
 
+from gateway.benchkit.durability import (
+    DurabilityOptions,
+    connected_chargers,
+    fill_backlog,
+    gateway_running,
+    transaction_load,
+    wait_replayed,
+)
+from gateway.benchkit.durability import render as render_durability
 from gateway.benchkit.procs import child_setup, fd_count, nofile_hard_limit, raise_nofile, rss_bytes
 
 SCENARIOS = ("direct", "passthrough", "translate")
@@ -67,6 +76,7 @@ class Options:
     keep: str | None = None
     quiet: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted gateway-config keys -> values
+    durability: DurabilityOptions | None = None  # --durability: only the store-and-forward figures
 
 
 QUICK = {"chargers": 500, "window": 10.0, "ramp": 5.0, "sat_conns": 50, "sat_warmup": 1.0, "sat_window": 4.0,
@@ -334,7 +344,57 @@ class Run:
         if not self.opts.quiet:
             print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
+    async def run_durability(self, d: DurabilityOptions) -> dict[str, Any]:
+        """``--durability``: the durable barrier's cost on transaction CALLs, and the replay rate of a backlog."""
+        results: dict[str, Any] = {"machine": machine_info(), "command": "ocpp-gateway bench " + " ".join(self.argv),
+                                   "options": vars(d), "transactions": [], "replay": []}
+        labels = {"1.6": "1.6 (pass-through)", "2.0.1": "2.0.1 (translation)"}
+        for version, label in labels.items():
+            for durable in (True, False):
+                self.say(f"durability: transactions, CSMS {label}, barrier {'on' if durable else 'off'}")
+                work = self.tmp / f"durability-{version}-{'on' if durable else 'off'}"
+                row = await self._with_gateway(work, version, {"offline.durable_answers": durable},
+                                               lambda url, gw: transaction_load(url, "tx", d))
+                results["transactions"].append({"csms": label, "durable": durable, **row})
+        for version, label in labels.items():
+            self.say(f"durability: replay of {d.backlog:,} queued messages to a CSMS {label}")
+            work = self.tmp / f"replay-{version}"
+            quick_reconnect = {"upstream.reconnect_initial": 0.05, "upstream.reconnect_max": 0.5,
+                               "offline.answer_after": 0.5}
+
+            async def replay(url: str, gw: GatewayProc, csms: Csms) -> dict[str, Any]:
+                async with connected_chargers(url, "backlog", d.backlog_chargers) as chargers:
+                    fill = await fill_backlog(url, d, chargers)
+                    await csms.start()
+                    replayed = await wait_replayed(gw.metrics, fill["queued"], self.opts.timeout)
+                return {"fill": fill, "replay": replayed}
+
+            row = await self._with_gateway(work, version, quick_reconnect, replay, csms_up=False)
+            results["replay"].append({"csms": label, "chargers": d.backlog_chargers, **row})
+        return results
+
+    async def _with_gateway(self, work: Path, csms_version: str, overrides: dict[str, Any], body: Any,
+                            csms_up: bool = True) -> dict[str, Any]:
+        """Run ``body(url, gateway[, csms])`` against a fresh CSMS simulator and gateway process."""
+        work.mkdir(parents=True, exist_ok=True)
+        csms = Csms(free_port(), work / "csms.log")
+        listen, admin = free_port(), free_port()
+        config = gateway_config(work, listen, admin, csms.port, csms_version, {**self.opts.overrides, **overrides})
+        url = f"ws://{LOOPBACK}:{listen}/ocpp"
+        try:
+            if csms_up:
+                await csms.start()
+            async with gateway_running(lambda path: GatewayProc(path, listen, admin, work / "gateway.log"),
+                                       work, config) as gw:
+                result: dict[str, Any] = await (body(url, gw) if csms_up else body(url, gw, csms))
+                result["gateway_log_errors"] = count_log_errors(gw.log)
+                return result
+        finally:
+            await csms.stop()
+
     async def run(self) -> dict[str, Any]:
+        if self.opts.durability is not None:
+            return await self.run_durability(self.opts.durability)
         gateway_capacity = (nofile_hard_limit() - _FD_RESERVE) // 2
         self.results = {
             "machine": machine_info(),
@@ -752,6 +812,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="KEY=VALUE", action="append", type=_override, default=[],
                    help="override a key of the gateway's configuration (dotted path, YAML value), e.g. "
                    "--set admission.rate=1000; repeatable")
+    p.add_argument("--durability", action="store_true",
+                   help="only the store-and-forward figures: throughput and p99 of transaction CALLs with and "
+                   "without the durable barrier, and the replay rate of a backlog (see docs/benchmark.md)")
+    p.add_argument("--tx-chargers", type=int, help="--durability: chargers looping transactions (default 20)")
+    p.add_argument("--tx-seconds", type=float, help="--durability: measurement window per configuration (default 10)")
+    p.add_argument("--backlog", type=int, help="--durability: messages queued before the CSMS returns "
+                   "(default 10000)")
+    p.add_argument("--backlog-chargers", type=int, help="--durability: chargers sharing the backlog (default 10)")
     p.add_argument("--keep", metavar="DIR", help="keep logs, configs and the message log in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -769,6 +837,14 @@ def options_from(args: argparse.Namespace) -> Options:
             setattr(opts, key, value)
     opts.quiet = args.quiet
     opts.overrides = dict(args.set)
+    if args.durability:
+        d = opts.durability = DurabilityOptions()
+        if args.quick:
+            d.seconds, d.warmup = 4.0, 1.0
+        for key, attr in (("tx_chargers", "chargers"), ("tx_seconds", "seconds"), ("backlog", "backlog"),
+                          ("backlog_chargers", "backlog_chargers")):
+            if (value := getattr(args, key)) is not None:
+                setattr(d, attr, value)
     return opts
 
 
@@ -793,10 +869,12 @@ def bench_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     results["elapsed_seconds"] = time.monotonic() - started
-    print(render_table(results))
+    print(render_durability(results) if opts.durability is not None else render_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
         print(f"\nfigures written to {args.json}")
+    if opts.durability is not None:
+        return 0 if all(not r["replay"].get("timed_out") for r in results["replay"]) else 1
     failed = [n for n, r in results["scenarios"].items() if str(r.get("status", "")).startswith("failed")]
     return 1 if failed else 0
 

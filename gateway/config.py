@@ -187,6 +187,10 @@ class Offline(_Model):
     )
     max_queue_per_charger: int = Field(10_000, ge=1, description="messages queued per charger for the CSMS")
     replay_concurrency: int = Field(50, ge=1, description="chargers replaying their queue at the same time")
+    durable_answers: bool = Field(
+        True, description="benchmark knob only (ocpp-gateway bench --durability): false writes translation state "
+        "in the background as before store-and-forward, so an answer may outrun the state it depends on"
+    )
 
 
 class Metrics(_Model):

@@ -36,6 +36,12 @@ REFUSAL_REASONS = (
     "no_charger_id", "invalid_charger_id", "busy", "unknown_charger", "no_subprotocol", "unsupported_version",
     "certificate_mismatch", "bad_credentials",
 )
+# Charger CALLs the gateway answers itself while the CSMS is away (gateway.offline.ANSWERED_ACTIONS).
+OFFLINE_ANSWERED_ACTIONS = (
+    "BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction", "MeterValues",
+    "StopTransaction", "TransactionEvent", "SecurityEventNotification", "FirmwareStatusNotification",
+    "DiagnosticsStatusNotification", "LogStatusNotification", "SignedFirmwareStatusNotification", "NotifyEvent",
+)
 OCPP_VERSIONS = ("1.6", "2.0.1", "2.1")
 UPSTREAM_STATES = ("up", "down")
 UPSTREAM_OUTCOMES = ("ok", "failed")
@@ -304,6 +310,8 @@ class GatewayMetrics:
             self._child(self.problems, (event,))
         for reason in REFUSAL_REASONS:
             self.connections_refused.labels(reason)
+        for action in OFFLINE_ANSWERED_ACTIONS:
+            self.offline_answers.counts[(action,)] = 0
         self.set_phases({}, now=-math.inf)
 
     def phases_due(self, now: float) -> bool:

@@ -134,6 +134,18 @@ class OfflineEvent:
 
 
 @dataclass(slots=True)
+class ReplayTurn:
+    """Replaying the offline queue needs one of the estate's shared replay slots (``take``), or gives it back.
+
+    After ``take`` the session waits for ``replay_turn_granted``; it gives the turn back when its replay stops
+    (queue empty, link lost, CSMS silent) or the charger goes, so a returning CSMS sees at most
+    ``offline.replay_concurrency`` chargers replaying at once.
+    """
+
+    take: bool
+
+
+@dataclass(slots=True)
 class NeedIds:
     """Reserved transaction ids run low: reserve ``count`` more from the store and ``add_ids`` them."""
 
@@ -180,7 +192,7 @@ class Problem:
 
 
 Action = (Send | FrameRecord | StartTimer | CancelTimer | SaveState | ValidationFailed | RoundTrip | Problem
-          | Disconnect | Enqueue | Settle | OfflineEvent | NeedIds)
+          | Disconnect | Enqueue | Settle | OfflineEvent | NeedIds | ReplayTurn)
 # The actions the runner must commit before it carries out anything after them.
 DURABLE = (SaveState, Enqueue, Settle)
 
@@ -277,6 +289,8 @@ OFFLINE_TIMER_PREFIX = "offline:"
 # Transaction ids reserved from the store: ask for a block of IDS_BLOCK when fewer than IDS_LOW are left.
 IDS_BLOCK = 50
 IDS_LOW = 10
+# Where a session stands with the estate's replay slots (see ``ReplayTurn``).
+_NO_TURN, _TURN_WANTED, _TURN_HELD = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -344,6 +358,9 @@ class ChargerSession:
         self._timer_owner: dict[str, _Outgoing] = {}
         self._background: Callable[[Context], Handler | None] | None = getattr(translator, "background", None)
         self._background_armed = False
+        # Messages a translator holds for the CSMS itself (2.0.1 events waiting for a 1.6 transactionId):
+        # counted, shown and pushed under a replay turn like the offline queue (see ``held_messages``).
+        self._held_by_translator: Callable[[Context], int] | None = getattr(translator, "held_messages", None)
         self.policy = limits.validation
         self.offline = limits.offline if limits.offline is not None and limits.offline.answers else None
         self.book = OfflineBook(ctx)
@@ -354,6 +371,7 @@ class ChargerSession:
         self._csms_lost = False  # the CSMS link went down (or never came up in answer_after): answer at once
         self._offline_timers: dict[str, _Exchange] = {}
         self._ids_wanted = False
+        self._replay_turn = _NO_TURN  # whether this session waits for, or holds, a shared replay slot
         model = ctx.state.get("charger", {}).get("model")
         if model:
             self._apply_model_policy(model)
@@ -445,7 +463,8 @@ class ChargerSession:
             out.append(CancelTimer(pending.timer_key))
             self._timer_owner.pop(pending.timer_key, None)
             if pending.exchange is not None:
-                err = PeerError(
+                # No answer will come: to the translator that is a timeout (keep and retry), not a refusal.
+                err = PeerTimeout(
                     ocppj.error_code(st.version, ErrorKind.INTERNAL),
                     f"connection to the {self._peer_names[side]} was lost before it answered {pending.action}",
                 )
@@ -519,6 +538,7 @@ class ChargerSession:
         if self._background_armed:
             self._background_armed = False
             out.append(CancelTimer(BACKGROUND_TIMER))
+        self._give_back_turn(out)
         return out
 
     # ------------------------------------------------------------ calls
@@ -717,6 +737,8 @@ class ChargerSession:
         if st.current is ex:
             st.current = None
             self._drain_incoming(out, ex.origin, now)
+        if ex.call is _REPLAY_CALL or ex.call is _BACKGROUND_CALL:
+            self._give_back_turn(out)  # stopped or done: another charger may replay meanwhile
         if ex.call is _BACKGROUND_CALL or ex.call is _REPLAY_CALL:
             self._arm_background(out)  # whatever is still held gets another try later
         elif ex.origin is Side.CHARGER and self._queue_live:
@@ -743,6 +765,9 @@ class ChargerSession:
             out.append(Problem("translator_error", {"action": _BACKGROUND_CALL.action, "error": repr(exc)}))
             return
         if handler is None:
+            return
+        if self.offline is not None and self._wait_for_turn(out):
+            handler.close()  # not started: replay_turn_granted asks the translator again
             return
         ex = _Exchange(Side.CHARGER, _BACKGROUND_CALL, now, handler, replied=True)
         charger.current = ex
@@ -1038,13 +1063,18 @@ class ChargerSession:
     def offline_status(self, now: float) -> dict[str, Any]:
         """Queue depth and age, and how the CSMS's verdicts compared, for the admin API."""
         oldest = next((i.ts for i in self._queue if not i.dead), None)
-        return {"queued": self._queue_live, "oldest_age_s": None if oldest is None else round(now - oldest, 3),
+        held = self._translator_held()
+        return {"queued": self._queue_live + held, "held_by_translator": held,
+                "oldest_age_s": None if oldest is None else round(now - oldest, 3),
                 "csms_reachable": not self._csms_lost, **self.book.summary()}
 
     @property
     def pending_offline(self) -> int:
-        """Messages queued for the CSMS, not yet answered by it."""
-        return self._queue_live
+        """Messages waiting for the CSMS: queued by the gateway, or held by the translator."""
+        return self._queue_live + self._translator_held()
+
+    def _translator_held(self) -> int:
+        return 0 if self._held_by_translator is None else self._held_by_translator(self.ctx)
 
     @property
     def offline_oldest(self) -> float | None:
@@ -1218,14 +1248,49 @@ class ChargerSession:
             return False
         charger = self._sides[Side.CHARGER]
         if self._closed or not self._sides[Side.CSMS].up:
+            if not _works_for_the_csms(charger.current):
+                self._give_back_turn(out)  # a held turn must not wait for a CSMS that is away
             return True  # the CSMS coming up runs it
         if charger.current is not None or charger.incoming:
             self._arm_background(out)
             return True
+        if self._wait_for_turn(out):
+            return True  # replay_turn_granted runs it
         ex = _Exchange(Side.CHARGER, _REPLAY_CALL, now, self._replay(), replied=True)
         charger.current = ex
         self._advance(out, ex, now)
         return True
+
+    def replay_turn_granted(self, now: float) -> list[Action]:
+        """One of the shared replay slots is this session's (see ``ReplayTurn``): replay now if still needed."""
+        out: list[Action] = []
+        if self._replay_turn != _TURN_WANTED:
+            out.append(ReplayTurn(take=False))  # given up meanwhile (the charger went)
+            return out
+        self._replay_turn = _TURN_HELD
+        if not self._run_replay(out, now):
+            self._run_background(out, now)  # what the translator holds goes under the same turn
+        charger = self._sides[Side.CHARGER]
+        replaying = _works_for_the_csms(charger.current)
+        # A busy charger keeps the turn: its exchange's end starts the replay. Anything else gives it back.
+        busy = charger.current is not None or bool(charger.incoming)
+        if not replaying and not (busy and self._queue_live and self._sides[Side.CSMS].up and not self._closed):
+            self._give_back_turn(out)
+        return out
+
+    def _wait_for_turn(self, out: list[Action]) -> bool:
+        """Whether the replay must wait for a shared turn (asked for once); False when the turn is held."""
+        if self._replay_turn == _TURN_HELD:
+            return False
+        if self._replay_turn == _NO_TURN:
+            self._replay_turn = _TURN_WANTED
+            out.append(ReplayTurn(take=True))
+        return True
+
+    def _give_back_turn(self, out: list[Action]) -> None:
+        if self._replay_turn != _NO_TURN:
+            self._replay_turn = _NO_TURN
+            out.append(ReplayTurn(take=False))
 
     def _replay(self) -> Generator[Step | _Settled, dict[str, Any] | None, None]:
         """Each queued CALL through the translator, as if the charger sent it now; the answers go nowhere."""
@@ -1308,6 +1373,11 @@ def _replayed(inner: Handler, mark_offline: bool) -> Generator[Step, dict[str, A
             raise
         except BaseException as exc:  # PeerError and the like: the translator decides what they mean
             throw = exc
+
+
+def _works_for_the_csms(ex: _Exchange | None) -> bool:
+    """Whether the charger side's exchange is the replay or the translator's held work (under a replay turn)."""
+    return ex is not None and (ex.call is _REPLAY_CALL or ex.call is _BACKGROUND_CALL)
 
 
 def _looks_like_send(text: str) -> bool:

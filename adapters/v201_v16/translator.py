@@ -41,6 +41,11 @@ class V201V16:
             return None
         return push_held(st)
 
+    def held_messages(self, ctx: Context) -> int:
+        """Transaction messages held for the CSMS (counted with the gateway's offline queue); reads only."""
+        txs: dict[str, dict[str, Any]] = ctx.state.get(NAME, {}).get("tx", {})
+        return sum(held(tx) for tx in txs.values())
+
     def _run(self, spec: Spec, origin: Side, call: Call, ctx: Context) -> Handler:
         st = State(ctx)
         if origin is Side.CHARGER and call.action != "TransactionEvent" and st.txs:

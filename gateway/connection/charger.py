@@ -21,7 +21,7 @@ from gateway import ocppj
 from gateway.config import Route
 from gateway.connection.ledger import TransactionLedger
 from gateway.connection.leg import CsmsLeg
-from gateway.connection.services import ConnectionServices
+from gateway.connection.services import ConnectionServices, ReplayClaim
 from gateway.connection.shadow import ShadowLink
 from gateway.logs import get_logger
 from gateway.ocppj import Version
@@ -37,6 +37,7 @@ from gateway.session import (
     NeedIds,
     OfflineEvent,
     Problem,
+    ReplayTurn,
     RoundTrip,
     SaveState,
     Send,
@@ -115,6 +116,7 @@ class ChargerConnection:
         # Actions waiting for a durable commit (see ``apply``); None while nothing waits.
         self._held: list[Action] | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None  # the gateway's own exchanges and drains, if any
+        self._replay_claim: ReplayClaim | None = None  # a shared replay turn, waited for or held
         self.shadow: ShadowLink | None = None
         for owner in self.ledger.owners() - {route.primary}:
             self._resume_drain(owner)
@@ -583,6 +585,8 @@ class ChargerConnection:
                 self.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
                 self.timers.cancel(action.key)
+            elif isinstance(action, SaveState) and not svc.config.offline.durable_answers:
+                self.save_state()  # the benchmark's reference: state written behind the answer, as before
             elif isinstance(action, DURABLE):
                 if durable is None:
                     durable = []
@@ -608,10 +612,20 @@ class ChargerConnection:
                 svc.metrics.offline_event(action.kind, action.action)
             elif isinstance(action, NeedIds):
                 self._reserve_ids(action.count)
+            elif isinstance(action, ReplayTurn):
+                self._replay_turn(action.take)
             elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
                 svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
         if durable is not None:
             self._commit(durable, [])
+
+    def _replay_turn(self, take: bool) -> None:
+        claim, self._replay_claim = self._replay_claim, None
+        if claim is not None:
+            claim.release()
+        if take:
+            self._replay_claim = self.services.replay_slots.claim(
+                lambda: self.apply(self.session.replay_turn_granted(time.time())))
 
     def _record(self, action: FrameRecord) -> None:
         svc = self.services

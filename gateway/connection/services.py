@@ -23,6 +23,57 @@ from gateway.store import Store
 from gateway.timers import TimerWheel
 
 
+class ReplaySlots:
+    """The estate's replay turns: at most ``limit`` chargers replay their offline queue at once.
+
+    A returning CSMS would otherwise get every charger's backlog at the same moment. A connection
+    ``claim``s a turn when its session asks for one (``ReplayTurn``) and gets ``granted`` called once it is
+    its turn; it ``release``s the claim (held or still waiting) when the session gives the turn back.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = asyncio.Semaphore(limit)
+        self.replaying = 0  # turns held now
+
+    def claim(self, granted: Callable[[], None]) -> ReplayClaim:
+        return ReplayClaim(self, granted)
+
+    async def _take(self) -> None:
+        await self._free.acquire()
+        self.replaying += 1
+
+    def _give(self) -> None:
+        self.replaying -= 1
+        self._free.release()
+
+
+class ReplayClaim:
+    """One connection's claim on a replay turn: waiting, then held, until ``release``."""
+
+    __slots__ = ("_held", "_slots", "_waiter")
+
+    def __init__(self, slots: ReplaySlots, granted: Callable[[], None]) -> None:
+        self._slots = slots
+        self._held = False
+        self._waiter: asyncio.Task[None] | None = asyncio.ensure_future(self._wait(granted))
+
+    async def _wait(self, granted: Callable[[], None]) -> None:
+        await self._slots._take()
+        self._held = True
+        self._waiter = None
+        granted()
+
+    def release(self) -> None:
+        """Give the turn back, or stop waiting for it; safe to call more than once."""
+        if self._held:
+            self._held = False
+            self._slots._give()
+        elif self._waiter is not None:
+            self._waiter.cancel()
+            self._waiter = None
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionServices:
     """The estate's services for its connections: shared, long-lived, read-mostly."""
@@ -38,3 +89,4 @@ class ConnectionServices:
     repair_rules: tuple[RepairRule, ...]
     ws_max_size: int
     comparisons: dict[str, ChargerComparisons]  # shadow comparisons by charger id, kept across reconnects
+    replay_slots: ReplaySlots  # offline.replay_concurrency: chargers replaying their offline queue at once

@@ -72,12 +72,13 @@ function agreement(row) {
   return `${row.agreed}/${row.compared} (${pct}%) with ${row.csms}${ready}`;
 }
 
+// A charger's store-and-forward queue as GET /api/chargers gives it: offline.queued, offline.oldest_age_s.
 function offlineQueue(queue) {
   if (queue === null || queue === undefined) return "—";
   if (typeof queue === "number") return `${queue} records`;
-  const records = queue.records ?? 0;
+  const records = queue.queued ?? 0;
   if (!records) return "empty";
-  const oldest = queue.oldest_seconds ? `, oldest ${Math.round(queue.oldest_seconds)} s` : "";
+  const oldest = queue.oldest_age_s ? `, oldest ${Math.round(queue.oldest_age_s)} s` : "";
   return `${records} records${oldest}`;
 }
 
@@ -114,7 +115,7 @@ function renderEstate(chargers, migration) {
       el("td", charger.connected ? "yes" : "no", charger.connected ? "yes" : "no"),
       el("td", ago(charger.last_message_at)),
       el("td", agreement(m)),
-      el("td", offlineQueue(charger.offline_queue ?? m.offline_queue)),
+      el("td", offlineQueue(charger.offline ?? m.offline_queue)),
     );
     body.append(tr);
   }

@@ -52,3 +52,25 @@ def test_tiny_benchmark_produces_every_figure(tmp_path: Path) -> None:
 
     assert {t["target"] for t in summary["targets"]} >= {"pass-through throughput >= 50% of direct"}
     assert "Saturation (CALLs/s)" in proc.stdout and "Targets:" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_tiny_durability_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    """--durability measures transactions with and without the barrier for both CSMS versions, and replays the
+    whole backlog it queued (the gateway's replayed counter reaches it)."""
+    out = tmp_path / "durability.json"
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "bench", "--durability", "--tx-chargers", "3",
+                           "--tx-seconds", "1", "--backlog", "200", "--backlog-chargers", "2", "--timeout", "60",
+                           "--quiet", "--json", str(out)],
+                          capture_output=True, text=True, timeout=280, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    rows = {(r["csms"], r["durable"]): r for r in results["transactions"]}
+    assert set(rows) == {(c, d) for c in ("1.6 (pass-through)", "2.0.1 (translation)") for d in (True, False)}
+    for row in rows.values():
+        assert row["calls"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+    for replay in results["replay"]:
+        assert replay["fill"]["queued"] == 200
+        assert replay["replay"]["replayed"] >= 200 and replay["replay"]["messages_per_second"] > 0
+    assert "durable-before-answer" in proc.stdout and "replay of a 200-message backlog" in proc.stdout

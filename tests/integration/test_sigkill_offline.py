@@ -21,6 +21,7 @@ import yaml
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tests.integration.test_cli import free_port
+from tests.integration.test_store import pg_url  # noqa: F401  (fixture, used through request.getfixturevalue)
 from tests.rawpeers import RawCharger, dumps
 
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -127,13 +128,13 @@ class GatewayProcess:
 async def rig(tmp_path: Path) -> AsyncIterator[Any]:
     made: list[tuple[GatewayProcess, RecordingCsms]] = []
 
-    async def make(csms_version: str) -> tuple[GatewayProcess, RecordingCsms]:
+    async def make(csms_version: str, store: str | None = None) -> tuple[GatewayProcess, RecordingCsms]:
         csms = RecordingCsms(free_port(), csms_version)
         port = free_port()
         config = {
             "listen": {"host": "127.0.0.1", "port": port},
             "admin": {"host": "127.0.0.1", "port": free_port()},
-            "store": f"sqlite:///{tmp_path}/gw.db",
+            "store": store or f"sqlite:///{tmp_path}/gw.db",
             "csms": {"main": {"url": f"ws://127.0.0.1:{csms.port}/ocpp", "ocpp": csms_version}},
             "default_route": {"primary": "main"},
             "allow_unknown_chargers": True,
@@ -178,6 +179,31 @@ async def _offline_transaction_16(charger: RawCharger) -> int:
     return int(tx)
 
 
+TOKEN201 = {"idToken": "TAG2", "type": "ISO14443"}
+
+
+def _event201(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
+    context = "Transaction.Begin" if kind == "Started" else "Transaction.End" if kind == "Ended" else None
+    sample: dict[str, Any] = {"value": wh, "measurand": "Energy.Active.Import.Register"}
+    if context:
+        sample["context"] = context
+    return {"eventType": kind, "timestamp": T0, "triggerReason": "Authorized" if kind == "Started" else
+            "MeterValuePeriodic", "seqNo": seq, "transactionInfo": {"transactionId": "tx-a", **extra},
+            "evse": {"id": 1, "connectorId": 1}, "meterValue": [{"timestamp": T0, "sampledValue": [sample]}]}
+
+
+async def _offline_transaction_201(charger: RawCharger) -> None:
+    """Started, Updated and Ended on a 2.0.1 station, each answered at once (by the gateway)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    started = await charger.call("t0", "TransactionEvent", {**_event201("Started", 0, 1000), "idToken": TOKEN201})
+    assert started[0] == 3 and started[2]["idTokenInfo"]["status"] == "Accepted"
+    assert loop.time() - began < 2.0  # not after a 30 s call timeout
+    assert (await charger.call("t1", "TransactionEvent", _event201("Updated", 1, 3000)))[2] == {}
+    ended = await charger.call("t2", "TransactionEvent", {**_event201("Ended", 2, 5000, stoppedReason="Local")})
+    assert ended[0] == 3
+
+
 async def _boot_then_csms_down(gw: GatewayProcess, csms: RecordingCsms, cid: str, version: str) -> RawCharger:
     await csms.start()
     await gw.start()
@@ -188,6 +214,23 @@ async def _boot_then_csms_down(gw: GatewayProcess, csms: RecordingCsms, cid: str
     return charger
 
 
+def _ended(csms: RecordingCsms) -> bool:
+    return any(c[2]["eventType"] == "Ended" for c in csms.of("TransactionEvent"))
+
+
+async def _kill_and_restart(gw: GatewayProcess, csms: RecordingCsms, cid: str, version: str,
+                            delivered: Any) -> RawCharger:
+    """SIGKILL the gateway, start the CSMS and the gateway again, reconnect the charger, and wait until
+    ``delivered()`` (then a little longer: nothing more may come)."""
+    await gw.kill9()
+    await csms.start()
+    await gw.start()
+    charger = await gw.charger(cid, version)
+    await csms.wait_for(delivered)
+    await asyncio.sleep(0.5)
+    return charger
+
+
 async def test_16_to_16_transaction_during_outage_survives_sigkill(rig: Any) -> None:
     """1.6 -> 1.6: a whole transaction while the CSMS is down, SIGKILL right after the stop is answered;
     after restarts the CSMS gets Start, 3 MeterValues and Stop once each, in order, all under its own id."""
@@ -195,12 +238,7 @@ async def test_16_to_16_transaction_during_outage_survives_sigkill(rig: Any) -> 
     charger = await _boot_then_csms_down(gw, csms, "CP16", "1.6")
     local_tx = await _offline_transaction_16(charger)
     assert local_tx >= 1_000_000_000  # gateway-assigned, from the store's counter
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    charger = await gw.charger("CP16", "1.6")
-    await csms.wait_for(lambda: csms.of("StopTransaction"))
-    await asyncio.sleep(0.5)  # nothing more may come
+    charger = await _kill_and_restart(gw, csms, "CP16", "1.6", lambda: csms.of("StopTransaction"))
     tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
     assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "MeterValues", "MeterValues",
                                         "StopTransaction"]
@@ -214,18 +252,17 @@ async def test_16_to_16_transaction_during_outage_survives_sigkill(rig: Any) -> 
     await charger.close()
 
 
-async def test_16_to_201_transaction_during_outage_survives_sigkill(rig: Any) -> None:
-    """1.6 -> 2.0.1: after SIGKILL and restarts the CSMS gets Started, 3 Updated and Ended once each, one
-    transactionId, seqNo 0..4, offline true, and the energy of the stop."""
-    gw, csms = await rig("2.0.1")
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_16_to_201_transaction_during_outage_survives_sigkill(
+    rig: Any, store: str, request: pytest.FixtureRequest,
+) -> None:
+    """1.6 -> 2.0.1 (SQLite and PostgreSQL stores): after SIGKILL and restarts the CSMS gets Started, 3 Updated
+    and Ended once each, one transactionId, seqNo 0..4, offline true, and the energy of the stop."""
+    url = request.getfixturevalue("pg_url") if store == "postgresql" else None
+    gw, csms = await rig("2.0.1", url)
     charger = await _boot_then_csms_down(gw, csms, "CP1620", "1.6")
     await _offline_transaction_16(charger)
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    await gw.charger("CP1620", "1.6")
-    await csms.wait_for(lambda: any(c[2]["eventType"] == "Ended" for c in csms.of("TransactionEvent")))
-    await asyncio.sleep(0.5)
+    await _kill_and_restart(gw, csms, "CP1620", "1.6", lambda: _ended(csms))
     events = [c[2] for c in csms.of("TransactionEvent")]
     assert [e["eventType"] for e in events] == ["Started", "Updated", "Updated", "Updated", "Ended"]
     assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
@@ -265,33 +302,26 @@ async def test_201_to_16_station_transaction_during_outage_survives_sigkill(rig:
     and restarts the 1.6 CSMS gets StartTransaction, MeterValues and StopTransaction once, under its id."""
     gw, csms = await rig("1.6")
     charger = await _boot_then_csms_down(gw, csms, "CP2016", "2.0.1")
-    token = {"idToken": "TAG2", "type": "ISO14443"}
-
-    def event(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
-        context = "Transaction.Begin" if kind == "Started" else "Transaction.End" if kind == "Ended" else None
-        sample: dict[str, Any] = {"value": wh, "measurand": "Energy.Active.Import.Register"}
-        if context:
-            sample["context"] = context
-        return {"eventType": kind, "timestamp": T0, "triggerReason": "Authorized" if kind == "Started" else
-                "MeterValuePeriodic", "seqNo": seq, "transactionInfo": {"transactionId": "tx-a", **extra},
-                "evse": {"id": 1, "connectorId": 1}, "meterValue": [{"timestamp": T0, "sampledValue": [sample]}]}
-
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    started = await charger.call("t0", "TransactionEvent", {**event("Started", 0, 1000), "idToken": token})
-    assert started[0] == 3 and started[2]["idTokenInfo"]["status"] == "Accepted"
-    assert loop.time() - began < 2.0  # not after a 30 s call timeout
-    assert (await charger.call("t1", "TransactionEvent", event("Updated", 1, 3000)))[2] == {}
-    ended = await charger.call("t2", "TransactionEvent", {**event("Ended", 2, 5000, stoppedReason="Local")})
-    assert ended[0] == 3
-    await gw.kill9()
-    await csms.start()
-    await gw.start()
-    await gw.charger("CP2016", "2.0.1")
-    await csms.wait_for(lambda: csms.of("StopTransaction"))
-    await asyncio.sleep(0.5)
+    await _offline_transaction_201(charger)
+    await _kill_and_restart(gw, csms, "CP2016", "2.0.1", lambda: csms.of("StopTransaction"))
     tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
     assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "StopTransaction"]
     assert tx_calls[0][2]["idTag"] == "TAG2" and tx_calls[0][2]["meterStart"] == 1000
     assert tx_calls[1][2]["transactionId"] == tx_calls[2][2]["transactionId"] == 7002
     assert tx_calls[2][2]["meterStop"] == 5000
+
+
+async def test_201_to_201_station_transaction_during_outage_survives_sigkill(rig: Any) -> None:
+    """2.0.1 -> 2.0.1 (pass-through): the station's TransactionEvents during the outage are answered at once;
+    after SIGKILL and restarts the CSMS gets them once each, in order, unchanged but marked offline."""
+    gw, csms = await rig("2.0.1")
+    charger = await _boot_then_csms_down(gw, csms, "CP2020", "2.0.1")
+    await _offline_transaction_201(charger)
+    await _kill_and_restart(gw, csms, "CP2020", "2.0.1", lambda: _ended(csms))
+    events = csms.of("TransactionEvent")
+    assert [c[0] for c in events] == ["t0", "t1", "t2"]
+    assert [c[2]["seqNo"] for c in events] == [0, 1, 2]
+    assert {c[2]["transactionInfo"]["transactionId"] for c in events} == {"tx-a"}
+    assert all(c[2]["offline"] is True for c in events)
+    assert events[0][2]["idToken"] == TOKEN201
+    assert events[-1][2]["meterValue"][0]["sampledValue"][0]["value"] == 5000

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.metrics import PROBLEM_EVENTS, REFUSAL_REASONS, SHADOW_OUTCOMES, GatewayMetrics
+from gateway.metrics import (
+    OFFLINE_ANSWERED_ACTIONS,
+    PROBLEM_EVENTS,
+    REFUSAL_REASONS,
+    SHADOW_OUTCOMES,
+    GatewayMetrics,
+)
+from gateway.offline import ANSWERED_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +42,14 @@ def test_every_refusal_reason_the_code_counts_is_initialised() -> None:
     reasons |= _source_strings(r'connections_refused\.labels\("([a-z_]+)"\)', "gateway/app.py")
     assert reasons, "found no refusal reasons: has the code changed its spelling?"
     assert reasons <= set(REFUSAL_REASONS), sorted(reasons - set(REFUSAL_REASONS))
+
+
+def test_every_action_the_gateway_answers_offline_starts_at_zero() -> None:
+    """The offline answers series exist at 0 for each action the gateway may answer itself, and no other."""
+    assert set(OFFLINE_ANSWERED_ACTIONS) == ANSWERED_ACTIONS
+    samples = _samples(GatewayMetrics())
+    for action in ANSWERED_ACTIONS:
+        assert samples[f'ocpp_gateway_offline_answers_total{{action="{action}"}}'] == 0
 
 
 def _samples(metrics: GatewayMetrics) -> dict[str, float]:

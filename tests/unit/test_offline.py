@@ -18,6 +18,7 @@ from gateway.session import (
     Enqueue,
     NeedIds,
     OfflineEvent,
+    ReplayTurn,
     Send,
     SessionLimits,
     Settle,
@@ -47,6 +48,13 @@ def down(s: ChargerSession) -> ChargerSession:
     s.link_up(Side.CSMS, 0.0)
     s.link_down(Side.CSMS, 0.5)
     return s
+
+
+def returns(s: ChargerSession, now: float) -> list[Any]:
+    """The CSMS link comes back and the estate grants the replay turn the session asks for."""
+    out = s.link_up(Side.CSMS, now)
+    assert [a.take for a in out if isinstance(a, ReplayTurn)] == [True]
+    return out + s.replay_turn_granted(now)
 
 
 def test_a_start_while_the_csms_is_down_is_answered_with_a_reserved_id_after_it_is_queued() -> None:
@@ -120,7 +128,7 @@ def test_replay_sends_the_queue_in_order_before_new_charger_calls_and_rewrites_t
     mv = {"connectorId": 1, "transactionId": 500, "meterValue": [
         {"timestamp": T0, "sampledValue": [{"value": "150"}]}]}
     s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.0)
-    out = s.link_up(Side.CSMS, 3.0)
+    out = returns(s, 3.0)
     assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
     # A new CALL while the replay runs: answered locally and queued behind the backlog.
     late = s.receive(Side.CHARGER, frame(2, "m2", "MeterValues", mv), 3.1)
@@ -144,7 +152,7 @@ def test_a_verdict_that_differs_is_reported_not_rolled_back() -> None:
     """The CSMS says Invalid for a start the gateway accepted: counted, shown, and remembered for the tag."""
     s = down(make())
     s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
-    s.link_up(Side.CSMS, 2.0)
+    returns(s, 2.0)
     out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Invalid"}}), 2.1)
     assert [a.kind for a in out if isinstance(a, OfflineEvent)] == ["replayed", "differs"]
     status = s.offline_status(3.0)
@@ -191,7 +199,7 @@ def test_a_restored_queue_is_replayed_before_anything_new() -> None:
     s = make()
     s.restore_queue([Queued(7, 1.0, "StartTransaction", "s1", START,
                             {"transactionId": 900, "idTagInfo": {"status": "Accepted"}})])
-    out = s.link_up(Side.CSMS, 2.0)
+    out = returns(s, 2.0)
     assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]]
     mv = {"connectorId": 1, "transactionId": 900, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "1"}]}]}
     late = s.receive(Side.CHARGER, frame(2, "m1", "MeterValues", mv), 2.1)
@@ -212,3 +220,133 @@ def test_reject_mode_keeps_the_old_behaviour() -> None:
     s = down(make(mode="reject"))
     out = s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
     assert sent(out, Side.CHARGER) == [] and not any(isinstance(a, DURABLE) for a in out)
+
+
+def turns(actions: list[Any]) -> list[bool]:
+    return [a.take for a in actions if isinstance(a, ReplayTurn)]
+
+
+def test_the_replay_waits_for_a_shared_turn_and_gives_it_back_when_the_queue_is_empty() -> None:
+    """Link up with a backlog: the session asks for a turn and sends nothing until it is granted; the last
+    settled message gives the turn back."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    out = s.link_up(Side.CSMS, 2.0)
+    assert turns(out) == [True] and sent(out, Side.CSMS) == []
+    assert turns(s.timer_fired("background", 3.0)) == []  # asked once, not again while waiting
+    out = s.replay_turn_granted(4.0)
+    assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]] and turns(out) == []
+    out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}), 4.1)
+    assert turns(out) == [False] and s.pending_offline == 0
+
+
+@pytest.mark.parametrize("event", ["link lost", "charger gone"])
+def test_a_turn_granted_after_the_need_passed_is_given_back_at_once(event: str) -> None:
+    """The link dropped (or the charger left) while the session waited for its turn: the grant is returned."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    assert turns(s.link_up(Side.CSMS, 2.0)) == [True]
+    if event == "link lost":
+        s.link_down(Side.CSMS, 2.5)
+        out = s.replay_turn_granted(3.0)
+        assert turns(out) == [False] and sent(out, Side.CSMS) == []
+    else:
+        assert turns(s.close(2.5)) == [False]  # the runner cancels the pending claim
+        assert turns(s.replay_turn_granted(3.0)) == [False]
+
+
+def test_a_replay_stopped_by_a_lost_link_gives_the_turn_back_and_asks_again_later() -> None:
+    """The CSMS drops mid-replay: the turn is returned (others may replay); the next link-up asks again."""
+    s = down(make())
+    s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    s.link_up(Side.CSMS, 2.0)
+    s.replay_turn_granted(2.0)
+    assert turns(s.link_down(Side.CSMS, 2.5)) == [False]
+    assert s.pending_offline == 1
+    assert turns(s.link_up(Side.CSMS, 3.0)) == [True]
+
+
+def _v201_v16_session() -> ChargerSession:
+    from adapters import registry
+
+    translator = registry.translator_for(Version.V201, Version.V16, {})
+    assert translator is not None
+    uuids = itertools.count(1)
+    ctx = Context("CS1", Version.V201, Version.V16, new_uuid=lambda: f"gw-{next(uuids)}", ids=IdPool([]))
+    return ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=30.0, offline=OfflinePolicy()))
+
+
+def _tx_event(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
+    return {"eventType": kind, "timestamp": T0, "triggerReason": "Authorized" if kind == "Started" else
+            "MeterValuePeriodic", "seqNo": seq, "transactionInfo": {"transactionId": "tx-a"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": T0, "sampledValue": [{"value": wh}]}], **extra}
+
+
+def test_a_201_stations_meter_values_in_flight_when_the_16_link_drops_are_not_lost() -> None:
+    """2.0.1 station -> 1.6 CSMS: the MeterValues an Updated became is in flight when the link drops; it is
+    not taken for a refusal and dropped: it reaches the CSMS when the link is back."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    token = {"idToken": "TAG2", "type": "ISO14443"}
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": token}), 1.0)
+    start = sent(out, Side.CSMS)[0]
+    assert start[2] == "StartTransaction"
+    out = s.receive(Side.CSMS, frame(3, start[1], {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}), 1.1)
+    out += s.receive(Side.CHARGER, frame(2, "t1", "TransactionEvent", _tx_event("Updated", 1, 3000)), 2.0)
+    while (calls := [c for c in sent(out, Side.CSMS) if c[2] != "MeterValues"]):
+        out = s.receive(Side.CSMS, frame(3, calls[0][1], {}), 2.1)  # StatusNotifications and the like
+    meter = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
+    assert meter and meter[0][3]["transactionId"] == 77
+    s.link_down(Side.CSMS, 2.5)
+    assert s.pending_offline == 1 and s.offline_status(2.6)["held_by_translator"] == 1
+    out = s.link_up(Side.CSMS, 3.0)
+    assert turns(out) == [True] and sent(out, Side.CSMS) == []  # held work waits for a turn like a replay
+    out = s.replay_turn_granted(3.1)
+    again = [c for c in sent(out, Side.CSMS) if c[2] == "MeterValues"]
+    assert again and again[0][3]["transactionId"] == 77
+    out = s.receive(Side.CSMS, frame(3, again[0][1], {}), 3.2)
+    assert turns(out) == [False] and s.pending_offline == 0
+
+
+def test_what_a_201_station_sent_before_its_16_start_was_answered_counts_as_queued() -> None:
+    """The CSMS does not answer the StartTransaction a Started became: the station is answered after
+    answer_after, and the start the translator keeps shows as queued (once) until the CSMS takes it."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    token = {"idToken": "TAG2", "type": "ISO14443"}
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": token}), 1.0)
+    timer = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("offline:"))
+    call_timeout = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("csms:"))
+    out = s.timer_fired(timer.key, 6.0)
+    assert sent(out, Side.CHARGER)[0][:2] == [3, "t0"]
+    assert s.offline_status(6.0)["queued"] >= 1  # queued by the gateway while the exchange goes on
+    s.timer_fired(call_timeout.key, 31.0)  # no answer at all: the translator keeps the start
+    status = s.offline_status(31.0)
+    assert (status["queued"], status["held_by_translator"]) == (1, 1)  # one message, counted once
+
+
+async def test_replay_slots_grant_at_most_their_limit_and_a_released_wait_never_gets_one() -> None:
+    """Three claims on two slots: two are granted; giving one back grants the third; a claim released while
+    it waits is never granted."""
+    import asyncio
+
+    from gateway.connection.services import ReplaySlots
+
+    slots = ReplaySlots(2)
+    granted: list[str] = []
+    claims = {name: slots.claim(lambda name=name: granted.append(name)) for name in ("a", "b", "c", "d")}
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert granted == ["a", "b"] and slots.replaying == 2
+    claims["c"].release()  # gave up while waiting
+    claims["a"].release()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert granted == ["a", "b", "d"] and slots.replaying == 2
+    claims["a"].release()  # twice is harmless
+    claims["b"].release()
+    claims["d"].release()
+    assert slots.replaying == 0

@@ -18,6 +18,7 @@ import orjson
 from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
+from gateway.charger_records import boot_identity
 from gateway.config import Route
 from gateway.connection.ledger import TransactionLedger
 from gateway.connection.leg import CsmsLeg
@@ -673,9 +674,11 @@ class ChargerConnection:
         await self.ws.close(code=1001, reason="gateway shutting down")
 
     def describe(self) -> dict[str, Any]:
+        """The live view of this charger for the admin API (the estate adds route source and records)."""
         return {
             "id": self.charger_id,
             "ocpp_version": self.version.value,
+            **boot_identity(self.state.get("boot")),
             "csms_ocpp_version": self.translator.csms_version.value,
             "translator": self.translator.name,
             "connected": not self._closed,

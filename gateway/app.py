@@ -28,7 +28,7 @@ from websockets.protocol import State
 import mappings
 from adapters import registry
 from adapters.base import Context
-from gateway import charger_ids, report, schemas, security
+from gateway import charger_ids, charger_records, report, schemas, security
 from gateway.cluster import Cluster, open_cluster
 from gateway.compare import STATE_PREFIX, ChargerComparisons, readiness
 from gateway.config import ConfigError, GatewayConfig, Route
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 _GATEWAY_STATE = report.GATEWAY_STATE  # gateway-wide state slot (route overrides until 0.x)
 _ROUTE_KEY = report.ROUTE_KEY
 _ROUTE_HISTORY = 5
+_RECORD_SWEEP = 30.0  # seconds between checks of connected chargers' records (gateway.charger_records)
 # Preference when a charger offers several versions and none equals its CSMS's.
 _PREFERENCE = (Version.V21, Version.V201, Version.V16)
 _STORE_RETRY_MAX = 5.0  # seconds between attempts to reach the store for a waiting charger
@@ -107,6 +108,8 @@ class Gateway:
         self._bucket = TokenBucket(adm.rate, adm.burst)
         self._services: ConnectionServices | None = None
         self.plans: PlanRunner | None = None  # migration plans (gateway.migration), from start() on
+        # Every charger ever seen: identity, last-seen, last session's violations (gateway.charger_records).
+        self.charger_records: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,6 +150,9 @@ class Gateway:
             self.comparisons[cid] = ChargerComparisons.restore(snapshot, kept)
         self.metrics.migration_chargers.source = self._readiness_counts
         await self._load_routes()
+        self.charger_records = {key.removeprefix(charger_records.RECORD_PREFIX): record for key, record in
+                                (await self.store.load_states(charger_records.RECORD_PREFIX)).items()}
+        self.background(asyncio.ensure_future(self._sweep_charger_records()))
         # The messages every charger sends at once after a restart are compiled before listening; the rest on
         # first use (compiling all ~390 validators holds the GIL for seconds, right when a reconnect storm lands).
         schemas.warm_up(list(Version), schemas.HOT_ACTIONS)
@@ -458,6 +464,7 @@ class Gateway:
         conn = ChargerConnection(self._services, cid, ws, admission.version, admission.route, translator, ctx)
         self.connections[cid] = conn
         self.metrics.chargers_connected.labels(admission.version.value).inc()
+        self._keep_charger_record(conn)
         log.info("charger_connected", ocpp_version=admission.version.value, csms=admission.route.primary,
                  csms_ocpp_version=csms_version.value, translator=translator.name, remote=_remote(ws))
         if await conn.run():
@@ -754,6 +761,10 @@ class Gateway:
         """A connection ended: it no longer counts, and its id is free (unless a newer one holds it)."""
         self.metrics.chargers_connected.labels(conn.version.value).dec()
         conn.save_state()  # the next session (here or on another instance) starts from the store's copy
+        if self.connections.get(conn.charger_id) in (conn, None):  # not when a newer connection took over
+            record = self._record_of(conn)
+            self._save_charger_record(conn.charger_id, charger_records.at_disconnect(record, conn.describe(),
+                                                                                      time.time()))
         if self.connections.get(conn.charger_id) is conn:
             del self.connections[conn.charger_id]
 
@@ -769,27 +780,75 @@ class Gateway:
     def is_connected(self, charger_id: str) -> bool:
         return charger_id in self.connections
 
+    # ------------------------------------------------------------ charger records
+
+    def _record_of(self, conn: ChargerConnection) -> dict[str, Any]:
+        return charger_records.from_connection(
+            self.charger_records.get(conn.charger_id), conn.describe(), conn.state.get("boot"),
+            conn.last_message_at, conn.connected_at, self.cluster.instance_id)
+
+    def _save_charger_record(self, cid: str, record: dict[str, Any]) -> None:
+        self.charger_records[cid] = record
+        self.store.save_state(charger_records.RECORD_PREFIX + cid, record)
+
+    def _keep_charger_record(self, conn: ChargerConnection) -> None:
+        """At connect: the charger is known from now on, with the identity of its last boot."""
+        record = self._record_of(conn)
+        record["disconnected_at"] = None
+        self._save_charger_record(conn.charger_id, record)
+
+    async def _sweep_charger_records(self) -> None:
+        """While connected: a new boot's identity is written within a sweep, last-seen every few minutes."""
+        while not self._stopping:
+            await asyncio.sleep(_RECORD_SWEEP)
+            for cid, conn in list(self.connections.items()):
+                record = self._record_of(conn)
+                if charger_records.sweep_due(self.charger_records.get(cid), record):
+                    self._save_charger_record(cid, record)
+
+    def _effective_policy(self, cid: str, model: str | None) -> str:
+        """The validation policy a charger gets: its own setting, else by the model it reported, else the default."""
+        entry = self.config.chargers.get(cid)
+        if entry is not None and entry.validation:
+            return entry.validation
+        if model is not None and model in self.config.validation_by_model:
+            return self.config.validation_by_model[model]
+        return self.config.validation
+
     def describe_chargers(self) -> list[dict[str, Any]]:
-        """Connected chargers (here and on the other instances) plus configured ones that are not connected."""
+        """Every known charger: connected (here or elsewhere), configured, or seen before (from its record)."""
         out = [c.describe() for c in self.connections.values()]
         for item in out:
-            item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
             item["instance"] = self.cluster.instance_id
         elsewhere = {cid: h for cid, h in self.cluster.holders().items()
                      if h.instance != self.cluster.instance_id and cid not in self.connections}
         for cid, holder in elsewhere.items():
-            route = self.route_for(cid)
-            out.append({"id": cid, "connected": True, "instance": holder.instance,
-                        "connected_since": iso_utc(holder.since), "route_source":
-                        "admin" if cid in self.route_overrides else "config",
-                        "route": {"primary": route.primary, "shadow": route.shadow} if route else None})
-        for cid, entry in self.config.chargers.items():
+            out.append({**self._offline_view(cid), "connected": True, "instance": holder.instance,
+                        "connected_since": iso_utc(holder.since)})
+        for cid in sorted({*self.config.chargers, *self.charger_records, *self.route_overrides}):
             if cid not in self.connections and cid not in elsewhere:
-                route = self.route_for(cid)
-                out.append({"id": cid, "ocpp_version": entry.ocpp.value if entry.ocpp else None, "connected": False,
-                            "route": {"primary": route.primary, "shadow": route.shadow} if route else None,
-                            "upstream": {"state": "down"}, "last_message_at": None})
+                out.append(self._offline_view(cid))
+        for item in out:
+            route = self.route_for(item["id"])
+            item["route"] = {"primary": route.primary, "shadow": route.shadow} if route else None
+            item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
         return sorted(out, key=lambda d: d["id"])
+
+    def _offline_view(self, cid: str) -> dict[str, Any]:
+        """A charger not connected here, as its record (and the config) remembers it."""
+        record = self.charger_records.get(cid, {})
+        entry = self.config.chargers.get(cid)
+        version = record.get("ocpp_version") or (entry.ocpp.value if entry is not None and entry.ocpp else None)
+        seen = record.get("last_seen")
+        return {
+            "id": cid, "ocpp_version": version, "vendor": record.get("vendor"), "model": record.get("model"),
+            "firmware": record.get("firmware"), "connected": False,
+            "connected_since": iso_utc(record["connected_since"]) if record.get("connected_since") else None,
+            "disconnected_at": iso_utc(record["disconnected_at"]) if record.get("disconnected_at") else None,
+            "last_message_at": iso_utc(seen) if seen else None, "instance": record.get("instance"),
+            "upstream": {"state": "down"}, "validation_policy": self._effective_policy(cid, record.get("model")),
+            "violations": list(record.get("violations") or []), "offline": record.get("offline"),
+        }
 
 
     # ------------------------------------------------------------ migration

@@ -18,6 +18,7 @@ import orjson
 from adapters import registry
 from adapters.base import Context, Side, Translator
 from gateway import ocppj
+from gateway.charger_records import boot_identity
 from gateway.config import Route
 from gateway.connection.ledger import TransactionLedger
 from gateway.connection.leg import CsmsLeg
@@ -99,7 +100,6 @@ class ChargerConnection:
         )
         self.ledger = TransactionLedger(self.state, version)
         self.active = self._make_leg(route.primary, translator)
-        self.active.sink = self.apply
         # The active leg's parts under the names the relay has always used.
         self.session = self.active.session
         self.upstream = self.active.link
@@ -113,8 +113,9 @@ class ChargerConnection:
         # Schema violations seen on this connection: (side, action, path, outcome) -> [count, last message].
         self.violations: dict[tuple[str, str, str, str], list[Any]] = {}
         self._generation = 0
-        # Actions waiting for a durable commit (see ``apply``); None while nothing waits.
-        self._held: list[Action] | None = None
+        # Actions waiting for a durable commit (see ``apply``), with the leg whose session decided them; None while
+        # nothing waits.
+        self._held: list[tuple[CsmsLeg, Action]] | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None  # the gateway's own exchanges and drains, if any
         self._replay_claim: ReplayClaim | None = None  # a shared replay turn, waited for or held
         self.shadow: ShadowLink | None = None
@@ -129,8 +130,7 @@ class ChargerConnection:
         ctx = Context(self.charger_id, self.version, endpoint.ocpp, options=self.options, state=state)
         leg = CsmsLeg(self.services, self.charger_id, name, endpoint, translator, ctx, self.limits, self.ledger,
                       self.log)
-        leg.rest = self.apply
-        leg.to_charger = self._leg_to_charger
+        leg.sink = lambda actions: self.apply(actions, leg)
         return leg
 
     def _resume_drain(self, owner: str) -> None:
@@ -388,14 +388,12 @@ class ChargerConnection:
     def _switch(self, leg: CsmsLeg, route: Route) -> None:
         """From now on the charger's traffic goes to ``leg``; the old primary keeps only its own transactions."""
         old = self.active
-        leg.sink = self.apply
         self.active, self.session, self.upstream, self.timers = leg, leg.session, leg.link, leg.timers
         self.translator = leg.translator
         self.route = route
         held, self._held_for_charger = self._held_for_charger, []
         for text in held:
             self.ws.send_now(text)
-        old.sink = old.own_sink
         # The old primary drains: its open transactions, and answers still on their way (a StopTransaction's).
         self.drains[old.name] = old
         self.log.info("route_switched", csms=leg.name, previous=old.name,
@@ -550,19 +548,22 @@ class ChargerConnection:
             del self.services.metrics.offline_queues[self.charger_id]
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 
-    def apply(self, actions: list[Action]) -> None:
-        """Carry out what the session decided, in order.
+    def apply(self, actions: list[Action], leg: CsmsLeg | None = None) -> None:
+        """Carry out what the session of ``leg`` (default: the active one) decided, in order.
 
         Durable before answered: after a ``SaveState``, ``Enqueue`` or ``Settle`` nothing is sent to either
         side until the store has committed them, together with every log record so far. Later actions (and
-        later calls of ``apply``) wait in ``_held`` meanwhile, so order is kept.
+        later calls of ``apply``, from any leg) wait in ``_held`` meanwhile, so order is kept. Each held action
+        keeps its leg: a route switch while they wait must not send the old primary's frames to the new one.
         """
+        if leg is None:
+            leg = self.active
         if self._held is not None:
-            self._held.extend(actions)
+            self._held.extend((leg, action) for action in actions)
             return
-        self._carry_out(actions)
+        self._carry_out(actions, leg)
 
-    def _carry_out(self, actions: list[Action]) -> None:
+    def _carry_out(self, actions: list[Action], leg: CsmsLeg) -> None:
         svc = self.services
         durable: list[Action] | None = None
         for i, action in enumerate(actions):
@@ -571,20 +572,22 @@ class ChargerConnection:
                 self._record(action)
             elif isinstance(action, Send):
                 if durable is not None:
-                    self._commit(durable, actions[i:])
+                    self._commit(durable, actions[i:], leg)
                     return
-                if action.to is Side.CHARGER:
+                if action.to is Side.CSMS:
+                    # A dropped link is not an error here: the session learns it from the link's on_down.
+                    leg.link.send(action.text)
+                elif leg is not self.active:
+                    self._leg_to_charger(leg, action.text)  # its role (drain, introduction) decides
+                else:
                     # A closed socket is not an error here: serve() sees the close and cleans up.
                     self.ws.send_now(action.text)
                     if self.shadow is not None and action.text[1:2] in ("3", "4"):
                         self.shadow.primary_answered(action.text)
-                else:
-                    # A dropped link is not an error here: the session learns it from the link's on_down.
-                    self.upstream.send(action.text)
             elif isinstance(action, StartTimer):
-                self.timers.start(action.key, action.delay)
+                leg.timers.start(action.key, action.delay)
             elif isinstance(action, CancelTimer):
-                self.timers.cancel(action.key)
+                leg.timers.cancel(action.key)
             elif isinstance(action, SaveState) and not svc.config.offline.durable_answers:
                 self.save_state()  # the benchmark's reference: state written behind the answer, as before
             elif isinstance(action, DURABLE):
@@ -617,7 +620,7 @@ class ChargerConnection:
             elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
                 svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
         if durable is not None:
-            self._commit(durable, [])
+            self._commit(durable, [], leg)
 
     def _replay_turn(self, take: bool) -> None:
         claim, self._replay_claim = self._replay_claim, None
@@ -634,7 +637,7 @@ class ChargerConnection:
         if action.error_code is not None:
             svc.metrics.callerror(action.direction, action.peer, action.error_code, self.charger_id)
 
-    def _commit(self, durable: list[Action], rest: list[Action]) -> None:
+    def _commit(self, durable: list[Action], rest: list[Action], leg: CsmsLeg) -> None:
         """Commit state and queue changes with the log so far; carry out ``rest`` once they are stored."""
         held = list(rest)
         # The records of the frames this commit answers for go in the same transaction.
@@ -646,7 +649,7 @@ class ChargerConnection:
                 self._record(action)
             taken += 1
         kept: list[Action] = [a for a in held[:taken] if not isinstance(a, FrameRecord)]
-        self._held = kept + held[taken:]
+        self._held = [(leg, action) for action in kept + held[taken:]]
         # The charger's whole state: every CSMS leg's corner, the ledger, the last boot (not the active leg's alone).
         state = self.state if any(isinstance(a, SaveState) for a in durable) else None
         enqueue = [_queue_row(a.item) for a in durable if isinstance(a, Enqueue)]
@@ -666,7 +669,17 @@ class ChargerConnection:
             self.services.metrics.problem("durable_commit_failed")
             self.log.error("durable_commit_failed", error=str(exc))
         held, self._held = self._held or [], None
-        self._carry_out(held)
+        start = 0
+        while start < len(held):
+            if self._held is not None:  # a later durable action started the next commit: the rest waits for it
+                self._held.extend(held[start:])
+                return
+            leg = held[start][0]
+            end = start + 1
+            while end < len(held) and held[end][0] is leg:
+                end += 1
+            self._carry_out([action for _, action in held[start:end]], leg)
+            start = end
 
     async def replace(self) -> None:
         """A newer connection with the same id arrived: this one steps aside at once.
@@ -687,9 +700,11 @@ class ChargerConnection:
         await self.ws.close(code=1001, reason="gateway shutting down")
 
     def describe(self) -> dict[str, Any]:
+        """The live view of this charger for the admin API (the estate adds route source and records)."""
         return {
             "id": self.charger_id,
             "ocpp_version": self.version.value,
+            **boot_identity(self.state.get("boot")),
             "csms_ocpp_version": self.translator.csms_version.value,
             "translator": self.translator.name,
             "connected": not self._closed,

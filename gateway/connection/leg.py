@@ -31,7 +31,7 @@ from gateway.connection.services import ConnectionServices
 from gateway.connection.session_timers import SessionTimers
 from gateway.connection.upstream import UpstreamLink
 from gateway.records import FrameRecord
-from gateway.session import Action, CancelTimer, ChargerSession, Send, SessionLimits, StartTimer
+from gateway.session import Action, ChargerSession, Send, SessionLimits
 
 Sink = Callable[[list[Action]], None]
 _RECENT_CALLS = 16
@@ -57,13 +57,14 @@ class CsmsLeg:
             log=log,
         )
         self.timers = SessionTimers(services.timers, services.metrics, self.session, self.apply)
-        self.sink: Sink = self.own_sink  # the active leg's sink is its connection's apply
-        self.to_charger: Callable[[CsmsLeg, str], None] = lambda leg, text: None
-        self.rest: Sink = lambda actions: None  # records, state saves, metrics: the connection's apply
+        # The connection's apply, bound to this leg: whatever the leg's role, its actions pass the connection's
+        # durable barrier in order and are carried out on this leg's link and timers.
+        self.sink: Sink = lambda actions: None
         self.own: dict[str, asyncio.Future[list[Any]]] = {}
-        # Made on first use (most chargers never need them): the last few exchanges the gateway made up, and
-        # why (for the message log); the last few CALLs this leg's CSMS sent the charger.
-        self.made: dict[str, str] | None = None
+        # Made on first use (most chargers never need them): the last few exchanges the gateway made up, why,
+        # and which peer the gateway played (for the message log); the last few CALLs this leg's CSMS sent the
+        # charger.
+        self.made: dict[str, tuple[str, str]] | None = None
         self.calls_to_charger: dict[str, None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False
@@ -100,7 +101,7 @@ class CsmsLeg:
         unique_id = str(uuid.uuid4())
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self.own[unique_id] = fut
-        self.made = _remember(self.made, unique_id, why)
+        self.made = _remember(self.made, unique_id, (why, "charger" if origin is Side.CHARGER else "csms"))
         text = ocppj.serialize(ocppj.Call(unique_id, action, payload))
         self.apply(self.session.receive(origin, text, time.time()))
         return fut
@@ -117,10 +118,14 @@ class CsmsLeg:
             self.sink(actions)
 
     def _own_record(self, record: FrameRecord) -> FrameRecord:
-        """The message log says which frames the gateway made up (it never shows the peer saying them)."""
-        why = self.made.get(record.unique_id or "") if self.made else None
-        if why is not None:
-            return record._replace(peer="gateway", note=f"made by the gateway for {self.name}: {why}")
+        """The message log says which frames the gateway made up (it never shows the peer saying them).
+
+        Only the side the gateway played: the other peer's frames of the exchange (a charger answering the
+        gateway's SetVariables under the same id) are real, and are logged and counted as that peer's.
+        """
+        made = self.made.get(record.unique_id or "") if self.made else None
+        if made is not None and record.peer == made[1]:
+            return record._replace(peer="gateway", note=f"made by the gateway for {self.name}: {made[0]}")
         return record
 
     def _took(self, send: Send, ledger_waits: bool) -> bool:
@@ -141,21 +146,6 @@ class CsmsLeg:
         if send.to is Side.CHARGER:
             self.ledger.answered(frame[1], frame)
         return False
-
-    def own_sink(self, actions: list[Action]) -> None:
-        """The sink of a leg that is not the active one: its own link and timers; the charger as its role says."""
-        for action in actions:
-            if isinstance(action, Send):
-                if action.to is Side.CSMS:
-                    self.link.send(action.text)
-                else:
-                    self.to_charger(self, action.text)
-            elif isinstance(action, StartTimer):
-                self.timers.start(action.key, action.delay)
-            elif isinstance(action, CancelTimer):
-                self.timers.cancel(action.key)
-            else:
-                self.rest([action])
 
 
 def _remember(recent: dict[str, _V] | None, key: str, value: _V) -> dict[str, _V]:

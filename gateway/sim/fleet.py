@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -52,6 +52,14 @@ class FleetStats:
     last_error: str | None = None
     counters: Counters = field(default_factory=Counters)  # frames / calls, shared by every charger
     started_at: float = field(default_factory=time.monotonic)
+    ever_connected: set[str] = field(default_factory=set)  # chargers that connected at least once
+    booted: set[str] = field(default_factory=set)  # chargers that completed at least one boot
+    sessions_running: int = 0  # transactions under way right now
+
+    @property
+    def reconnects(self) -> int:
+        """Connections beyond each charger's first: 0 when no charger ever lost its link."""
+        return self.connects - len(self.ever_connected)
 
     @property
     def errors(self) -> int:
@@ -73,6 +81,8 @@ class FleetStats:
             "connects": self.connects,
             "disconnects": self.disconnects,
             "boots": self.boots,
+            "booted": len(self.booted),
+            "reconnects": self.reconnects,
             "frames_sent": c.frames_sent,
             "frames_received": c.frames_received,
             "calls": c.calls_sent,
@@ -119,6 +129,7 @@ class Fleet:
         keep_frames: int = 50,
         call_timeout: float = 15.0,
         id_tags: Sequence[str] = ("SIMTAG0001", "SIMTAG0002", "SIMTAG0003"),
+        id_tag_of: Mapping[str, str] | None = None,
         password: str | None = None,
         seed: int | None = None,
     ) -> None:
@@ -137,11 +148,13 @@ class Fleet:
         self.keep_frames = keep_frames
         self.call_timeout = call_timeout
         self.id_tags = tuple(id_tags)
+        self.id_tag_of = dict(id_tag_of or {})  # chargers that always present this tag (else: one of id_tags)
         self.password = password
         self.seed = seed
         self.stats = FleetStats(chargers=len(names))
         self.chargers: dict[str, SimCharger] = {}
         self._stopping = asyncio.Event()
+        self._winding_down = asyncio.Event()  # set: no new sessions start; running ones finish
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -167,6 +180,15 @@ class Fleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await asyncio.gather(*(c.close() for c in self.chargers.values()), return_exceptions=True)
+
+    async def wind_down(self, timeout: float) -> bool:
+        """Start no new sessions and wait (at most ``timeout`` s) for the running ones to end; True if they did."""
+        self._winding_down.set()
+        try:
+            await self.wait_for(lambda: self.stats.sessions_running == 0, timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self, duration: float) -> FleetStats:
         """Start, run for ``duration`` seconds, stop; returns the final stats."""
@@ -239,7 +261,7 @@ class Fleet:
                 cid,
                 version,
                 self.url,
-                id_tag=rng.choice(self.id_tags),
+                id_tag=self.id_tag_of.get(cid) or rng.choice(self.id_tags),
                 counters=self.stats.counters,
                 keep_frames=self.keep_frames,
                 call_timeout=self.call_timeout,
@@ -257,6 +279,7 @@ class Fleet:
                 backoff = min(backoff * 2, self.backoff[1])
                 continue
             backoff = self.backoff[0]
+            self.stats.ever_connected.add(cid)
             self._connected(charger.version, +1)
             try:
                 await self._life(charger, rng)
@@ -293,6 +316,7 @@ class Fleet:
             if await self._pause(charger, min(float(response.get("interval") or 5), 10.0) * rng.uniform(0.8, 1.2)):
                 return
         self.stats.boots += 1
+        self.stats.booted.add(charger.charger_id)
         next_heartbeat = time.monotonic() + self.heartbeat_interval * rng.uniform(0.5, 1.0)
         while not self._stopping.is_set():
             pause_end = time.monotonic() + rng.uniform(*self.session_pause)
@@ -303,6 +327,9 @@ class Fleet:
                 if time.monotonic() >= next_heartbeat:
                     await charger.heartbeat()
                     next_heartbeat = time.monotonic() + self.heartbeat_interval * rng.uniform(0.8, 1.2)
+            if self._winding_down.is_set():
+                continue
+            self.stats.sessions_running += 1
             try:
                 summary = await charger.run_session(
                     energy_wh=rng.randint(*self.energy_wh),
@@ -315,6 +342,8 @@ class Fleet:
                 self.stats._error(charger.charger_id, exc)
                 charger.transactions.clear()
                 continue
+            finally:
+                self.stats.sessions_running -= 1
             if summary.transaction_id is not None and summary.auth_status == "Accepted":
                 self.stats.sessions += 1
                 self.stats.energy_wh += summary.energy_wh

@@ -21,7 +21,8 @@ BESIDE_ESTATE = ("gateway.admin", "gateway.vendors")
 CONNECTION = ("gateway.connection",)
 # The sans-I/O core: frames in, actions out; it knows no socket, connection or estate.
 CORE = ("gateway.session", "gateway.offline", "gateway.ocppj", "gateway.schemas", "gateway.repair",
-        "gateway.records", "gateway.compare", "gateway.charger_ids", "adapters", "mappings")
+        "gateway.records", "gateway.compare", "gateway.charger_ids", "gateway.charger_records", "adapters",
+        "mappings")
 
 
 def _module_name(path: Path) -> str:

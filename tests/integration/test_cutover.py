@@ -22,13 +22,14 @@ from gateway.sim.payloads import minimal_payload, now_iso
 from tests.conftest import GatewayFactory, cli
 from tests.rawpeers import RawCharger, dumps
 
-V16, V201 = Version.V16, Version.V201
+V16, V201, V21 = Version.V16, Version.V201, Version.V21
 BOOT = {
     V16: {"chargePointVendor": "ACME", "chargePointModel": "One", "chargePointSerialNumber": "SN-7",
           "firmwareVersion": "1.2.3"},
     V201: {"reason": "PowerUp", "chargingStation": {"model": "One", "vendorName": "ACME", "serialNumber": "SN-7",
                                                      "firmwareVersion": "1.2.3"}},
 }
+BOOT[V21] = BOOT[V201]
 
 
 class Charger:
@@ -155,13 +156,14 @@ def assert_clean(*systems: DemoCsms) -> None:
         assert [t.transaction_id for t in csms.transactions() if t.active] == []
 
 
-PAIRS = [(c, a, b) for c in (V16, V201) for a in (V16, V201) for b in (V16, V201)]
+# Every charger version against every old and new CSMS version (a CSMS moved to itself is no change).
+PAIRS = [(c, a, b) for c in (V16, V201, V21) for a in (V16, V201, V21) for b in (V16, V201, V21)]
 
 
 @pytest.fixture
 async def two_csms() -> Any:
-    old = await DemoCsms(versions=(V16, V201), first_transaction_id=100).start()
-    new = await DemoCsms(versions=(V16, V201), first_transaction_id=500).start()
+    old = await DemoCsms(versions=(V16, V201, V21), first_transaction_id=100).start()
+    new = await DemoCsms(versions=(V16, V201, V21), first_transaction_id=500).start()
     yield old, new
     await old.stop()
     await new.stop()

@@ -180,8 +180,8 @@ async def report_from_store(config: GatewayConfig, store: Store) -> dict[str, An
             overrides[cid] = Route.model_validate(raw)
         except ValueError:
             continue
-    translation = {k: v for k, v in states.items()
-                   if k != GATEWAY_STATE and not k.startswith((STATE_PREFIX, ROUTE_KEY))}
+    # Only chargers' own states: the gateway's records (routes, charger records, plans) are keyed "__...".
+    translation = {k: v for k, v in states.items() if not k.startswith(("__", STATE_PREFIX))}
     ids = sorted({*config.chargers, *comparisons, *overrides, *translation})
     rows = [charger_row(cid, overrides.get(cid) or config.route_for(cid), config.route_for(cid),
                         comparisons.get(cid), translation.get(cid), config.migration.ready_after)

@@ -96,7 +96,7 @@ class ClusterBench:
 
     def gateway(self, n: int, csms: Csms) -> GatewayProc:
         listen, admin = free_port(), free_port()
-        config = gateway_config(self.work, listen, admin, csms.port, "1.6")
+        config = gateway_config(self.work, listen, admin, csms.port, "1.6", self.args.overrides)
         config["store"] = f"{self.args.url}?schema={self.schema}"
         config["instance_id"] = f"gw{n}"
         path = self.work / f"gw{n}.yaml"
@@ -126,22 +126,23 @@ class ClusterBench:
         try:
             await csms.start()
             await loadgen.start()
-            self.results["direct"] = await self.load("direct", loadgen, csms.port, {"csms": csms.pid})
-
             await gws[0].start()
-            one = HAProxy(self.work, gws[:1])
-            proxies.append(one)
-            await one.start()
-            self.results["one_instance"] = await self.load(
-                "one_instance", loadgen, one.port, {"csms": csms.pid, "gw1": gws[0].pid})
-            await one.stop()
+            if not self.args.takeover_only:
+                self.results["direct"] = await self.load("direct", loadgen, csms.port, {"csms": csms.pid})
+                one = HAProxy(self.work, gws[:1])
+                proxies.append(one)
+                await one.start()
+                self.results["one_instance"] = await self.load(
+                    "one_instance", loadgen, one.port, {"csms": csms.pid, "gw1": gws[0].pid})
+                await one.stop()
 
             await gws[1].start()
             two = HAProxy(self.work, gws)
             proxies.append(two)
             await two.start()
-            self.results["two_instances"] = await self.load(
-                "two_instances", loadgen, two.port, {"csms": csms.pid, "gw1": gws[0].pid, "gw2": gws[1].pid})
+            if not self.args.takeover_only:
+                self.results["two_instances"] = await self.load(
+                    "two_instances", loadgen, two.port, {"csms": csms.pid, "gw1": gws[0].pid, "gw2": gws[1].pid})
             self.results["takeover"] = await self.takeover(loadgen, two, gws)
         finally:
             await loadgen.stop()
@@ -174,6 +175,7 @@ class ClusterBench:
         rebooted = int(st.get("rebooted", 0))
         out = {"chargers": n, "per_instance": counts, "on_killed_instance": lost, "served_again": rebooted,
                "lost_connections": st.get("lost", 0), "attempts": st.get("attempts", 0),
+               "busy_refusals": st.get("busy_refusals", 0), "gave_up": st.get("gave_up", 0),
                "first_drop_s": round(st["t_first_lost"] - t_kill, 3) if "t_first_lost" in st else None,
                "all_served_again_s": round(st["t_last_boot"] - t_kill, 3)
                if rebooted >= lost and "t_last_boot" in st else None,
@@ -199,8 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sat-conns", type=int, default=50)
     ap.add_argument("--sat-window", type=float, default=5.0)
     ap.add_argument("--takeover", type=int, default=2000, help="chargers connected when an instance is killed")
+    ap.add_argument("--takeover-only", action="store_true", help="skip the load comparison")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a gateway config key for every instance, dotted (admission.rate=1000); repeatable")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 100 chargers, short windows")
     args = ap.parse_args(argv)
+    args.overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     if args.quick:
         args.chargers, args.period, args.window, args.sat_conns, args.sat_window, args.takeover = 100, 2, 4, 10, 2, 200
     if shutil.which("haproxy") is None:

@@ -42,11 +42,12 @@ from gateway.bench import LOOPBACK, Csms, GatewayProc, LoadGenProc, free_port, g
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def haproxy_config(frontend: int, servers: list[tuple[int, int]]) -> str:
-    """examples/haproxy.cfg with only its addresses changed: the benchmark runs what operators are given."""
+def haproxy_config(frontend: int, servers: list[tuple[int, int]], access_log: bool = True) -> str:
+    """examples/haproxy.cfg with only its addresses changed (and its access log, if asked): what operators run."""
     text = (ROOT / "examples" / "haproxy.cfg").read_text()
     text = re.sub(r"(?m)^(\s*bind) :\d+", rf"\1 {LOOPBACK}:{frontend}", text)
-    text = re.sub(r"(?m)^\s*log stdout.*$", "", text)  # one log line per charger connection measures the log
+    if not access_log:  # a line per charger connection: a benchmark would measure the log
+        text = re.sub(r"(?m)^\s*log stdout.*$", "", text)
     lines = [ln for ln in text.splitlines() if not re.match(r"\s*server gw\d", ln)]
     lines += [f"    server gw{i + 1} {LOOPBACK}:{port} check port {admin}" for i, (port, admin) in enumerate(servers)]
     return "\n".join(lines) + "\n"
@@ -56,7 +57,7 @@ class HAProxy:
     def __init__(self, work: Path, servers: list[GatewayProc]) -> None:
         self.port = free_port()
         self.cfg = work / f"haproxy-{len(servers)}.cfg"
-        self.cfg.write_text(haproxy_config(self.port, [(g.listen_port, g.admin_port) for g in servers]))
+        self.cfg.write_text(haproxy_config(self.port, [(g.listen_port, g.admin_port) for g in servers], False))
         self.log = work / f"haproxy-{len(servers)}.log"
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -405,6 +405,8 @@ class DailyMessageLog:
         dropped = 0
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if self._legacy_until is not None and self._exists(conn, "message_log_legacy") is None:
+                self._legacy_until = None  # another instance's retention dropped it
             old = [name for name, lo in self._days(conn) if lo + DAY <= cutoff]
             if self._legacy_until is not None and self._legacy_until <= cutoff:
                 old.append("message_log_legacy")

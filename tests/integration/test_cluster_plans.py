@@ -22,12 +22,14 @@ from tests.integration.cluster_support import PG_URL, csms, pg_schema
 __all__ = ["csms", "pg_schema"]  # fixtures used here
 IDS = [f"PL{i}" for i in range(6)]
 LEASE_TTL = 1.0  # seconds; the product's default is 15
+STOPPED = 0.0  # lease_ttl of an instance the test stopped itself
 Start = Callable[[str], Awaitable[Gateway]]
 
 
 @pytest.fixture
 async def instances(tmp_path: Path, pg_schema: str, csms: DemoCsms) -> AsyncIterator[Start]:
-    """Gateway instances on one PostgreSQL schema, each with two CSMSs and six configured chargers."""
+    """Gateway instances on one PostgreSQL schema, each with two CSMSs and six configured chargers
+    (those the test has not stopped are stopped at the end)."""
     started: list[Gateway] = []
     new = await DemoCsms(versions=(Version.V201,)).start()
 
@@ -43,7 +45,7 @@ async def instances(tmp_path: Path, pg_schema: str, csms: DemoCsms) -> AsyncIter
 
     yield start
     for gw in reversed(started):
-        if gw.plans is not None and gw.plans.lease_ttl:  # not stopped by the test
+        if gw.plans is not None and gw.plans.lease_ttl != STOPPED:
             await gw.stop()
     await new.stop()
 
@@ -88,7 +90,7 @@ async def test_a_plan_submitted_on_b_runs_on_one_instance_and_the_other_finishes
     await until(lambda: b.migration_plans.progress["to-new"].waves[0].state == "done", timeout=20)
     assert b.migration_plans.progress["to-new"].waves[2].state == "waiting"
     await b.stop()
-    b.migration_plans.lease_ttl = 0  # stopped: the fixture leaves it
+    b.migration_plans.lease_ttl = STOPPED  # the fixture leaves it
 
     took = await until(lambda: a.migration_plans.runs("to-new"), timeout=10)
     assert took < 2 * LEASE_TTL  # B gave its lease up when it stopped; no need to wait it out

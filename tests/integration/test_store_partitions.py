@@ -133,6 +133,7 @@ async def test_a_plain_message_log_from_before_partitioning_is_kept_readable_and
             )
 
     store = await store_at(opened, pg_schema, NOW, retention_days=1.0)
+    other = await store_at(opened, pg_schema, NOW, retention_days=1.0)  # a second instance on the same log
     # the legacy table covers everything before its last day (today) ends, so the days start tomorrow
     assert partitions(pg_schema) == [
         "message_log_default", "message_log_legacy", "message_log_p20300318", "message_log_p20300319"
@@ -147,6 +148,7 @@ async def test_a_plain_message_log_from_before_partitioning_is_kept_readable_and
     assert await store.prune(NOW + 0.5 * DAY) == 1  # old0 is past, the legacy table's last day is not: a row delete
     assert await store.prune(NOW + 2 * DAY) == 2  # its last day is past: the table is dropped whole
     assert "message_log_legacy" not in partitions(pg_schema)
+    assert await other.prune(NOW + 2 * DAY) == 0  # it knew of the legacy table too: gone is not an error
     assert [m["unique_id"] for m in await store.messages("CP1")] == ["2"]
 
     again = await store_at(opened, pg_schema, NOW + 2 * DAY)  # a restart finds the partitioned log as it left it

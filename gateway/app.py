@@ -253,7 +253,9 @@ class Gateway:
         from gateway.migration import PlanBook, PlanRunner
         from gateway.migration.target import GatewayTarget
 
-        self.plans = PlanRunner(GatewayTarget(self), PlanBook(self.store), publish=self._publish_plan)
+        self.plans = PlanRunner(GatewayTarget(self), PlanBook(self.store), publish=self._publish_plan,
+                                lease=self.cluster)
+        self.cluster.on_plan_changed = self.plans.changed_elsewhere
         await self.plans.start()
 
     def _publish_plan(self, progress: PlanProgress) -> None:

@@ -17,6 +17,9 @@ our own (docs/cluster.md):
   rows whose lock is no longer held (a dead instance) are not shown.
 - **Changes**: ``route <charger>`` and ``plan <name>`` notifications tell the
   instance that holds a charger to re-read what another instance stored.
+- **Plans**: one instance runs a migration plan, the holder of its lease (a
+  ``plan_lease`` row with an expiry the runner renews); another instance
+  takes the plan over when the lease runs out.
 
 A single instance on SQLite (or any store when the cluster is off) uses
 ``LocalCluster``: the same interface over an in-memory table, plus a file
@@ -146,6 +149,13 @@ class Cluster:
     async def notify_plan(self, name: str) -> None:
         """Tell every instance that migration plan ``name`` changed (no-op alone)."""
 
+    async def lease_plan(self, name: str, ttl: float) -> bool:
+        """Take or renew migration plan ``name``'s lease for ``ttl`` seconds; False while another instance has it."""
+        return True
+
+    async def release_plan(self, name: str) -> None:
+        """Give up the plan's lease, so another instance may run it at once."""
+
     # ------------------------------------------------------------ engine hooks
 
     async def _take(self, charger_id: str, gone: Callable[[], bool]) -> bool:
@@ -216,6 +226,16 @@ class PostgresCluster(Cluster):
             " ON CONFLICT (charger_id) DO UPDATE SET instance = EXCLUDED.instance, since = EXCLUDED.since,"
             " version = {0}.version + 1, lock_key = EXCLUDED.lock_key").format(owner)
         self._drop_row = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND instance = %s").format(owner)
+        # Plan leases: the database's clock decides expiry, so the instances' clocks need not agree.
+        lease = sql.Identifier(schema, "plan_lease") if schema else sql.Identifier("plan_lease")
+        self._lease_ddl = sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, instance TEXT NOT NULL,"
+            " until TIMESTAMPTZ NOT NULL)").format(lease)
+        self._take_lease = sql.SQL(
+            "INSERT INTO {0} (name, instance, until) VALUES (%s, %s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (name) DO UPDATE SET instance = EXCLUDED.instance, until = EXCLUDED.until"
+            " WHERE {0}.instance = EXCLUDED.instance OR {0}.until < now() RETURNING instance").format(lease)
+        self._drop_lease = sql.SQL("DELETE FROM {} WHERE name = %s AND instance = %s").format(lease)
         # Rows whose advisory lock is still granted: a SIGKILLed instance's rows drop out with its connection.
         self._live_rows = sql.SQL(
             "SELECT o.charger_id, o.instance, o.since FROM {} o JOIN pg_locks l ON l.locktype = 'advisory'"
@@ -267,6 +287,7 @@ class PostgresCluster(Cluster):
         async with conn.transaction():  # instances starting together: CREATE ... IF NOT EXISTS races otherwise
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
             await conn.execute(self._ddl)
+            await conn.execute(self._lease_ddl)
         # A lost connection took its locks with it: take back what this instance still serves.
         lost = []
         for cid, key in list(self._keys.items()):
@@ -353,6 +374,12 @@ class PostgresCluster(Cluster):
 
     async def notify_plan(self, name: str) -> None:
         await self._notify(f"plan {name} {self.instance_id}")
+
+    async def lease_plan(self, name: str, ttl: float) -> bool:
+        return bool(await self._execute(self._take_lease, (name, self.instance_id, ttl)))
+
+    async def release_plan(self, name: str) -> None:
+        await self._execute(self._drop_lease, (name, self.instance_id))
 
     def holders(self) -> dict[str, Holder]:
         mine = super().holders()

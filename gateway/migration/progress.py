@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,11 @@ ACTIVE: tuple[PlanStatus, ...] = ("running", "paused")
 
 def plan_key(name: str) -> str:
     return f"{STATE_PREFIX}plan/{name}"
+
+
+def control_key(name: str) -> str:
+    """Where an instance that does not run the plan leaves a command for the one that does."""
+    return f"{STATE_PREFIX}plan/{name}/control"
 
 
 @dataclass(slots=True)
@@ -130,6 +136,8 @@ class StateStore(Protocol):
 
     async def load_state(self, charger_id: str) -> dict[str, Any] | None: ...
 
+    async def flush(self) -> None: ...
+
 
 class PlanBook:
     """Plans in the store: saved after every step, loaded at start.
@@ -155,19 +163,42 @@ class PlanBook:
         self.names = [str(n) for n in index.get("names", [])]
         plans = []
         for name in self.names:
-            key = plan_key(name)
-            data = await self.store.load_state(key)
-            if data is None:
-                continue
-            moves: list[dict[str, Any]] = []
-            for wave in data.get("waves", []):
-                moves.extend((await self.store.load_state(f"{key}/wave/{wave['index']}") or {}).get("moves", []))
-            history: list[dict[str, Any]] = []
-            for chunk in range(int(data.get("history_chunks", 0))):
-                history.extend((await self.store.load_state(f"{key}/history/{chunk}") or {}).get("entries", []))
-            plans.append(PlanProgress.from_dict({**data, "moves": moves, "history": history}))
-            self._history_saved[name] = len(history) - len(history) % self.HISTORY_CHUNK
+            progress = await self.load_one(name)
+            if progress is not None:
+                plans.append(progress)
         return plans
+
+    async def load_one(self, name: str) -> PlanProgress | None:
+        """One plan as the store has it now (another gateway instance may have moved it on)."""
+        key = plan_key(name)
+        data = await self.store.load_state(key)
+        if data is None:
+            return None
+        moves: list[dict[str, Any]] = []
+        for wave in data.get("waves", []):
+            moves.extend((await self.store.load_state(f"{key}/wave/{wave['index']}") or {}).get("moves", []))
+        history: list[dict[str, Any]] = []
+        for chunk in range(int(data.get("history_chunks", 0))):
+            history.extend((await self.store.load_state(f"{key}/history/{chunk}") or {}).get("entries", []))
+        self._history_saved[name] = len(history) - len(history) % self.HISTORY_CHUNK
+        if name not in self.names:  # made on another instance: the index this one writes must keep it
+            self.names.append(name)
+        return PlanProgress.from_dict({**data, "moves": moves, "history": history})
+
+    async def persist(self) -> None:
+        """Write what is noted and wait until the store has it (before telling other instances to read it)."""
+        self.flush()
+        await self.store.flush()
+
+    async def request(self, name: str, command: str, actor: str) -> str:
+        """Leave a pause/resume/abort for the instance that runs the plan; returns the request's id."""
+        request_id = uuid.uuid4().hex
+        self.store.save_state(control_key(name), {"id": request_id, "command": command, "actor": actor})
+        await self.store.flush()
+        return request_id
+
+    async def pending_request(self, name: str) -> dict[str, Any] | None:
+        return await self.store.load_state(control_key(name))
 
     def save(self, progress: PlanProgress, waves: set[int] | None = None) -> None:
         """Note that ``progress`` (and the moves of ``waves``) changed; written at the end of this loop turn."""

@@ -35,7 +35,7 @@ from gateway.estate import MigrationRequestError
 from gateway.logs import get_logger
 from gateway.migration import gates, select
 from gateway.migration.plan import Plan, PlanError, check_csms, parse_plan
-from gateway.migration.progress import ACTIVE, ChargerMove, PlanBook, PlanProgress, WaveProgress
+from gateway.migration.progress import ACTIVE, ChargerMove, PlanBook, PlanProgress, PlanStatus, WaveProgress
 
 MOVE_CONCURRENCY = 32  # route changes in flight at once within a wave
 PENDING_POLL = 1.0  # seconds between looks at route changes that wait for their charger
@@ -82,8 +82,50 @@ class PlanTarget(Protocol):
         """Failed upstream connects to ``csms`` so far (a counter: the runner takes differences)."""
 
 
+class PlanLease(Protocol):
+    """Which gateway instance runs a plan: ``gateway.cluster.Cluster`` is the gateway's.
+
+    A lease is taken or renewed for ``ttl`` seconds at a time by the instance
+    that runs the plan; once it runs out (that instance died) another takes it.
+    """
+
+    @property
+    def shared(self) -> bool:
+        """Whether other instances share the plans (else nothing needs announcing or re-reading)."""
+
+    async def lease_plan(self, name: str, ttl: float) -> bool:
+        """Take or renew the plan's lease; False while another instance holds it."""
+
+    async def release_plan(self, name: str) -> None:
+        """Give the lease up (the plan ended here, or this instance stops)."""
+
+    async def notify_plan(self, name: str) -> None:
+        """Tell the other instances that the plan changed in the store."""
+
+
+class SoloLease:
+    """One gateway instance: every plan is its own."""
+
+    shared = False
+
+    async def lease_plan(self, name: str, ttl: float) -> bool:
+        return True
+
+    async def release_plan(self, name: str) -> None:
+        return None
+
+    async def notify_plan(self, name: str) -> None:
+        return None
+
+
+LEASE_TTL = 15.0  # seconds a plan's lease lasts unrenewed: how soon another instance takes over a dead one's plan
+
+
 class _Aborted(Exception):
     pass
+
+
+_AFTER: dict[str, PlanStatus] = {"pause": "paused", "resume": "running", "abort": "aborted"}
 
 
 def _route(data: Mapping[str, Any] | None) -> Route | None:
@@ -98,9 +140,14 @@ class PlanRunner:
     """Every plan of one gateway: submitted through the admin API, kept in the store, run as tasks."""
 
     def __init__(self, target: PlanTarget, book: PlanBook,
-                 publish: Callable[[PlanProgress], None] | None = None, poll: float = 1.0) -> None:
+                 publish: Callable[[PlanProgress], None] | None = None, poll: float = 1.0,
+                 lease: PlanLease | None = None, lease_ttl: float = LEASE_TTL) -> None:
         self.target = target
         self.book = book
+        self.lease = lease or SoloLease()
+        self.lease_ttl = lease_ttl
+        self._leading: set[str] = set()  # plans this instance holds the lease of (and runs)
+        self._requests_done: set[str] = set()  # ids of commands left by other instances, applied here
         self.publish = publish or (lambda progress: None)
         self.poll = poll  # longest wait between looks at a wave under observation
         self.progress: dict[str, PlanProgress] = {}
@@ -123,7 +170,7 @@ class PlanRunner:
                               wave=progress.current_wave())
 
     async def stop(self) -> None:
-        """Stop every plan's task where it is; its saved progress resumes it at the next start."""
+        """Stop every plan's task where it is; its saved progress resumes it here or on another instance."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -132,6 +179,20 @@ class PlanRunner:
                 await task
         self._tasks.clear()
         self.book.flush()
+        if not self.lease.shared:
+            self._leading.clear()
+            return
+        with contextlib.suppress(Exception):  # the store going away must not stop the gateway stopping
+            await self.book.persist()
+        for name in list(self._leading):  # after the progress is stored: whoever takes over reads it
+            self._leading.discard(name)
+            with contextlib.suppress(Exception):
+                await self.lease.release_plan(name)
+                await self.lease.notify_plan(name)
+
+    def runs(self, name: str) -> bool:
+        """Whether this instance runs the plan (holds its lease) now."""
+        return name in self._leading
 
     async def wait(self, name: str) -> None:
         """Until the plan's task ends (completed, stopped or aborted); for tests and the bench."""
@@ -141,9 +202,107 @@ class PlanRunner:
 
     def _launch(self, progress: PlanProgress) -> None:
         self._wake[progress.name] = asyncio.Event()
-        task = asyncio.create_task(self._drive(progress), name=f"migration:{progress.name}")
+        task = asyncio.create_task(self._lead(progress), name=f"migration:{progress.name}")
         self._tasks[progress.name] = task
         task.add_done_callback(self._forget)
+
+    async def _lead(self, progress: PlanProgress) -> None:
+        """Run the plan while this instance holds its lease; stand by while another instance does."""
+        name = progress.name
+        waited = False
+        while True:
+            if not await self._take_lease(name):
+                waited = True
+                await asyncio.sleep(self.lease_ttl / 3)
+                fresh = await self.book.load_one(name)
+                if fresh is None or fresh.status not in ACTIVE:  # it ended where it ran
+                    if fresh is not None:
+                        self.progress[name] = fresh
+                        self.publish(fresh)
+                    return
+                continue
+            if waited:  # another instance ran it until now: continue from what it stored
+                progress = await self.book.load_one(name) or progress
+                self.progress[name] = progress
+                self.publish(progress)
+                self.log.info("migration_plan_taken_over", plan=name, wave=progress.current_wave())
+                if progress.status not in ACTIVE:
+                    await self._give_up_lease(name)
+                    return
+            self._leading.add(name)
+            drive = asyncio.create_task(self._drive(progress), name=f"migration-drive:{name}")
+            try:
+                if await self._keep_lease(name, drive):
+                    await self._give_up_lease(name)
+                    await self._announce(name)
+                    return
+            finally:
+                if not drive.done():
+                    drive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await drive
+            self.log.error("migration_plan_lease_lost", plan=name)
+            waited = True
+
+    async def _take_lease(self, name: str) -> bool:
+        try:
+            return await self.lease.lease_plan(name, self.lease_ttl)
+        except Exception as exc:  # the store is away: nobody can take it meanwhile without it either
+            self.log.warning("migration_plan_lease_failed", plan=name, error=str(exc))
+            return False
+
+    async def _keep_lease(self, name: str, drive: asyncio.Task[None]) -> bool:
+        """Renew the lease while ``drive`` runs: True when it ended, False when the lease was lost."""
+        valid_until = time.monotonic() + self.lease_ttl
+        while True:
+            done, _ = await asyncio.wait({drive}, timeout=self.lease_ttl / 3)
+            if done:
+                drive.result()
+                return True
+            try:
+                if not await self.lease.lease_plan(name, self.lease_ttl):
+                    self._leading.discard(name)
+                    return False
+                valid_until = time.monotonic() + self.lease_ttl
+            except Exception as exc:
+                self.log.warning("migration_plan_lease_failed", plan=name, error=str(exc))
+                # Stop short of the lease running out: past it another instance may already run the plan.
+                if time.monotonic() > valid_until - self.lease_ttl / 3:
+                    self._leading.discard(name)
+                    return False
+
+    async def _announce(self, name: str) -> None:
+        """Tell the other instances that the plan changed, once the store has the change."""
+        if self.lease.shared:
+            await self.book.persist()
+            await self.lease.notify_plan(name)
+
+    async def _give_up_lease(self, name: str) -> None:
+        self._leading.discard(name)
+        if not self.lease.shared:
+            return
+        try:
+            await self.book.persist()
+            await self.lease.release_plan(name)
+        except Exception as exc:  # it runs out by itself
+            self.log.warning("migration_plan_lease_not_released", plan=name, error=str(exc))
+
+    async def changed_elsewhere(self, name: str) -> None:
+        """Another instance changed plan ``name``: apply a command left for it here, or refresh this view."""
+        if name in self._leading:
+            request = await self.book.pending_request(name)
+            if request and request.get("id") not in self._requests_done:
+                self._requests_done.add(str(request["id"]))
+                with contextlib.suppress(MigrationRequestError):  # checked where it was asked; a race lost
+                    await self.control(name, str(request["command"]), str(request["actor"]))
+            return
+        fresh = await self.book.load_one(name)
+        if fresh is None:
+            return
+        self.progress[name] = fresh
+        self.publish(fresh)
+        if fresh.status in ACTIVE and name not in self._tasks:
+            self._launch(fresh)  # stand by: this instance takes the plan over if its runner dies
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         name = task.get_name().removeprefix("migration:")
@@ -223,6 +382,7 @@ class PlanRunner:
         self.progress[plan.name] = progress
         self._save(progress, {w.index for w in progress.waves})
         self._launch(progress)
+        await self._announce(plan.name)
         self.log.info("migration_plan_submitted", plan=plan.name, actor=actor, chargers=len(progress.moves),
                       waves=len(layout))
         return progress.summary()
@@ -235,6 +395,11 @@ class PlanRunner:
         return None if progress is None else progress.as_dict(history)
 
     async def control(self, name: str, command: str, actor: str) -> dict[str, Any]:
+        if self.lease.shared and name not in self._leading:
+            # Another instance may run it: the store has the plan as it stands, this view may be behind.
+            fresh = await self.book.load_one(name)
+            if fresh is not None:
+                self.progress[name] = fresh
         progress = self.progress.get(name)
         if progress is None:
             raise MigrationRequestError(404, [f"no plan named {name!r}"])
@@ -243,6 +408,12 @@ class PlanRunner:
             raise MigrationRequestError(404, [f"unknown command {command!r}: pause, resume or abort"])
         if progress.status not in allowed[command]:
             raise MigrationRequestError(409, [f"plan {name!r} is {progress.status}: cannot {command} it"])
+        if name not in self._leading and progress.status in ACTIVE and not await self._take_lease(name):
+            # Running on another instance: leave the command there; its runner applies it and saves.
+            await self.book.request(name, command, actor)
+            await self.lease.notify_plan(name)
+            self.log.info("migration_plan_command_forwarded", plan=name, command=command, actor=actor)
+            return {**progress.summary(), "status": _AFTER[command], "applied_by": "the instance running the plan"}
         if command == "pause":
             progress.status = "paused"
         elif command == "abort":
@@ -264,9 +435,12 @@ class PlanRunner:
         self._save(progress, {w.index for w in progress.waves})
         if progress.status == "running" and name not in self._tasks:
             self._launch(progress)
+        elif name not in self._leading:
+            await self._give_up_lease(name)  # taken only to change it: whoever runs it next reads it stored
         wake = self._wake.get(name)
         if wake is not None:
             wake.set()
+        await self._announce(name)
         self.log.info("migration_plan_" + progress.status, plan=name, actor=actor)
         return progress.summary()
 

@@ -9,10 +9,14 @@ reads use another in autocommit so they never leave a transaction open.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -20,6 +24,12 @@ from gateway.store.base import FIRST_ALLOCATED_ID, MESSAGE_COLUMNS, SCHEMA_VERSI
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK = 0x0C99_6A7E  # advisory lock key: two instances starting together create tables once
+DAY = 86400.0
+DAYS_AHEAD = 2  # today's partition and the next two exist before a row needs them
+_CHECK_AHEAD_EVERY = 600.0  # seconds between the writer's checks that the days ahead exist
+_LEGACY_UNTIL = "message_log_legacy_until"  # store_meta key: end of the range the migrated table covers
+
+log = structlog.get_logger("gateway.store")
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -70,15 +80,6 @@ class PostgresStore(Store):
         self._ddl: list[sql.Composed] = [
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(meta),
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-                " ts DOUBLE PRECISION NOT NULL, charger_id TEXT NOT NULL, direction TEXT NOT NULL,"
-                " peer TEXT NOT NULL, ocpp_version TEXT NOT NULL, message_type TEXT NOT NULL,"
-                " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT)"
-            ).format(log),
-            sql.SQL("CREATE INDEX IF NOT EXISTS message_log_charger_id ON {} (charger_id, id)").format(log),
-            sql.SQL("CREATE INDEX IF NOT EXISTS message_log_ts ON {} (ts)").format(log),
-            sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (charger_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
                 " updated_at DOUBLE PRECISION NOT NULL)"
             ).format(state),
@@ -117,7 +118,7 @@ class PostgresStore(Store):
             "INSERT INTO {} (charger_id, state, updated_at) VALUES (%s, %s, %s)"
             " ON CONFLICT (charger_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at"
         ).format(state)
-        self._delete = sql.SQL("DELETE FROM {0} WHERE id IN (SELECT id FROM {0} WHERE ts < %s LIMIT %s)").format(log)
+        self.message_log = DailyMessageLog(self.schema, meta)
         self._newest = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY id DESC LIMIT %s").format(cols, log)
         self._newest_all = sql.SQL("SELECT {} FROM {} ORDER BY id DESC LIMIT %s").format(cols, log)
         self._after = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s AND id > %s ORDER BY id LIMIT %s").format(
@@ -167,6 +168,7 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in self._ddl:
                 conn.execute(stmt)
+            self.message_log.create(conn)
             row = conn.execute(self._meta_get).fetchone()
             if row is None:
                 conn.execute(self._meta_set, (str(SCHEMA_VERSION),))
@@ -176,6 +178,7 @@ class PostgresStore(Store):
                 )
 
     def _insert_messages(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        self.message_log.keep_ahead(conn)
         with conn.cursor() as cur:
             cur.executemany(self._insert, [_no_nul(r) for r in rows])
         conn.commit()
@@ -189,6 +192,8 @@ class PostgresStore(Store):
         self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], states: list[tuple[str, str, float]],
         enqueue: list[tuple[Any, ...]], settle: list[tuple[str, int]],
     ) -> None:
+        if rows:
+            self.message_log.keep_ahead(conn)
         try:
             with conn.cursor() as cur:
                 if rows:
@@ -216,9 +221,11 @@ class PostgresStore(Store):
         return [int(r[0]) for r in rows]
 
     def _delete_before(self, conn: psycopg.Connection[Any], cutoff: float, limit: int) -> int:
-        cur = conn.execute(self._delete, (cutoff, limit))
-        conn.commit()
-        return cur.rowcount
+        try:
+            return self.message_log.delete_before(conn, cutoff, limit)
+        except BaseException:
+            conn.rollback()
+            raise
 
     def _select_messages(
         self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
@@ -268,6 +275,181 @@ class PostgresStore(Store):
             conn.close()
         except psycopg.Error:
             pass
+
+
+class DailyMessageLog:
+    """The message log, partitioned by UTC day on ``ts``, so retention drops whole days.
+
+    ``message_log`` is the partitioned parent; ``message_log_pYYYYMMDD`` holds
+    one UTC day; ``message_log_default`` catches a row no day holds (a clock
+    far off), so no row is ever refused. The writer creates today's partition
+    and the next ``DAYS_AHEAD`` ones. Retention drops a day once all of it is
+    older than the cutoff (a row lives up to a day past the retention) and
+    deletes old rows from the default partition in chunks.
+
+    A store made before partitioning has a plain ``message_log``: it is
+    renamed ``message_log_legacy`` and attached as the partition for
+    everything before the end of its last day, so its rows stay readable with
+    their ids, nothing is copied, and retention drops it when that day is past.
+    """
+
+    def __init__(self, schema: str | None, meta: sql.Identifier) -> None:
+        self.schema = schema
+        self.clock: Callable[[], float] = time.time  # tests move it
+        self._meta = meta
+        self._next_check = 0.0
+        self._legacy_until: float | None = None
+
+    def _ident(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
+
+    def _exists(self, conn: psycopg.Connection[Any], name: str) -> str | None:
+        """The relkind of table ``name`` ('r' plain, 'p' partitioned), or None."""
+        row = conn.execute(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
+            (f"{self.schema}.{name}" if self.schema else name,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def create(self, conn: psycopg.Connection[Any]) -> None:
+        """Create (or migrate to) the partitioned log; run inside the schema lock's transaction."""
+        parent = self._ident("message_log")
+        if self._exists(conn, "message_log") == "r":
+            self._adopt_plain_table(conn)
+        if self._exists(conn, "message_log") is None:
+            self._create_parent(conn)
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
+            self._ident("message_log_default"), parent))
+        meta_get = sql.SQL("SELECT value FROM {} WHERE key = %s").format(self._meta)
+        row = conn.execute(meta_get, (_LEGACY_UNTIL,)).fetchone()
+        self._legacy_until = float(row[0]) if row and self._exists(conn, "message_log_legacy") else None
+        self._create_days(conn)
+
+    def _create_parent(self, conn: psycopg.Connection[Any]) -> None:
+        parent = self._ident("message_log")
+        conn.execute(sql.SQL(
+            "CREATE TABLE {} ("
+            " id BIGINT GENERATED ALWAYS AS IDENTITY,"
+            " ts DOUBLE PRECISION NOT NULL, charger_id TEXT NOT NULL, direction TEXT NOT NULL,"
+            " peer TEXT NOT NULL, ocpp_version TEXT NOT NULL, message_type TEXT NOT NULL,"
+            " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT)"
+            " PARTITION BY RANGE (ts)").format(parent))
+        # Matching indexes before any partition is attached: attaching adopts a table's own equal indexes.
+        conn.execute(sql.SQL("CREATE INDEX message_log_charger_id ON {} (charger_id, id)").format(parent))
+        conn.execute(sql.SQL("CREATE INDEX message_log_ts ON {} (ts)").format(parent))
+
+    def _adopt_plain_table(self, conn: psycopg.Connection[Any]) -> None:
+        legacy = self._ident("message_log_legacy")
+        span = conn.execute(sql.SQL("SELECT max(ts), max(id) FROM {}").format(self._ident("message_log"))).fetchone()
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO message_log_legacy").format(self._ident("message_log")))
+        for index in ("message_log_charger_id", "message_log_ts", "message_log_pkey"):
+            conn.execute(sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(
+                self._ident(index), sql.Identifier(index.replace("message_log", "message_log_legacy", 1))))
+        if span is None or span[0] is None:
+            conn.execute(sql.SQL("DROP TABLE {}").format(legacy))  # nothing to keep
+            return
+        last_ts, last_id = float(span[0]), int(span[1])
+        until = (last_ts // DAY + 1) * DAY
+        self._create_parent(conn)
+        parent = self._ident("message_log")
+        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(
+            parent, legacy, sql.Literal(until)))
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN id RESTART WITH {}").format(parent, sql.Literal(last_id + 1)))
+        conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                             " SET value = EXCLUDED.value").format(self._meta), (_LEGACY_UNTIL, repr(until)))
+        log.info("store.message_log_partitioned", legacy_until=until, legacy_last_id=last_id)
+
+    def keep_ahead(self, conn: psycopg.Connection[Any]) -> None:
+        """Now and then, from the writer: make sure today's and the next days' partitions exist."""
+        now = self.clock()
+        if now < self._next_check:
+            return
+        self._next_check = now + _CHECK_AHEAD_EVERY
+        try:
+            with conn.transaction():
+                self._create_days(conn)
+        except psycopg.Error as exc:
+            # Rows still land in the default partition meanwhile: nothing is lost, try again in a minute.
+            self._next_check = now + 60.0
+            log.warning("store.partition_create_failed", error=one_line(exc))
+
+    def _create_days(self, conn: psycopg.Connection[Any]) -> None:
+        first = self.clock() // DAY * DAY
+        days = [first + k * DAY for k in range(DAYS_AHEAD + 1)]
+        days = [d for d in days if self._legacy_until is None or d >= self._legacy_until]
+        if all(self._exists(conn, _day_name(d)) for d in days):
+            return
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))  # two writers create a day once
+        default = self._ident("message_log_default")
+        for lo in days:
+            if self._exists(conn, _day_name(lo)):
+                continue
+            hi = lo + DAY
+            # A row of this day that came before its partition (a clock running ahead) sits in the default
+            # partition, which would refuse the new one: move it across in the same transaction.
+            skewed = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE ts >= %s AND ts < %s)").format(
+                default), (lo, hi)).fetchone()
+            if skewed and skewed[0]:
+                conn.execute(sql.SQL("CREATE TEMP TABLE message_log_moving AS SELECT * FROM {}"
+                                     " WHERE ts >= %s AND ts < %s").format(default), (lo, hi))
+                conn.execute(sql.SQL("DELETE FROM {} WHERE ts >= %s AND ts < %s").format(default), (lo, hi))
+            conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                self._ident(_day_name(lo)), self._ident("message_log"), sql.Literal(lo), sql.Literal(hi)))
+            if skewed and skewed[0]:
+                conn.execute(sql.SQL("INSERT INTO {} OVERRIDING SYSTEM VALUE SELECT * FROM message_log_moving").format(
+                    self._ident("message_log")))
+                conn.execute("DROP TABLE message_log_moving")
+
+    def delete_before(self, conn: psycopg.Connection[Any], cutoff: float, limit: int) -> int:
+        """Drop the days wholly before ``cutoff``, then delete up to ``limit`` old rows outside the days."""
+        dropped = 0
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if self._legacy_until is not None and self._exists(conn, "message_log_legacy") is None:
+                self._legacy_until = None  # another instance's retention dropped it
+            old = [name for name, lo in self._days(conn) if lo + DAY <= cutoff]
+            if self._legacy_until is not None and self._legacy_until <= cutoff:
+                old.append("message_log_legacy")
+            for name in old:
+                count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._ident(name))).fetchone()
+                conn.execute(sql.SQL("DROP TABLE {}").format(self._ident(name)))
+                dropped += int(count[0]) if count else 0
+                log.info("store.partition_dropped", partition=name, records=int(count[0]) if count else 0)
+            if "message_log_legacy" in old:
+                self._legacy_until = None
+                conn.execute(sql.SQL("DELETE FROM {} WHERE key = %s").format(self._meta), (_LEGACY_UNTIL,))
+            deleted = 0
+            for name in ("message_log_default", "message_log_legacy"):
+                if deleted >= limit or (name == "message_log_legacy" and self._legacy_until is None):
+                    continue
+                table = self._ident(name)
+                cur = conn.execute(sql.SQL(
+                    "DELETE FROM {0} WHERE ctid = ANY (ARRAY (SELECT ctid FROM {0} WHERE ts < %s LIMIT %s))"
+                ).format(table), (cutoff, limit - deleted))
+                deleted += cur.rowcount
+        # The caller calls again while a call returns ``limit`` or more; after a drop that costs one empty call.
+        return dropped + deleted
+
+    def _days(self, conn: psycopg.Connection[Any]) -> list[tuple[str, float]]:
+        """(name, start) of every day partition."""
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = to_regclass(%s)",
+            (f"{self.schema}.message_log" if self.schema else "message_log",),
+        ).fetchall()
+        days = []
+        for (name,) in rows:
+            if _DAY_NAME.match(str(name)):
+                start = datetime.strptime(str(name)[-8:], "%Y%m%d").replace(tzinfo=UTC).timestamp()
+                days.append((str(name), start))
+        return days
+
+
+_DAY_NAME = re.compile(r"^message_log_p\d{8}$")
+
+
+def _day_name(start: float) -> str:
+    return "message_log_p" + datetime.fromtimestamp(start, UTC).strftime("%Y%m%d")
 
 
 def one_line(exc: BaseException) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -22,11 +21,11 @@ import psycopg
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from gateway.benchkit.cluster import haproxy_config
 from gateway.sim.csms import DemoCsms
 from tests.integration.cluster_support import PG_URL, csms, pg_schema, postgres_reason
 from tests.rawpeers import RawCharger
 
-ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["csms", "pg_schema"]  # fixtures used here
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
 
@@ -48,15 +47,6 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
-
-
-def haproxy_config(frontend: int, servers: list[tuple[int, int]]) -> str:
-    """examples/haproxy.cfg with only its addresses changed: the test runs what operators are given."""
-    text = (ROOT / "examples" / "haproxy.cfg").read_text()
-    text = re.sub(r"(?m)^(\s*bind) :\d+", rf"\1 127.0.0.1:{frontend}", text)
-    lines = [ln for ln in text.splitlines() if not re.match(r"\s*server gw\d", ln)]
-    lines += [f"    server gw{i + 1} 127.0.0.1:{port} check port {admin}" for i, (port, admin) in enumerate(servers)]
-    return "\n".join(lines) + "\n"
 
 
 @dataclass

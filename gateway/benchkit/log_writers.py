@@ -1,0 +1,164 @@
+"""Message-log insert throughput on PostgreSQL with 1 and 2 writer processes, and the per-charger query plan.
+
+    python -m gateway.benchkit.log_writers --url postgresql://postgres@127.0.0.1:5432/test --seconds 10
+    python -m gateway.benchkit.log_writers --url ... --explain 100000
+
+Each writer is a separate process with its own ``PostgresStore`` (the
+gateway's own batching writer thread, partitioned log) in one fresh schema, as
+two gateway instances on one database are. A writer records frames as fast as
+its writer thread keeps up (it yields while more than a batch is queued, so
+nothing is dropped) and reports the rows written during the measured window,
+after a warm-up. ``--explain N`` fills a schema with N rows of 100 chargers over five days
+and prints ``EXPLAIN (ANALYZE)`` of the per-charger query the admin API and
+``ocpp-gateway logs`` run. The schema is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from gateway.records import FrameRecord
+
+DAY = 86400.0
+CHARGERS = 1000
+# A typical 1.6 MeterValues CALL: the log's common row is about this size.
+FRAME = (
+    '[2,"{uid}","MeterValues",{{"connectorId":1,"transactionId":4711,"meterValue":[{{"timestamp":'
+    '"2026-11-30T06:00:00Z","sampledValue":[{{"value":"12345.6","measurand":"Energy.Active.Import.Register",'
+    '"unit":"Wh"}},{{"value":"7200","measurand":"Power.Active.Import","unit":"W"}}]}}]}}]'
+)
+
+
+def record(i: int, ts: float, writer: int = 0, chargers: int = CHARGERS) -> FrameRecord:
+    uid = f"{writer}-{i}"
+    return FrameRecord(
+        ts=ts, charger_id=f"BENCH{i % chargers:05d}", direction="in", peer="charger", ocpp_version="1.6",
+        message_type="CALL", action="MeterValues", unique_id=uid, frame=FRAME.format(uid=uid), error_code=None,
+        note=None,
+    )
+
+
+async def write_for(url: str, seconds: float, warmup: float, writer: int) -> dict[str, Any]:
+    """Record as fast as the store writes for warm-up + ``seconds``; rows written in the measured window."""
+    from gateway.store.postgres import PostgresStore
+
+    store = PostgresStore(url, retention_days=None, batch_max=2000, flush_interval=0.05)
+    await store.start()
+    i = 0
+    start = time.monotonic()
+    measured_from: tuple[float, int] | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if measured_from is None and now - start >= warmup:
+                measured_from = (now, store.stats["written"])
+            if measured_from is not None and now - measured_from[0] >= seconds:
+                break
+            if store.stats["queue_depth"] > 4000:
+                await asyncio.sleep(0.002)
+                continue
+            ts = time.time()
+            for _ in range(500):
+                store.record(record(i, ts, writer))
+                i += 1
+            await asyncio.sleep(0)
+        assert measured_from is not None
+        written = store.stats["written"] - measured_from[1]
+        elapsed = time.monotonic() - measured_from[0]
+        return {"writer": writer, "rows": written, "seconds": round(elapsed, 2), "dropped": store.stats["dropped"]}
+    finally:
+        await store.close()
+
+
+def run_writers(url: str, writers: int, seconds: float, warmup: float) -> dict[str, Any]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gateway.benchkit.log_writers", "--url", url, "--child", str(w),
+             "--seconds", str(seconds), "--warmup", str(warmup)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for w in range(writers)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + warmup + 120)
+        if proc.returncode != 0:
+            raise SystemExit(f"writer exited with {proc.returncode}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    total = sum(r["rows"] / r["seconds"] for r in results)
+    return {"writers": writers, "rows_per_s": round(total), "per_writer": results}
+
+
+def explain(url: str, rows: int) -> str:
+    """Fill five days with ``rows`` rows of 100 chargers, then the plan of one charger's newest 100 records."""
+    import psycopg
+
+    from gateway.store.postgres import PostgresStore, split_url
+
+    async def fill() -> None:
+        now = time.time()
+        for days_back in (4.0, 1.0):  # each start creates its day and the two after it, as the writer did then
+            store = PostgresStore(url, retention_days=None, batch_max=5000)
+            store.message_log.clock = functools.partial(float.__sub__, now, days_back * DAY)
+            await store.start()
+            if days_back == 1.0:
+                for i in range(rows):
+                    store.record(record(i, now - 4.5 * DAY + 4.5 * DAY * i / rows, chargers=100))
+                    if i % 20_000 == 0:
+                        await store.flush()
+            await store.close()
+
+    asyncio.run(fill())
+    conninfo, schema = split_url(url)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{schema}".message_log')
+        plan = conn.execute(
+            f'EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) SELECT * FROM "{schema}".message_log'
+            " WHERE charger_id = %s ORDER BY id DESC LIMIT 100", ("BENCH00042",)
+        ).fetchall()
+        parts = conn.execute(
+            f'SELECT tableoid::regclass::text, count(*) FROM "{schema}".message_log GROUP BY 1 ORDER BY 1'
+        ).fetchall()
+    lines = [f"-- rows per partition: {', '.join(f'{t.split(chr(46))[-1]}={n}' for t, n in parts)}"]
+    return "\n".join(lines + [str(r[0]) for r in plan])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--explain", type=int, default=0, metavar="ROWS")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(asyncio.run(write_for(args.url, args.seconds, args.warmup, args.child))))
+        return
+    import psycopg
+
+    from gateway.store.postgres import split_url
+
+    conninfo, _ = split_url(args.url)
+    schema = f"bench_log_{uuid.uuid4().hex[:10]}"
+    url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
+    try:
+        if args.explain:
+            print(explain(url, args.explain))
+            return
+        for writers in (1, 2):
+            print(json.dumps(run_writers(url, writers, args.seconds, args.warmup)), flush=True)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()

@@ -82,6 +82,7 @@ async def test_a_plan_submitted_on_b_runs_on_one_instance_and_the_other_finishes
     status, body = await api(a, "POST", "/api/migration/plans/to-new/pause")
     assert (status, body["status"]) == (200, "paused"), body
     await until(lambda: b.migration_plans.progress["to-new"].status == "paused")
+    await b.store.flush()  # B's pause is written (its writer batches for up to 0.2 s) before A reads it
     status, body = await api(a, "POST", "/api/migration/plans/to-new/resume")
     assert (status, body["status"]) == (200, "running"), body
     await until(lambda: b.migration_plans.progress["to-new"].status == "running")

@@ -105,6 +105,9 @@ async def test_a_gateway_restart_mid_session_continues_the_same_transaction(tmp_
         point = sim.charger("EH000001")
         point.plug_in(rfid="CAFE")
         (tx,) = await csms.wait_for(lambda: c.active_transactions)
+        # Mid-session, not mid-exchange: the station has the CSMS's answer to Started (an event the station
+        # never saw answered is sent again after the restart, as OCPP asks, with the same seqNo).
+        await csms.wait_for(lambda: not manager.chargers[CID].vc.outbox())
         await manager.stop()
         await gw.stop()
 
@@ -115,13 +118,8 @@ async def test_a_gateway_restart_mid_session_continues_the_same_transaction(tmp_
         point.unplug()
         await csms.wait_for(lambda: c.finished_transactions)
         assert transactions(c) == [tx]
-        # A Started still in flight when the gateway stopped is sent again after the restart, with the same seqNo
-        # (delivery was unknown: at least once, never lost); every other event arrives once, in order.
-        by_seq = dict(zip(tx.seq_nos, tx.events, strict=True))
-        retried = [n for n in set(tx.seq_nos) if tx.seq_nos.count(n) > 1]
-        assert retried in ([], [0]), tx.seq_nos
-        assert [by_seq[n] for n in sorted(by_seq)].count("Started") == 1 and tx.events.count("Ended") == 1
-        assert sorted(by_seq) == list(range(len(by_seq))) and tx.seq_nos[len(retried):] == sorted(by_seq)
+        assert tx.events.count("Started") == 1 and tx.events.count("Ended") == 1
+        assert tx.seq_nos == list(range(len(tx.seq_nos)))
         assert tx.meter_stop == pytest.approx(point.lifetime_wh, abs=0.01)
         assert csms.violations == []
         await manager.stop()

@@ -17,7 +17,7 @@ PACKAGES = ("gateway", "adapters", "mappings")
 # Modules that make up the estate: they own connections and may import anything below them.
 ESTATE = ("gateway.app", "gateway.cli", "gateway.demo", "gateway.bench", "gateway.cluster")
 # Beside the estate, seeing it only through gateway.estate's Protocols.
-BESIDE_ESTATE = ("gateway.admin", "gateway.vendors")
+BESIDE_ESTATE = ("gateway.admin", "gateway.vendors", "gateway.migration")
 CONNECTION = ("gateway.connection",)
 # The sans-I/O core: frames in, actions out; it knows no socket, connection or estate.
 CORE = ("gateway.session", "gateway.offline", "gateway.ocppj", "gateway.schemas", "gateway.repair",

@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/ocpp-gateway demo $(ARGS)
 
 test: $(STAMP)
+	bash tools/test-servers.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

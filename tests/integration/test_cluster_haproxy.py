@@ -32,7 +32,7 @@ BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One"}
 
 def _skip_reason() -> str | None:
     if shutil.which("haproxy") is None:
-        return "haproxy is not installed (apt-get install haproxy; .ci/run installs it)"
+        return "haproxy is not installed (apt-get install haproxy; make test installs it as root)"
     return postgres_reason()
 
 

@@ -252,12 +252,16 @@ def _trigger(
     yield  # a flow, even when it needs no request
 
 
+def _unknown_variables(requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every requested variable answered UnknownComponent: there is no device model behind a vendor cloud."""
+    return [{"attributeStatus": "UnknownComponent", "component": d["component"], "variable": d["variable"],
+             **({"attributeType": d["attributeType"]} if "attributeType" in d else {})} for d in requested]
+
+
 def _get_variables(
     adapter: VendorAdapter, charger: ChargerInfo, p: dict[str, Any], reading: Reading, st: dict[str, Any], now: float
 ) -> Flow[CommandOutcome]:
-    results = [{"attributeStatus": "UnknownComponent", "component": d["component"], "variable": d["variable"],
-                **({"attributeType": d["attributeType"]} if "attributeType" in d else {})}
-               for d in p["getVariableData"]]
+    results = _unknown_variables(p["getVariableData"])
     return CommandOutcome(response={"getVariableResult": results}, note="no device model behind a vendor cloud")
     yield
 
@@ -265,9 +269,7 @@ def _get_variables(
 def _set_variables(
     adapter: VendorAdapter, charger: ChargerInfo, p: dict[str, Any], reading: Reading, st: dict[str, Any], now: float
 ) -> Flow[CommandOutcome]:
-    results = [{"attributeStatus": "UnknownComponent", "component": d["component"], "variable": d["variable"],
-                **({"attributeType": d["attributeType"]} if "attributeType" in d else {})}
-               for d in p["setVariableData"]]
+    results = _unknown_variables(p["setVariableData"])
     return CommandOutcome(response={"setVariableResult": results}, note="no device model behind a vendor cloud")
     yield
 

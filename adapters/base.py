@@ -8,6 +8,7 @@ a generator that yields what the gateway must do and receives the answers.
         yield Notify(Side.CSMS, "NotifyEvent", {...})        # fire and forget (queued, answer only logged)
         yield Reply({...})                                   # answer the originator now and carry on (optional)
         yield Report("event_name", {...})                   # tell the operator (logged and counted, sent nowhere)
+        answer = yield Defer(OutCall(Side.CSMS, ...), ref)   # durably queued for the CSMS; its answer, or None
         return {...}                                         # the originator's CALLRESULT payload
 
 Raising ``Refuse`` answers the originator with a CALLERROR in its own
@@ -83,7 +84,26 @@ class Report:
     detail: dict[str, Any]
 
 
-Step = OutCall | Notify | Reply | Report
+@dataclass(slots=True)
+class Defer:
+    """A CALL for the CSMS that must reach it exactly once and in order, whenever it can take it.
+
+    The session stores it in the charger's offline queue (kind "translated", with ``ref``) before anything
+    else happens, then sends it at once if nothing queued is ahead of it. The handler receives the CSMS's
+    answer, or None when the message stays queued (something is ahead, no answer in time, a refusal to be
+    retried). Before each send the session asks the translator to ``resolve`` the message and hands it the
+    outcome in ``settled`` (see ``Deferring``); the handler itself learns nothing more about it.
+    """
+
+    call: OutCall
+    ref: dict[str, Any]  # the translator's own reference (JSON), e.g. which transaction the message belongs to
+
+    @property
+    def to(self) -> Side:
+        return self.call.to
+
+
+Step = OutCall | Notify | Reply | Report | Defer
 Handler = Generator[Step, dict[str, Any] | None, dict[str, Any] | None]
 
 
@@ -193,11 +213,7 @@ class Context:
 class Translator(Protocol):
     """A charger-version to CSMS-version translator. Pure: no I/O, no clocks but ``ctx``'s.
 
-    Optional: ``background(ctx) -> Handler | None``, for work a translator
-    holds back in ``ctx.state`` (2.0.1 transaction events waiting for a 1.6
-    transaction id). The session runs the handler it returns when the CSMS
-    link comes up and every ``held_retry_interval`` seconds while the charger
-    is quiet; it answers nobody, and None means nothing is held.
+    A translator whose handlers yield ``Defer`` also implements ``Deferring``.
     """
 
     name: str
@@ -210,6 +226,40 @@ class Translator(Protocol):
 
     def coverage(self) -> list[CoverageRow]:
         """What this translator does with each message: the source of the conformance list."""
+        ...
+
+
+# ``Deferring.resolve``: the message no longer means anything to the CSMS (its transaction was given up).
+DROP: dict[str, Any] = {"__drop__": True}
+
+
+@dataclass(slots=True)
+class Settlement:
+    """What a translator makes of the CSMS's answer to a deferred message (``Deferring.settled``)."""
+
+    keep: bool = False  # not done: keep it at the head of the queue and try again later (a refusal to retry)
+    notify: list[Notify] = field(default_factory=list)  # to send after it, e.g. a status the CSMS can now place
+
+
+class Deferring(Protocol):
+    """The side of a translator that the offline queue's replay talks to about the messages it deferred.
+
+    Each call gets the ``ref``, action and payload the handler gave ``Defer`` and the translator's context;
+    they change ``ctx.state`` (and ``ctx.save()``) like handlers do.
+    """
+
+    def resolve(self, ref: dict[str, Any], action: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+        """The payload to send now (e.g. with the CSMS's transaction id filled in), None when it cannot go
+        yet (the queue waits), or ``DROP`` when it must not go at all."""
+        ...
+
+    def settled(self, ref: dict[str, Any], action: str, result: dict[str, Any] | None, error: PeerError | None,
+                ctx: Context) -> Settlement:
+        """The CSMS answered the message with ``result``, or refused it with ``error``."""
+        ...
+
+    def adopt_held(self, ctx: Context) -> list[Defer]:
+        """Messages an older gateway kept in ``ctx.state`` instead of deferring them, taken out of it (once)."""
         ...
 
 

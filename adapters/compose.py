@@ -35,6 +35,7 @@ from typing import Any
 from adapters.base import (
     Context,
     CoverageRow,
+    Defer,
     Handler,
     Notify,
     OutCall,
@@ -42,6 +43,7 @@ from adapters.base import (
     Refuse,
     Reply,
     Report,
+    Settlement,
     Side,
     Step,
     Support,
@@ -87,15 +89,24 @@ class Composed:
     def handle_call(self, origin: Side, call: Call, ctx: Context) -> Handler:
         return _Driver(self, ctx).run(origin, call)
 
-    def background(self, ctx: Context) -> Handler | None:
-        """Either step's held work (see ``Translator.background``), driven like any composite exchange."""
-        driver = _Driver(self, ctx)
-        for level in (INNER, OUTER):
-            held = getattr(driver.levels[level], "background", None)
-            handler = held(driver.contexts[level]) if held is not None else None
-            if handler is not None:
-                return driver.run_background(level, handler)
-        return None
+    # Only the inner step faces the real CSMS, so only its ``Defer``s reach the offline queue: the queue's
+    # questions about them go to it, in its own corner of the state (``adapters.base.Deferring``).
+
+    def resolve(self, ref: dict[str, Any], action: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+        inner = getattr(self.inner, "resolve", None)
+        return payload if inner is None else inner(ref, action, payload, self._inner_context(ctx))
+
+    def settled(self, ref: dict[str, Any], action: str, result: dict[str, Any] | None, error: PeerError | None,
+                ctx: Context) -> Settlement:
+        inner = getattr(self.inner, "settled", None)
+        return Settlement() if inner is None else inner(ref, action, result, error, self._inner_context(ctx))
+
+    def adopt_held(self, ctx: Context) -> list[Defer]:
+        inner = getattr(self.inner, "adopt_held", None)
+        return [] if inner is None else inner(self._inner_context(ctx))
+
+    def _inner_context(self, ctx: Context) -> Context:
+        return _Driver(self, ctx).contexts[INNER]
 
     def coverage(self) -> list[CoverageRow]:
         """Each message's fate through both steps: the weaker support wins and both notes are kept."""
@@ -191,12 +202,6 @@ class _Driver:
             except (PeerError, Refuse):
                 pass  # nobody is left to tell
 
-    def run_background(self, level: int, handler: Handler) -> Handler:
-        """Run one translator's background handler, and whatever it nests, to the end; it answers nobody."""
-        yield from self._finish(level, handler)
-        yield from self._run_nested_leftovers()
-        return None
-
     def _finish(self, level: int, handler: Handler) -> Pump:
         """Run a handler that has answered already to its end (a second Reply is ignored)."""
         while True:
@@ -222,7 +227,8 @@ class _Driver:
                     continue
                 try:
                     if self._is_virtual(level, step.to):
-                        value = yield from self._nested(level, step)
+                        # A Defer between the two steps is an ordinary CALL: only the real CSMS has a queue.
+                        value = yield from self._nested(level, step.call if isinstance(step, Defer) else step)
                     else:
                         value = yield step
                 except PeerError as exc:

@@ -46,6 +46,11 @@ ANSWERED_ACTIONS = QUEUED_ACTIONS | LOCAL_ONLY_ACTIONS
 # Waited for only answer_after seconds even while the link is up: a CSMS that hangs must not hold a charging session.
 TIMED_ACTIONS = TRANSACTION_ACTIONS | {"Authorize"}
 
+# What a queued item is: a charger CALL the gateway answered (replayed through the translator), or a message
+# a translator made for the CSMS (``adapters.base.Defer``: sent as it is, resolved by the translator first).
+CHARGER_KIND = "charger"
+TRANSLATED_KIND = "translated"
+
 DEFAULT_BOOT_INTERVAL = 300  # seconds; a charger never accepted before is told Pending with this retry interval
 
 
@@ -65,16 +70,20 @@ class OfflinePolicy:
 
 @dataclass(slots=True)
 class Queued:
-    """A charger CALL answered locally and kept for the CSMS: replayed in ``seq`` order."""
+    """A message kept for the CSMS, replayed in ``seq`` order: a charger CALL answered locally (kind "charger",
+    in the charger's version) or a translator's message (kind "translated", in the CSMS's version)."""
 
     seq: int
     ts: float
     action: str
     unique_id: str
     payload: dict[str, Any]
-    local: dict[str, Any]  # the answer the charger got, to compare with the CSMS's verdict
+    # kind charger: the answer the charger got, to compare with the CSMS's verdict;
+    # kind translated: the translator's reference (``Defer.ref``), for its ``resolve`` and ``settled``.
+    local: dict[str, Any]
     key: str | None = None  # coalescing key (latest per key kept); None: every instance kept
     dead: bool = False  # superseded, dropped or answered: skipped by the replay, already settled
+    kind: str = CHARGER_KIND
 
     @property
     def transaction(self) -> bool:

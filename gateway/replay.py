@@ -290,7 +290,7 @@ class ReplayTarget:
         entry = self.config.chargers.get(charger_id)
         return SessionLimits(
             call_timeout=self.call_timeout, max_frame_bytes=self.config.max_frame_bytes,
-            background_interval=self.config.held_retry_interval,
+            retry_interval=self.config.held_retry_interval,
             validation=(entry.validation if entry and entry.validation else self.config.validation),
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(self.config.validation_by_model.items()), repair_rules=self._repair_rules,

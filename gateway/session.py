@@ -17,16 +17,19 @@ Rules kept here:
   a CALLERROR in the originator's version;
 - a CALLRESULT carries no action: the pending request per side is kept as
   explicit state and matched by unique id;
-- work a translator holds back (2.0.1 transaction events waiting for a 1.6
-  transaction id) is pushed when the CSMS link comes up and every
-  ``background_interval`` while the charger is quiet, not only when the
-  charger next speaks (see ``Translator.background``);
 - store-and-forward (``limits.offline``, see ``gateway.offline``): while the
   CSMS link is down, or a transaction CALL has waited ``answer_after``
   seconds, the gateway answers the charger itself and queues the CALL
   (``Enqueue``); when the link returns the queue is replayed in order through
   the translator, before newer charger traffic, and each replayed CALL the
   CSMS answered is ``Settle``d;
+- one queue: a translator's own messages that must reach the CSMS exactly
+  once (``Defer``: a 2.0.1 station's 1.6 StartTransaction, MeterValues,
+  StopTransaction) are items of the same queue, of kind "translated", sent
+  at once when nothing is queued ahead of them, replayed otherwise; the
+  replay asks the translator to ``resolve`` each before it goes and tells it
+  how it was ``settled``; the replay is retried every ``retry_interval``
+  while the CSMS does not answer and the charger is quiet;
 - durable before answered: ``SaveState``, ``Enqueue`` and ``Settle`` are
   committed by the runner before any action after them is carried out, so no
   answer that depends on state reaches a peer before that state is stored.
@@ -38,12 +41,14 @@ import dataclasses
 import hashlib
 import re
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import (
+    DROP,
     Context,
+    Defer,
     Handler,
     Notify,
     OutCall,
@@ -52,6 +57,7 @@ from adapters.base import (
     Refuse,
     Reply,
     Report,
+    Settlement,
     Side,
     Step,
     Translator,
@@ -60,9 +66,11 @@ from gateway import ocppj, schemas
 from gateway.ocppj import Call, CallError, CallResult, ErrorKind, FrameError, MessageType, Version
 from gateway.offline import (
     ANSWERED_ACTIONS,
+    CHARGER_KIND,
     QUEUED_ACTIONS,
     TIMED_ACTIONS,
     TRANSACTION_ACTIONS,
+    TRANSLATED_KIND,
     NoLocalAnswer,
     OfflineBook,
     OfflinePolicy,
@@ -213,6 +221,7 @@ class _Exchange:
     waiting_on: _Outgoing | None = None
     offline_item: Queued | None = None  # answered locally while it runs: settled if the CSMS answers it
     offline_timer: str = ""  # the answer_after timer
+    deferred: Queued | None = None  # the translated item whose answer the handler waits for
 
 
 @dataclass(slots=True)
@@ -279,11 +288,9 @@ class _SideState:
         self.version_name = self.version.value  # an enum's .value is a descriptor call each time
 
 
-# The timer of a translator's background work; CALL timers are "<side>:<id>:<seq>", so never this.
-BACKGROUND_TIMER = "background"
-# What a background exchange is logged and counted as: it answers nobody.
-_BACKGROUND_CALL = Call("", "(background)", {})
-# The replay of the offline queue: also a charger-side exchange that answers nobody.
+# The timer that tries the replay again; CALL timers are "<side>:<id>:<seq>", so never this.
+RETRY_TIMER = "replay"
+# The replay of the offline queue: a charger-side exchange that answers nobody.
 _REPLAY_CALL = Call("", "(replay)", {})
 OFFLINE_TIMER_PREFIX = "offline:"
 # Transaction ids reserved from the store: ask for a block of IDS_BLOCK when fewer than IDS_LOW are left.
@@ -301,6 +308,13 @@ class _Settled:
     result: dict[str, Any] | None
     error: BaseException | None
 
+
+@dataclass(slots=True)
+class _SendQueued:
+    """A step of the replay handler: send translated ``item`` now, as its translator resolves it."""
+
+    item: Queued
+
 # Characters of a refused oversized frame kept in the message log (enough to see what it was).
 OVERSIZED_HEAD_CHARS = 4096
 
@@ -314,8 +328,9 @@ STRICT, REPAIR, OBSERVE = "strict", "repair", "observe"
 class SessionLimits:
     call_timeout: float = 30.0
     max_frame_bytes: int = 65536
-    # How often held translator work is retried while the charger sends nothing.
-    background_interval: float = 30.0
+    # How often the replay of the offline queue is tried again while the CSMS does not answer and the
+    # charger sends nothing (config ``held_retry_interval``).
+    retry_interval: float = 30.0
     # Validation policy for what the charger sends: strict (refuse), repair (fix known quirks, then
     # strict), observe (forward as is). ``model_validation`` picks one by the model the charger
     # reports at boot, unless ``validation_fixed`` (set per charger in the config).
@@ -356,16 +371,15 @@ class ChargerSession:
         self._closed = False
         self._disconnecting = False  # the charger is being closed for flooding: its frames are ignored
         self._timer_owner: dict[str, _Outgoing] = {}
-        self._background: Callable[[Context], Handler | None] | None = getattr(translator, "background", None)
-        self._background_armed = False
-        # Messages a translator holds for the CSMS itself (2.0.1 events waiting for a 1.6 transactionId):
-        # counted, shown and pushed under a replay turn like the offline queue (see ``held_messages``).
-        self._held_by_translator: Callable[[Context], int] | None = getattr(translator, "held_messages", None)
+        self._retry_armed = False
         self.policy = limits.validation
         self.offline = limits.offline if limits.offline is not None and limits.offline.answers else None
         self.book = OfflineBook(ctx)
         self._queue: deque[Queued] = deque()
         self._queue_live = 0  # queued items not yet settled
+        self._translated_live = 0  # of which of kind "translated" (``Defer``)
+        self._stalled = False  # a queued message went unanswered: the replay waits for its timer or the link
+        self._replaying: Queued | None = None  # the charger item the replay has handed to the translator
         self._by_key: dict[str, Queued] = {}
         self._seq_floor = 1
         self._csms_lost = False  # the CSMS link went down (or never came up in answer_after): answer at once
@@ -446,8 +460,8 @@ class ChargerSession:
         self._pump(out, side, now)
         if side is Side.CSMS:
             self._csms_lost = False
-            if not self._run_replay(out, now):
-                self._run_background(out, now)
+            self._stalled = False
+            self._run_replay(out, now)
         return out
 
     def link_down(self, side: Side, now: float) -> list[Action]:
@@ -472,12 +486,12 @@ class ChargerSession:
         return out
 
     def timer_fired(self, key: str, now: float) -> list[Action]:
-        """A CALL's deadline passed (or the background timer fired)."""
+        """A CALL's deadline passed (or the replay's retry timer fired)."""
         out: list[Action] = []
-        if key == BACKGROUND_TIMER:
-            self._background_armed = False
-            if not self._run_replay(out, now):
-                self._run_background(out, now)
+        if key == RETRY_TIMER:
+            self._retry_armed = False
+            self._stalled = False
+            self._run_replay(out, now)
             return out
         if key.startswith(OFFLINE_TIMER_PREFIX):
             ex = self._offline_timers.pop(key, None)
@@ -535,9 +549,9 @@ class ChargerSession:
                     self._advance(out, item.exchange, now, throw=err)
         out.extend(CancelTimer(k) for k in self._timer_owner)
         self._timer_owner.clear()
-        if self._background_armed:
-            self._background_armed = False
-            out.append(CancelTimer(BACKGROUND_TIMER))
+        if self._retry_armed:
+            self._retry_armed = False
+            out.append(CancelTimer(RETRY_TIMER))
         self._give_back_turn(out)
         return out
 
@@ -580,7 +594,7 @@ class ChargerSession:
         current = st.current
         uid = call.unique_id
         busy = (waiting is not None and uid in waiting.ids) or (
-            current is not None and current.call is not _BACKGROUND_CALL and current.call.unique_id == uid)
+            current is not None and current.call is not _REPLAY_CALL and current.call.unique_id == uid)
         if busy and call.message_type is MessageType.CALL:
             self._send_error(
                 out, side, uid, ErrorKind.RPC_FRAMEWORK,
@@ -588,7 +602,7 @@ class ChargerSession:
             )
             return
         if current is not None:
-            # The sender broke the one-outstanding-CALL rule, or held work has the turn: queue, don't interleave.
+            # The sender broke the one-outstanding-CALL rule, or the replay has the turn: queue, don't interleave.
             if waiting is None:
                 waiting = st.incoming = _Waiting()
             elif len(waiting) >= self.limits.max_waiting_calls:
@@ -659,6 +673,8 @@ class ChargerSession:
     ) -> None:
         """Run the exchange's handler until it waits for an answer or finishes."""
         ex.waiting_on = None
+        if ex.deferred is not None:
+            value, throw = self._deferred_answered(out, ex, value, throw, now)
         while True:
             try:
                 step = ex.handler.throw(throw) if throw is not None else ex.handler.send(value)
@@ -701,10 +717,12 @@ class ChargerSession:
                 if step.send:
                     continue  # a SEND is not answered: carry on at once
                 return  # wait for the answer
+            if isinstance(step, Defer):
+                if self._defer(out, ex, step, now):
+                    return  # sent at once: wait for the answer
+                continue  # it waits in the queue: the handler carries on without an answer
             if isinstance(step, Notify):
-                problem = self._enqueue(out, step.to, step.action, step.payload, None, now, None)
-                if problem is not None:
-                    out.append(Problem("notify_invalid", {"action": step.action, "error": str(problem)}))
+                self._notify(out, step, now)
                 continue
             if isinstance(step, Reply):
                 if not ex.replied:
@@ -715,6 +733,10 @@ class ChargerSession:
                 continue
             if isinstance(step, _Settled):
                 self._settle(out, step.item, step.result, step.error, now)
+                continue
+            if isinstance(step, _SendQueued):
+                if self._send_queued(out, ex, step.item, now):
+                    return  # wait for the answer
                 continue
             out.append(Problem("translator_error", {"action": ex.call.action, "error": f"bad step {step!r}"}))
             throw = RuntimeError("unknown step")
@@ -737,46 +759,24 @@ class ChargerSession:
         if st.current is ex:
             st.current = None
             self._drain_incoming(out, ex.origin, now)
-        if ex.call is _REPLAY_CALL or ex.call is _BACKGROUND_CALL:
+        if ex.call is _REPLAY_CALL:
             self._give_back_turn(out)  # stopped or done: another charger may replay meanwhile
-        if ex.call is _BACKGROUND_CALL or ex.call is _REPLAY_CALL:
-            self._arm_background(out)  # whatever is still held gets another try later
+            self._arm_retry(out)  # whatever is still queued gets another try later
         elif ex.origin is Side.CHARGER and self._queue_live:
-            self._run_replay(out, now)
+            if self._stalled:
+                self._arm_retry(out)  # the CSMS just left a queued message unanswered: not again at once
+            else:
+                self._run_replay(out, now)
 
-    # ------------------------------------------------------------ background work
+    def _arm_retry(self, out: list[Action]) -> None:
+        if self._queue_live and not self._retry_armed and not self._closed:
+            self._retry_armed = True
+            out.append(StartTimer(RETRY_TIMER, self.limits.retry_interval))
 
-    def _run_background(self, out: list[Action], now: float) -> None:
-        """Start the translator's held work as an exchange of the charger side that answers nobody.
-
-        It takes the charger side's turn, so CALLs the charger sends meanwhile
-        wait behind it, as they would behind the charger's own previous CALL:
-        held transaction messages reach the CSMS before anything newer.
-        """
-        if self._background is None or self._closed or not self._sides[Side.CSMS].up or self._queue_live:
-            return  # the CSMS coming up runs it; queued offline messages go first
-        charger = self._sides[Side.CHARGER]
-        if charger.current is not None or charger.incoming:
-            self._arm_background(out)  # the charger is talking; look again later
-            return
-        try:
-            handler = self._background(self.ctx)
-        except Exception as exc:  # a translator bug must not take the connection down
-            out.append(Problem("translator_error", {"action": _BACKGROUND_CALL.action, "error": repr(exc)}))
-            return
-        if handler is None:
-            return
-        if self.offline is not None and self._wait_for_turn(out):
-            handler.close()  # not started: replay_turn_granted asks the translator again
-            return
-        ex = _Exchange(Side.CHARGER, _BACKGROUND_CALL, now, handler, replied=True)
-        charger.current = ex
-        self._advance(out, ex, now)
-
-    def _arm_background(self, out: list[Action]) -> None:
-        if (self._background is not None or self._queue_live) and not self._background_armed and not self._closed:
-            self._background_armed = True
-            out.append(StartTimer(BACKGROUND_TIMER, self.limits.background_interval))
+    def _notify(self, out: list[Action], step: Notify, now: float) -> None:
+        problem = self._enqueue(out, step.to, step.action, step.payload, None, now, None)
+        if problem is not None:
+            out.append(Problem("notify_invalid", {"action": step.action, "error": str(problem)}))
 
     def _drain_incoming(self, out: list[Action], side: Side, now: float) -> None:
         """Start the CALLs that waited behind the one just finished, one at a time.
@@ -1051,9 +1051,24 @@ class ChargerSession:
         for item in sorted(items, key=lambda i: i.seq):
             self._queue.append(item)
             self._queue_live += 1
+            self._translated_live += item.kind == TRANSLATED_KIND
             if item.key is not None:
                 self._by_key[item.key] = item
             self._seq_floor = max(self._seq_floor, item.seq + 1)
+
+    def adopt_held(self, now: float) -> list[Action]:
+        """Messages an older gateway's translator held in its state become queue items, after those restored.
+
+        Once: the translator takes them out of its state, which is saved with the new items.
+        """
+        out: list[Action] = []
+        adopt = getattr(self.translator, "adopt_held", None)
+        if adopt is None:
+            return out
+        for step in adopt(self.ctx):
+            self._push(out, self._translated_item(step, now))
+        self._save_if_dirty(out)
+        return out
 
     def add_ids(self, ids: list[int]) -> None:
         """Transaction ids the store reserved for this session (see ``NeedIds``)."""
@@ -1062,19 +1077,17 @@ class ChargerSession:
 
     def offline_status(self, now: float) -> dict[str, Any]:
         """Queue depth and age, and how the CSMS's verdicts compared, for the admin API."""
-        oldest = next((i.ts for i in self._queue if not i.dead), None)
-        held = self._translator_held()
-        return {"queued": self._queue_live + held, "held_by_translator": held,
+        oldest = self.offline_oldest
+        translated = self._translated_live
+        return {"queued": self._queue_live, "held_by_translator": translated,
+                "by_kind": {CHARGER_KIND: self._queue_live - translated, TRANSLATED_KIND: translated},
                 "oldest_age_s": None if oldest is None else round(now - oldest, 3),
                 "csms_reachable": not self._csms_lost, **self.book.summary()}
 
     @property
     def pending_offline(self) -> int:
-        """Messages waiting for the CSMS: queued by the gateway, or held by the translator."""
-        return self._queue_live + self._translator_held()
-
-    def _translator_held(self) -> int:
-        return 0 if self._held_by_translator is None else self._held_by_translator(self.ctx)
+        """Messages waiting for the CSMS: the charger's, answered by the gateway, and those a translator made."""
+        return self._queue_live
 
     @property
     def offline_oldest(self) -> float | None:
@@ -1155,6 +1168,7 @@ class ChargerSession:
             self._by_key[item.key] = item
         self._queue.append(item)
         self._queue_live += 1
+        self._translated_live += item.kind == TRANSLATED_KIND
         out.append(Enqueue(item))
 
     def _kill(self, out: list[Action], item: Queued, reason: str) -> None:
@@ -1162,9 +1176,98 @@ class ChargerSession:
             return
         item.dead = True
         self._queue_live -= 1
+        self._translated_live -= item.kind == TRANSLATED_KIND
         if item.key is not None and self._by_key.get(item.key) is item:
             del self._by_key[item.key]
         out.append(Settle(item.seq, reason))
+        queue = self._queue
+        while queue and queue[0].dead:  # translated items settle as they go: don't let them pile up
+            queue.popleft()
+
+    # -- a translator's deferred messages (``Defer``, kind "translated")
+
+    def _translated_item(self, step: Defer, now: float) -> Queued:
+        call = step.call
+        return Queued(self.book.next_seq(self._seq_floor), now, call.action, call.unique_id or self._new_id(),
+                      call.payload, step.ref, kind=TRANSLATED_KIND)
+
+    def _defer(self, out: list[Action], ex: _Exchange, step: Defer, now: float) -> bool:
+        """Queue a translator's message durably; send it now if nothing queued is ahead of it (True: sent)."""
+        if self.offline is not None and not self._make_room(out):
+            # The charger message it translates was accepted already: it is kept over the bound, and the
+            # charger's next transaction message is refused instead.
+            out.append(Problem("offline_queue_full", {"action": step.call.action, "queued": self._queue_live,
+                                                      "note": "kept: translated from an accepted message"}))
+        item = self._translated_item(step, now)
+        self._push(out, item)
+        self._save_if_dirty(out)
+        return self._next_in_order(item, ex) and self._send_queued(out, ex, item, now)
+
+    def _next_in_order(self, item: Queued, ex: _Exchange) -> bool:
+        """Whether nothing queued is ahead of ``item`` but what ``ex`` itself stands for."""
+        for queued in self._queue:
+            if queued is item:
+                return True
+            if not queued.dead and queued is not ex.offline_item and not (
+                    ex.call is _REPLAY_CALL and queued is self._replaying):
+                return False
+        return True
+
+    def _send_queued(self, out: list[Action], ex: _Exchange, item: Queued, now: float) -> bool:
+        """Send a translated item as ``ex``'s CALL, as its translator resolves it now (True: sent)."""
+        resolve = getattr(self.translator, "resolve", None)
+        try:
+            payload = item.payload if resolve is None else resolve(item.local, item.action, item.payload, self.ctx)
+        except Exception as exc:  # a translator bug must not stop the queue for good
+            out.append(Problem("translator_error", {"action": item.action, "error": repr(exc)}))
+            payload = DROP
+        self._save_if_dirty(out)
+        if payload is None:
+            return False  # not yet: it waits at its place
+        problem = None if payload is DROP else self._enqueue(out, Side.CSMS, item.action, payload, ex, now,
+                                                             item.unique_id)
+        if payload is DROP or problem is not None:
+            self._kill(out, item, "dropped")
+            reason = "the translator gave its transaction up" if problem is None else str(problem)
+            out.append(Problem("offline_message_dropped", {"action": item.action, "seq": item.seq,
+                                                            "reason": reason}))
+            return False
+        ex.deferred = item
+        return True
+
+    def _deferred_answered(
+        self, out: list[Action], ex: _Exchange, value: dict[str, Any] | None, throw: BaseException | None,
+        now: float,
+    ) -> tuple[dict[str, Any] | None, None]:
+        """The CSMS answered (or not) a translated item ``ex`` sent: settle it or keep it; what the handler gets."""
+        item = ex.deferred
+        assert item is not None
+        ex.deferred = None
+        if isinstance(throw, PeerTimeout):
+            self._stalled = True  # no answer in time, or the link lost: it stays queued, tried again later
+            if (self.offline is not None and not ex.replied and ex.origin is Side.CHARGER
+                    and ex.call.action in ANSWERED_ACTIONS and ex.call.message_type is MessageType.CALL):
+                # The charger's answer would have depended on it: the gateway answers it now, as at answer_after.
+                self._answer_offline(out, ex.call, now, ex)
+            return None, None
+        error = throw if isinstance(throw, PeerError) else None
+        settled = getattr(self.translator, "settled", None)
+        try:
+            settlement = (Settlement() if settled is None else
+                          settled(item.local, item.action, None if error else value, error, self.ctx))
+        except Exception as exc:  # a translator bug must not stop the queue for good
+            out.append(Problem("translator_error", {"action": item.action, "error": repr(exc)}))
+            settlement = Settlement()
+        if settlement.keep:
+            self._stalled = True  # a refusal the translator wants tried again: on the retry timer
+        else:
+            self._kill(out, item, "answered")
+            if ex.call is _REPLAY_CALL:
+                out.append(OfflineEvent("replayed", item.action))
+        self._save_if_dirty(out)
+        for step in settlement.notify:
+            self._notify(out, step, now)
+        return (None if error is not None or settlement.keep else value), None
 
     def _offline_timeout(self, out: list[Action], ex: _Exchange, now: float) -> None:
         """A charger CALL waited ``answer_after`` for the CSMS: answer it locally; the exchange goes on."""
@@ -1252,9 +1355,10 @@ class ChargerSession:
                 self._give_back_turn(out)  # a held turn must not wait for a CSMS that is away
             return True  # the CSMS coming up runs it
         if charger.current is not None or charger.incoming:
-            self._arm_background(out)
+            self._arm_retry(out)
             return True
-        if self._wait_for_turn(out):
+        # Replays share the estate's turns only under offline.mode answer (reject mode: as before the turns).
+        if self.offline is not None and self._wait_for_turn(out):
             return True  # replay_turn_granted runs it
         ex = _Exchange(Side.CHARGER, _REPLAY_CALL, now, self._replay(), replied=True)
         charger.current = ex
@@ -1268,8 +1372,7 @@ class ChargerSession:
             out.append(ReplayTurn(take=False))  # given up meanwhile (the charger went)
             return out
         self._replay_turn = _TURN_HELD
-        if not self._run_replay(out, now):
-            self._run_background(out, now)  # what the translator holds goes under the same turn
+        self._run_replay(out, now)
         charger = self._sides[Side.CHARGER]
         replaying = _works_for_the_csms(charger.current)
         # A busy charger keeps the turn: its exchange's end starts the replay. Anything else gives it back.
@@ -1292,8 +1395,9 @@ class ChargerSession:
             self._replay_turn = _NO_TURN
             out.append(ReplayTurn(take=False))
 
-    def _replay(self) -> Generator[Step | _Settled, dict[str, Any] | None, None]:
-        """Each queued CALL through the translator, as if the charger sent it now; the answers go nowhere."""
+    def _replay(self) -> Generator[Step | _Settled | _SendQueued, dict[str, Any] | None, None]:
+        """Each queued item in order: a charger CALL through the translator, as if the charger sent it now (the
+        answers go nowhere), a translated one as its translator resolves it; stops where one must wait."""
         mark_offline = self._sides[Side.CSMS].version is not Version.V16
         queue = self._queue
         while queue:
@@ -1301,20 +1405,29 @@ class ChargerSession:
             if item.dead:
                 queue.popleft()
                 continue
-            if not self._sides[Side.CSMS].up:
+            if not self._sides[Side.CSMS].up or self._stalled:
                 return None
+            if item.kind == TRANSLATED_KIND:
+                yield _SendQueued(item)
+                if not item.dead:
+                    return None  # not yet, no answer, or a refusal to try again later
+                continue
             call = self._alias_in(Call(item.unique_id, item.action, item.payload))
             result: dict[str, Any] | None = None
             error: BaseException | None = None
+            self._replaying = item
             try:
                 inner = self.translator.handle_call(Side.CHARGER, call, self.ctx)
                 result = yield from _replayed(inner, mark_offline)
             except RelayedError as exc:
                 error = exc  # the CSMS answered, with a CALLERROR: reported, not sent again
             except PeerError:
+                self._stalled = True
                 return None  # no answer (timeout, link lost): kept, tried again later
             except Exception as exc:  # untranslatable (Refuse) or a translator bug: it would fail every time
                 error = exc
+            finally:
+                self._replaying = None
             yield _Settled(item, result, error)
         return None
 
@@ -1331,8 +1444,6 @@ class ChargerSession:
         if self.ctx.dirty:
             self.ctx.dirty = False
             out.append(SaveState(self.ctx.state))
-            # Changed state may hold work back: look at it later even if the charger falls silent.
-            self._arm_background(out)
 
     def _new_seq(self) -> int:
         self._seq += 1
@@ -1376,8 +1487,8 @@ def _replayed(inner: Handler, mark_offline: bool) -> Generator[Step, dict[str, A
 
 
 def _works_for_the_csms(ex: _Exchange | None) -> bool:
-    """Whether the charger side's exchange is the replay or the translator's held work (under a replay turn)."""
-    return ex is not None and (ex.call is _REPLAY_CALL or ex.call is _BACKGROUND_CALL)
+    """Whether the charger side's exchange is the replay (under a replay turn)."""
+    return ex is not None and ex.call is _REPLAY_CALL
 
 
 def _looks_like_send(text: str) -> bool:

@@ -1,21 +1,26 @@
-"""Station-initiated TransactionEvents: StartTransaction, MeterValues and StopTransaction, held in order."""
+"""Station-initiated TransactionEvents: StartTransaction, MeterValues and StopTransaction, deferred in order.
+
+Every 1.6 message a transaction makes goes to the CSMS as a ``Defer``: stored in the charger's offline queue
+with the translator state that made it, sent when nothing queued is ahead of it, and sent again after a
+restart or an outage until the CSMS has answered it. ``resolve`` gives a message the CSMS's integer
+transaction id just before it goes; ``settled`` learns that id from the StartTransaction's answer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
-from adapters.base import Handler, OutCall, PeerError, PeerTimeout, Side, Step, Support
+from adapters.base import DROP, Context, Defer, Notify, OutCall, PeerError, Settlement, Side, Support
 from adapters.v16_v201 import tables
 from adapters.v201_v16.connectors import status_update
 from adapters.v201_v16.convert import id_token_info, last_energy, meter_values_to_v16
 from adapters.v201_v16.env import Env, Payload, Result, connector_of, handles
 from adapters.v201_v16.state import State
 
-# How many held transaction messages one incoming station message may push to the CSMS before its own.
-FLUSH_BUDGET = 5
-# CALLERRORs for one StartTransaction after which the held transaction is given up.
+# CALLERRORs for one StartTransaction after which the transaction and what it still has queued are given up.
 START_ATTEMPTS = 3
+# Messages kept per transaction while it waits for the event that authorizes it (the oldest go first).
+MAX_WAITING = 200
 
 
 def _new_tx(env: Env, st: State, p: Payload) -> dict[str, Any]:
@@ -30,14 +35,18 @@ def _new_tx(env: Env, st: State, p: Payload) -> dict[str, Any]:
         "int": None,
         "started": p["timestamp"],
         "begin_wh": begin,
-        "queue": [],
         "seqs": [],
     }
 
 
+def _opened(tx: dict[str, Any]) -> bool:
+    """Whether the transaction's StartTransaction was handed to the queue (or the CSMS knows it already)."""
+    return bool(tx.get("opened")) or tx.get("int") is not None
+
+
 def _unauthorized(tx: dict[str, Any]) -> bool:
     """Whether the transaction still has no idTag for its StartTransaction."""
-    return tx.get("id_tag") is None and tx.get("int") is None and tx.get("start") is None
+    return tx.get("id_tag") is None and not _opened(tx)
 
 
 def _take_remote_start(st: State, tx: dict[str, Any], remote_start_id: int | None) -> None:
@@ -55,13 +64,14 @@ def authorize_waiting(st: State, tx_id: str, remote_start_id: int) -> None:
         st.save()
 
 
-def _build_start(env: Env, tx: dict[str, Any], p: Payload) -> None:
-    """The StartTransaction for this transaction, once it has an idTag (or the anonymous one)."""
-    if tx.get("start") is not None or tx.get("int") is not None:
-        return
+def _start_payload(env: Env, tx: dict[str, Any]) -> Payload | None:
+    """The StartTransaction for this transaction, once it has an idTag (or the anonymous one); None before
+    that, and once it was made."""
+    if _opened(tx):
+        return None
     id_tag = tx.get("id_tag") or env.anonymous_id_tag
     if id_tag is None:
-        return
+        return None
     wh = tx.get("begin_wh")
     if wh is None:
         wh = tx.get("last_wh", 0.0)
@@ -73,64 +83,11 @@ def _build_start(env: Env, tx: dict[str, Any], p: Payload) -> None:
     }
     if "reservationId" in tx:
         start["reservationId"] = tx["reservationId"]
-    tx["start"] = start
+    tx["opened"] = True
+    return start
 
 
-def _send_start(st: State, tx_id: str, tx: dict[str, Any]) -> Result:
-    """StartTransaction for a held start; None when it did not go through (kept, or dropped after refusals).
-
-    No answer in time: kept for later. A CALLERROR: kept too (1.6 chargers retry transaction messages),
-    but after ``START_ATTEMPTS`` refusals the transaction and what it holds are dropped, so one message
-    the CSMS will never take cannot hold the station's later transactions back for good.
-    """
-    try:
-        conf = yield OutCall(Side.CSMS, "StartTransaction", tx["start"])
-    except PeerTimeout:
-        return None
-    except PeerError:
-        tx["refusals"] = tx.get("refusals", 0) + 1
-        if tx["refusals"] >= START_ATTEMPTS:
-            _close(st, tx_id, tx)
-        st.save()
-        return None
-    assert conf is not None
-    tx["int"] = conf["transactionId"]
-    tx["auth"] = id_token_info(conf.get("idTagInfo"), tx.get("token_type", "Local"))
-    tx.pop("start", None)
-    st.save()
-    return conf
-
-
-def _send_held(st: State, tx_id: str, tx: dict[str, Any], budget: list[int]) -> Generator[Step, Payload | None, bool]:
-    """Send what this transaction holds, in order; False when the CSMS is not answering (rest kept)."""
-    if tx.get("int") is None:
-        if tx.get("start") is None or budget[0] <= 0:
-            return False
-        budget[0] -= 1
-        if (yield from _send_start(st, tx_id, tx)) is None:
-            return False
-        yield from status_update(st, tx["connector"], tx["started"])
-    while tx["queue"]:
-        if budget[0] <= 0:
-            return False
-        budget[0] -= 1
-        item = tx["queue"][0]
-        payload = {**item["payload"], "transactionId": tx["int"]}
-        try:
-            result = yield OutCall(Side.CSMS, item["action"], payload)
-        except PeerTimeout:
-            return False
-        except PeerError:
-            result = None  # the CSMS refused this one (logged by the runtime); the rest still goes
-        tx["queue"].pop(0)
-        if item["action"] == "StopTransaction":
-            tx["stop_info"] = (result or {}).get("idTagInfo")
-            _close(st, tx_id, tx)
-        st.save()
-    return True
-
-
-def _close(st: State, tx_id: str, tx: dict[str, Any]) -> None:
+def _close(st: State, tx_id: str) -> None:
     """Forget an ended transaction, keeping its id a while to recognise a repeated Ended."""
     st.txs.pop(tx_id, None)
     ended: list[str] = st.ns.setdefault("ended", [])
@@ -138,28 +95,80 @@ def _close(st: State, tx_id: str, tx: dict[str, Any]) -> None:
     del ended[:-20]
 
 
-def held(tx: dict[str, Any]) -> int:
-    """How many messages this transaction holds for the CSMS (a pending StartTransaction counts as one)."""
+def _defer(tx_id: str, action: str, payload: Payload) -> Defer:
+    return Defer(OutCall(Side.CSMS, action, payload), {"tx": tx_id})
+
+
+# ---------------------------------------------------------------- the queue's side (``Deferring``)
+
+
+def resolve(ref: dict[str, Any], action: str, payload: Payload, ctx: Context) -> Payload | None:
+    """A queued transaction message as it goes now: with the CSMS's transaction id, not yet, or never."""
+    tx = State(ctx).txs.get(str(ref.get("tx")))
+    if tx is None:
+        return DROP  # given up (a start refused START_ATTEMPTS times), or ended already
+    if action == "StartTransaction":
+        return payload if tx.get("int") is None else DROP
     if tx.get("int") is None:
-        return 0 if tx.get("start") is None else 1 + len(tx["queue"])
-    return len(tx["queue"])
+        return None  # its StartTransaction has not been answered yet
+    return {**payload, "transactionId": tx["int"]}
 
 
-def flush(st: State, budget: int = FLUSH_BUDGET) -> Generator[Step, Payload | None, bool]:
-    """Push held transaction messages to the CSMS (at most ``budget`` calls); True when nothing is left."""
-    left = [budget]
-    for tx_id, tx in list(st.txs.items()):
-        if held(tx) and not (yield from _send_held(st, tx_id, tx, left)):
-            return False
-    return True
+def settled(ref: dict[str, Any], action: str, result: Payload | None, error: PeerError | None,
+            ctx: Context) -> Settlement:
+    """What the CSMS's answer to a queued transaction message teaches the translator."""
+    st = State(ctx)
+    tx_id = str(ref.get("tx"))
+    tx = st.txs.get(tx_id)
+    if tx is None:
+        return Settlement()
+    if action == "StartTransaction":
+        if result is None:
+            # A CALLERROR: 1.6 chargers retry transaction messages, so the start is kept, but after
+            # START_ATTEMPTS refusals it is given up, so one message the CSMS will never take cannot hold
+            # the station's later messages back for good.
+            tx["refusals"] = tx.get("refusals", 0) + 1
+            if tx["refusals"] < START_ATTEMPTS:
+                st.save()
+                return Settlement(keep=True)
+            _close(st, tx_id)
+            st.save()
+            return Settlement()
+        tx["int"] = result["transactionId"]
+        tx["auth"] = id_token_info(result.get("idTagInfo"), tx.get("token_type", "Local"))
+        tx.pop("refusals", None)
+        st.save()
+        notify = [step for step in status_update(st, tx["connector"], tx["started"]) if isinstance(step, Notify)]
+        return Settlement(notify=notify)
+    if action == "StopTransaction":
+        _close(st, tx_id)
+        st.save()
+    return Settlement()  # a refused MeterValues is logged by the runtime; the rest still goes
 
 
-def push_held(st: State) -> Handler:
-    """Flush, a budget at a time, while the CSMS takes messages; stop when all is sent or nothing moves."""
-    while True:
-        before = sum(held(tx) for tx in st.txs.values())
-        if (yield from flush(st)) or sum(held(tx) for tx in st.txs.values()) >= before:
-            return None
+def adopt_held(ctx: Context) -> list[Defer]:
+    """What a gateway before the shared queue held in the state (``start``, ``queue``), as deferred messages.
+
+    A transaction still waiting for its authorization keeps its messages (as ``waiting``): that wait is a
+    translation rule, not a CSMS that is away.
+    """
+    st = State(ctx)
+    found: list[Defer] = []
+    for tx_id, tx in st.txs.items():
+        if "start" not in tx and "queue" not in tx:
+            continue  # already of this gateway
+        start = tx.pop("start", None)
+        queue: list[dict[str, Any]] = tx.pop("queue", None) or []
+        ctx.save()
+        if start is None and tx.get("int") is None:
+            if queue:
+                tx.setdefault("waiting", []).extend(queue)
+            continue
+        if start is not None:
+            tx["opened"] = True
+            found.append(_defer(tx_id, "StartTransaction", start))
+        found += [_defer(tx_id, item["action"], item["payload"]) for item in queue]
+    return found
 
 
 @handles(
@@ -171,13 +180,12 @@ def push_held(st: State) -> Handler:
     "idToken takes the idTag of the RemoteStartTransaction whose remoteStartId it names, else waits for the "
     "authorizing Updated, or uses option anonymous_id_tag); Updated -> MeterValues with "
     "transactionId (+ StatusNotification when chargingState changes); Ended -> StopTransaction (meterStop from "
-    "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Held in "
-    "order until the integer id is known, and retried when the CSMS link comes back and every "
-    "held_retry_interval while the station is quiet (a start the CSMS refuses 3 times is dropped); a repeated seqNo is "
-    "answered without a second message. Lost: seqNo, triggerReason, offline flag, numberOfPhasesUsed, "
-    "cableMaxCurrent, remoteStartId; a transaction that never had an idToken (nor a remote start) is not "
-    "reported; an idToken "
-    "longer than 20 characters is truncated.",
+    "the Transaction.End energy register, else the last energy seen; reason mapped; transactionData). Every "
+    "1.6 message goes through the charger's offline queue, in order, and waits there while the CSMS does not "
+    "answer (the integer id filled in when it is known; a start the CSMS refuses 3 times is dropped with what "
+    "follows it); a repeated seqNo is answered without a second message. Lost: seqNo, triggerReason, offline "
+    "flag, numberOfPhasesUsed, cableMaxCurrent, remoteStartId; a transaction that never had an idToken (nor a "
+    "remote start) is not reported; an idToken longer than 20 characters is truncated.",
 )
 def transaction_event(env: Env, st: State, p: Payload) -> Result:
     info = p["transactionInfo"]
@@ -209,19 +217,21 @@ def transaction_event(env: Env, st: State, p: Payload) -> Result:
         start_tag = tag
     elif _unauthorized(tx):
         _take_remote_start(st, tx, info.get("remoteStartId"))
-    _build_start(env, tx, p)
 
+    messages: list[tuple[str, Payload]] = []
+    start = _start_payload(env, tx)
+    if start is not None:
+        messages.append(("StartTransaction", start))
+        messages += [(m["action"], m["payload"]) for m in tx.pop("waiting", [])]
     if event == "Updated" and meter:
         converted = meter_values_to_v16(meter)
         if converted:
-            tx["queue"].append(
-                {"action": "MeterValues", "payload": {"connectorId": connector, "meterValue": converted}}
-            )
+            messages.append(("MeterValues", {"connectorId": connector, "meterValue": converted}))
     if event == "Ended":
         tx["ended"] = True
         st.connector(connector)["finishing"] = True
-        if tx.get("int") is None and tx.get("start") is None:
-            _close(st, tx_id, tx)  # never authorized: 1.6 has no transaction to end
+        if not _opened(tx):
+            _close(st, tx_id)  # never authorized: 1.6 has no transaction to end
             st.save()
             yield from status_update(st, connector, p["timestamp"])
             return {}
@@ -238,27 +248,34 @@ def transaction_event(env: Env, st: State, p: Payload) -> Result:
         data = meter_values_to_v16(meter, hertz=False)
         if data:
             stop["transactionData"] = data
-        tx["queue"].append({"action": "StopTransaction", "payload": stop})
+        messages.append(("StopTransaction", stop))
+    if not _opened(tx):
+        # Not authorized yet: what it says waits for the event that authorizes it.
+        waiting: list[dict[str, Any]] = tx.setdefault("waiting", [])
+        waiting += [{"action": a, "payload": m} for a, m in messages]
+        del waiting[:-MAX_WAITING]
+        messages = []
     st.save()
 
-    # Earlier transactions first, so the CSMS sees everything in the order the station sent it.
-    for other_id, other in list(st.txs.items()):
-        if other is not tx and not (yield from _send_held(st, other_id, other, [FLUSH_BUDGET])):
-            break
-    delivered = yield from _send_held(st, tx_id, tx, [len(tx["queue"]) + 1])
+    answers: dict[str, Payload | None] = {}
+    for action, payload in messages:
+        answers[action] = yield _defer(tx_id, action, payload)
+    auth = tx.get("auth")  # learnt from the StartTransaction's answer, now or earlier
     yield from status_update(st, connector, p["timestamp"])
 
     answer: Payload = {}
-    if token and delivered:
-        if event == "Ended" and "stop_info" in tx and tx["stop_info"] is not None:
-            answer["idTokenInfo"] = id_token_info(tx["stop_info"], token["type"])
-        elif tx.get("auth") is not None and start_tag == tx.get("id_tag"):
-            answer["idTokenInfo"] = tx["auth"]
-        elif start_tag is not None:
-            try:
-                auth = yield OutCall(Side.CSMS, "Authorize", {"idTag": start_tag})
-            except PeerError:
-                auth = None  # the event itself went through: answer without a verdict on the token
-            if auth is not None:
-                answer["idTokenInfo"] = id_token_info(auth["idTagInfo"], token["type"])
+    if not token or any(a is None for a in answers.values()):
+        return answer  # something waits in the queue: the gateway has no verdict of the CSMS to pass on
+    stop_answer = answers.get("StopTransaction")
+    if stop_answer is not None and stop_answer.get("idTagInfo") is not None:
+        answer["idTokenInfo"] = id_token_info(stop_answer["idTagInfo"], token["type"])
+    elif auth is not None and start_tag == tx.get("id_tag"):
+        answer["idTokenInfo"] = auth
+    elif start_tag is not None:
+        try:
+            verdict = yield OutCall(Side.CSMS, "Authorize", {"idTag": start_tag})
+        except PeerError:
+            verdict = None  # the event itself went through: answer without a verdict on the token
+        if verdict is not None:
+            answer["idTokenInfo"] = id_token_info(verdict["idTagInfo"], token["type"])
     return answer

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from adapters import directions
-from adapters.base import Context, CoverageRow, Handler, Refuse, Side, Support
+from adapters.base import Context, CoverageRow, Defer, Handler, PeerError, Refuse, Settlement, Side, Support
 from adapters.v201_v16 import charger, csms, transactions  # noqa: F401  (importing registers the handlers)
 from adapters.v201_v16.env import HANDLERS, Env, Spec
 from adapters.v201_v16.state import NAME, State
-from adapters.v201_v16.transactions import flush, held, push_held
 from gateway.ocppj import Call, ErrorKind, Version
 
 
@@ -34,23 +33,20 @@ class V201V16:
             )
         return self._run(spec, origin, call, ctx)
 
-    def background(self, ctx: Context) -> Handler | None:
-        """Held transaction messages to push while the station is quiet; None when nothing is held."""
-        st = State(ctx)
-        if not any(held(tx) for tx in st.txs.values()):
-            return None
-        return push_held(st)
+    # The offline queue's side (``adapters.base.Deferring``): transaction messages wait there for the CSMS.
 
-    def held_messages(self, ctx: Context) -> int:
-        """Transaction messages held for the CSMS (counted with the gateway's offline queue); reads only."""
-        txs: dict[str, dict[str, Any]] = ctx.state.get(NAME, {}).get("tx", {})
-        return sum(held(tx) for tx in txs.values())
+    def resolve(self, ref: dict[str, Any], action: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+        return transactions.resolve(ref, action, payload, ctx)
+
+    def settled(self, ref: dict[str, Any], action: str, result: dict[str, Any] | None, error: PeerError | None,
+                ctx: Context) -> Settlement:
+        return transactions.settled(ref, action, result, error, ctx)
+
+    def adopt_held(self, ctx: Context) -> list[Defer]:
+        return transactions.adopt_held(ctx)
 
     def _run(self, spec: Spec, origin: Side, call: Call, ctx: Context) -> Handler:
-        st = State(ctx)
-        if origin is Side.CHARGER and call.action != "TransactionEvent" and st.txs:
-            yield from flush(st)
-        return (yield from spec.fn(self.opts, st, call.payload))
+        return (yield from spec.fn(self.opts, State(ctx), call.payload))
 
     def coverage(self) -> list[CoverageRow]:
         rows = []

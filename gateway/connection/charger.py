@@ -48,6 +48,7 @@ from gateway.session import (
     ValidationFailed,
 )
 from gateway.store import StoreError
+from gateway.store.base import QueueRow
 from gateway.transport import DirectServerConnection
 
 # Charger CALLs the connection reads besides relaying them: what a route change needs to know.
@@ -88,7 +89,7 @@ class ChargerConnection:
         self.limits = SessionLimits(
             call_timeout=config.csms[route.primary].call_timeout or config.call_timeout,
             max_frame_bytes=config.max_frame_bytes,
-            background_interval=config.held_retry_interval,
+            retry_interval=config.held_retry_interval,
             validation=(entry.validation if entry and entry.validation else config.validation),
             validation_fixed=bool(entry and entry.validation),
             model_validation=tuple(config.validation_by_model.items()),
@@ -506,11 +507,15 @@ class ChargerConnection:
             self.log.error("offline_queue_unreadable", error=str(exc))
             rows = []
         self.session.restore_queue([
-            Queued(seq, ts, action, uid, orjson.loads(payload), orjson.loads(local), key)
-            for seq, ts, action, uid, payload, local, key in rows
+            Queued(seq, ts, action, uid, orjson.loads(payload), orjson.loads(local), key, kind=kind)
+            for seq, ts, action, uid, payload, local, key, kind in rows
         ])
         if rows:
             self.log.info("offline_queue_restored", queued=len(rows))
+        adopted = self.session.adopt_held(time.time())
+        if adopted:
+            self.log.info("held_messages_queued", queued=sum(isinstance(a, Enqueue) for a in adopted))
+            self.apply(adopted)
         svc.metrics.offline_queues[self.charger_id] = self._offline_depth
         if self.version is Version.V16:
             self._reserve_ids(IDS_BLOCK)
@@ -726,9 +731,9 @@ class ChargerConnection:
         }
 
 
-def _queue_row(item: Queued) -> tuple[int, float, str, str, str, str, str | None]:
+def _queue_row(item: Queued) -> QueueRow:
     return (item.seq, item.ts, item.action, item.unique_id, orjson.dumps(item.payload).decode(),
-            orjson.dumps(item.local).decode(), item.key)
+            orjson.dumps(item.local).decode(), item.key, item.kind)
 
 
 def _iso(ts: float) -> str:

@@ -117,7 +117,8 @@ def message_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 # A queued offline message as stored: (seq, ts, action, unique_id, payload JSON, local answer JSON, key).
-QueueRow = tuple[int, float, str, str, str, str, "str | None"]
+# seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind (``gateway.offline.Queued``)
+QueueRow = tuple[int, float, str, str, str, str, "str | None", str]
 # The first number handed out for gateway-assigned transaction ids: far above the small ids CSMSs count
 # from, so an id the gateway gave a charger offline is not also one its CSMS gives it (1.6 ids are int32).
 FIRST_ALLOCATED_ID = 1_000_000_000

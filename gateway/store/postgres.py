@@ -88,20 +88,24 @@ class PostgresStore(Store):
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (charger_id TEXT NOT NULL, seq BIGINT NOT NULL,"
                 " ts DOUBLE PRECISION NOT NULL, action TEXT NOT NULL, unique_id TEXT NOT NULL, payload TEXT NOT NULL,"
-                " local_answer TEXT NOT NULL, coalesce_key TEXT, PRIMARY KEY (charger_id, seq))"
+                " local_answer TEXT NOT NULL, coalesce_key TEXT, kind TEXT NOT NULL DEFAULT 'charger',"
+                " PRIMARY KEY (charger_id, seq))"
             ).format(queue),
+            # A store from before translated items shared the queue.
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'charger'").format(queue),
             # Gateway-assigned transaction ids: a sequence is shared safely by every instance on this database.
             sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} START WITH {}").format(ids, sql.Literal(FIRST_ALLOCATED_ID)),
         ]
         self._queue_insert = sql.SQL(
-            "INSERT INTO {} (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charger_id, seq) DO UPDATE SET"
+            "INSERT INTO {} (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charger_id, seq) DO UPDATE SET"
             " ts = EXCLUDED.ts, action = EXCLUDED.action, unique_id = EXCLUDED.unique_id,"
-            " payload = EXCLUDED.payload, local_answer = EXCLUDED.local_answer, coalesce_key = EXCLUDED.coalesce_key"
+            " payload = EXCLUDED.payload, local_answer = EXCLUDED.local_answer, coalesce_key = EXCLUDED.coalesce_key,"
+            " kind = EXCLUDED.kind"
         ).format(queue)
         self._queue_delete = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND seq = %s").format(queue)
         self._queue_select = sql.SQL(
-            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key FROM {}"
+            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind FROM {}"
             " WHERE charger_id = %s ORDER BY seq"
         ).format(queue)
         self._reserve_ids = sql.SQL("SELECT nextval(%s) FROM generate_series(1, %s)")

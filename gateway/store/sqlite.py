@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS charger_state (
     state TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
--- Messages answered by the gateway while the CSMS was away, waiting to be replayed in seq order.
+-- Messages waiting for a CSMS, replayed in seq order: kind 'charger', answered by the gateway while the
+-- CSMS was away; kind 'translated', made by a translator (local_answer holds its reference).
 CREATE TABLE IF NOT EXISTS offline_queue (
     charger_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS offline_queue (
     payload TEXT NOT NULL,
     local_answer TEXT NOT NULL,
     coalesce_key TEXT,
+    kind TEXT NOT NULL DEFAULT 'charger',
     PRIMARY KEY (charger_id, seq)
 );
 -- Numbers the gateway hands out (transaction ids): the next free one per name, advanced in a transaction.
@@ -82,8 +84,9 @@ _UPSERT_STATE = (
 )
 
 _INSERT_QUEUED = (
-    "INSERT OR REPLACE INTO offline_queue (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO offline_queue"
+    " (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # The newest CALL of an action from each charger (its last BootNotification, say): max(id) per charger.
@@ -189,6 +192,9 @@ class SQLiteStore(Store):
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
+        queue_columns = {row[1] for row in conn.execute("PRAGMA table_info(offline_queue)")}
+        if "kind" not in queue_columns:  # a store from before translated items shared the queue
+            conn.execute("ALTER TABLE offline_queue ADD COLUMN kind TEXT NOT NULL DEFAULT 'charger'")
         row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -226,7 +232,7 @@ class SQLiteStore(Store):
 
     def _select_queue(self, conn: sqlite3.Connection, charger_id: str) -> list[QueueRow]:
         return conn.execute(
-            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key FROM offline_queue"
+            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind FROM offline_queue"
             " WHERE charger_id = ? ORDER BY seq", (charger_id,),
         ).fetchall()
 

@@ -3,11 +3,15 @@
 # ruff: noqa: F811  (the store fixtures are imported from test_store and named as test parameters)
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from gateway.records import FrameRecord
 from gateway.store import Store
+from gateway.store.postgres import split_url
+from gateway.store.sqlite import sqlite_path
 from tests.integration.test_store import pg_url, started, store_url, stores  # noqa: F401  (fixtures)
 
 
@@ -22,17 +26,47 @@ async def test_a_commit_stores_state_queue_and_log_together_and_reads_back_in_or
     """After commit() resolves, state, queued messages and the log records queued before it are all readable."""
     store = await started(stores, store_url, flush_interval=60.0)  # the batched path alone would wait a minute
     store.record(_record("s1"))
-    rows = [(2, 1.5, "MeterValues", "m1", '{"a":2}', "{}", None), (1, 1.0, "StartTransaction", "s1", '{"a":1}',
-                                                                   '{"transactionId":5}', None)]
+    rows = [(2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated"),
+            (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger")]
     await store.commit("CP1", {"offline": {"seq": 3}}, rows, [])
-    assert await store.offline_queue("CP1") == [(1, 1.0, "StartTransaction", "s1", '{"a":1}',
-                                                 '{"transactionId":5}', None),
-                                                (2, 1.5, "MeterValues", "m1", '{"a":2}', "{}", None)]
+    assert await store.offline_queue("CP1") == [
+        (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger"),
+        (2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated"),
+    ]
     assert [m["unique_id"] for m in await store.messages("CP1")] == ["s1"]
     assert await store.load_state("CP1") == {"offline": {"seq": 3}}
     await store.commit("CP1", None, [], [1])
     assert [r[0] for r in await store.offline_queue("CP1")] == [2]
     assert await store.offline_queue("CP2") == []
+
+
+async def test_a_queue_from_before_translated_items_gains_its_kind_column(
+    stores: Callable[..., Store], store_url: str,
+) -> None:
+    """An offline_queue table without the kind column (an older gateway's) gets it on start; its rows are the
+    charger's, and translated rows can be added."""
+    old_table = ("CREATE TABLE {} (charger_id TEXT NOT NULL, seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL,"
+                 " action TEXT NOT NULL, unique_id TEXT NOT NULL, payload TEXT NOT NULL, local_answer TEXT NOT NULL,"
+                 " coalesce_key TEXT, PRIMARY KEY (charger_id, seq))")
+    old_row = ("INSERT INTO {} VALUES ('CP1', 1, 1.0, 'StartTransaction', 's1', '{{}}', '{{}}', NULL)")
+    if store_url.startswith("sqlite"):
+        path = Path(sqlite_path(store_url))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            conn.execute(old_table.format("offline_queue"))
+            conn.execute(old_row.format("offline_queue"))
+    else:
+        import psycopg
+
+        conninfo, schema = split_url(store_url)
+        assert schema is not None
+        with psycopg.connect(conninfo, autocommit=True) as pg:
+            pg.execute(f'CREATE SCHEMA "{schema}"')
+            pg.execute(old_table.format(f'"{schema}".offline_queue'))
+            pg.execute(old_row.format(f'"{schema}".offline_queue'))
+    store = await started(stores, store_url)
+    await store.commit("CP1", None, [(2, 2.0, "MeterValues", "m1", "{}", '{"tx":"t1"}', None, "translated")], [])
+    assert [(r[0], r[-1]) for r in await store.offline_queue("CP1")] == [(1, "charger"), (2, "translated")]
 
 
 async def test_reserved_ids_are_never_handed_out_twice_across_restarts(

@@ -233,7 +233,7 @@ def test_the_replay_waits_for_a_shared_turn_and_gives_it_back_when_the_queue_is_
     s.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
     out = s.link_up(Side.CSMS, 2.0)
     assert turns(out) == [True] and sent(out, Side.CSMS) == []
-    assert turns(s.timer_fired("background", 3.0)) == []  # asked once, not again while waiting
+    assert turns(s.timer_fired("replay", 3.0)) == []  # asked once, not again while waiting
     out = s.replay_turn_granted(4.0)
     assert sent(out, Side.CSMS) == [[2, "s1", "StartTransaction", START]] and turns(out) == []
     out = s.receive(Side.CSMS, frame(3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}), 4.1)

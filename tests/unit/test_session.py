@@ -299,7 +299,7 @@ def test_random_uuid_is_a_well_formed_version_4_uuid_and_never_repeats() -> None
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
-# ------------------------------------------------------------ held work (Translator.background)
+# ------------------------------------------------------------ a translator's deferred messages (Defer)
 
 V16, V201 = Version.V16, Version.V201
 TOKEN = {"idToken": "04A2B3C4D5", "type": "ISO14443"}
@@ -311,7 +311,7 @@ def station_to_16(csms_up: bool, station: Version = V201) -> ChargerSession:
     ctx = Context("CS1", station, V16, new_uuid=lambda: f"gw-{next(ids)}")
     translator = translator_for(station, V16)
     assert translator is not None
-    session = ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=5.0, background_interval=30.0))
+    session = ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=5.0, retry_interval=30.0))
     if csms_up:
         session.link_up(Side.CSMS, 0.0)
     return session
@@ -350,17 +350,19 @@ def answer_csms(s: ChargerSession, out: list[Any], now: float, payloads: dict[st
 
 
 def start_held(s: ChargerSession) -> list[Any]:
-    """Started and Ended reach the gateway while the CSMS does not take StartTransaction: both are held."""
+    """Started and Ended reach the gateway while the CSMS does not take StartTransaction: both wait in the queue."""
     out = s.receive(Side.CHARGER, frame(2, "e0", "TransactionEvent",
                                         tx_event("Started", 0, idToken=TOKEN, evse={"id": 1})), 1.0)
     [key] = [k for k in timer_keys(out) if k.startswith("csms:")]
     out += s.timer_fired(key, 6.0)  # StartTransaction went unanswered: the station is answered locally
     ended = s.receive(Side.CHARGER, frame(2, "e1", "TransactionEvent", tx_event("Ended", 1)), 7.0)
     out += ended
-    for key in [k for k in timer_keys(ended) if k.startswith("csms:")]:  # Ended tries the start again
-        out += s.timer_fired(key, 12.0)
+    assert not [k for k in timer_keys(ended) if k.startswith("csms:")]  # the stop queues behind the start
     assert [m[:2] for m in sent(out, Side.CHARGER)] == [[3, "e0"], [3, "e1"]]
     assert open_transactions(s.ctx.state) == ["tx-A"]
+    status = s.offline_status(8.0)
+    assert (status["queued"], status["held_by_translator"]) == (2, 2)
+    assert status["by_kind"] == {"charger": 0, "translated": 2} and status["oldest_age_s"] == 7.0
     return out
 
 
@@ -381,24 +383,24 @@ def test_held_transaction_messages_go_out_when_the_csms_link_comes_up(station: V
     assert calls[0] == "StartTransaction" and calls[-1] == "StopTransaction"
     [stop] = [m[3] for m in sent(out, Side.CSMS) if m[0] == 2 and m[2] == "StopTransaction"]
     assert stop["transactionId"] == 7
-    assert sent(out, Side.CHARGER) == []  # background work answers nobody
-    assert open_transactions(s.ctx.state) == []
+    assert sent(out, Side.CHARGER) == []  # the replay answers nobody
+    assert open_transactions(s.ctx.state) == [] and s.pending_offline == 0
 
 
 def test_held_work_is_retried_on_its_timer_while_the_station_is_silent() -> None:
-    """A start the CSMS left unanswered is tried again every background_interval, with no station message."""
+    """A start the CSMS left unanswered is tried again every retry_interval, with no station message."""
     s = station_to_16(csms_up=True)
     out = start_held(s)
-    assert "background" in timer_keys(out)
+    assert "replay" in timer_keys(out)
 
-    retry = s.timer_fired("background", 37.0)
+    retry = s.timer_fired("replay", 37.0)
     assert [m[2] for m in sent(retry, Side.CSMS)] == ["StartTransaction"]
     retry += answer_csms(s, retry, 37.1, {"StartTransaction": START16, "StopTransaction": STOP16})
     assert [m[2] for m in sent(retry, Side.CSMS) if m[0] == 2][-1] == "StopTransaction"
 
     # Nothing is held any more: the next tick sends nothing and arms no further timer.
-    later = s.timer_fired("background", 67.0)
-    assert sent(later) == [] and "background" not in timer_keys(later)
+    later = s.timer_fired("replay", 67.0)
+    assert sent(later) == [] and "replay" not in timer_keys(later)
 
 
 def test_a_station_call_waits_behind_held_work_and_then_goes() -> None:
@@ -416,10 +418,10 @@ def test_a_station_call_waits_behind_held_work_and_then_goes() -> None:
     assert [m[:2] for m in sent(out, Side.CHARGER)] == [[3, "h1"]]
 
 
-def test_a_closed_session_cancels_its_background_timer() -> None:
-    """Closing the session cancels an armed background timer, and a late tick does nothing."""
+def test_a_closed_session_cancels_its_retry_timer() -> None:
+    """Closing the session cancels an armed retry timer, and a late tick does nothing."""
     s = station_to_16(csms_up=True)
     start_held(s)
     out = s.close(40.0)
-    assert any(isinstance(a, CancelTimer) and a.key == "background" for a in out)
-    assert s.timer_fired("background", 41.0) == []
+    assert any(isinstance(a, CancelTimer) and a.key == "replay" for a in out)
+    assert s.timer_fired("replay", 41.0) == []

@@ -7,13 +7,16 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from adapters import registry
 from adapters.base import (
+    DROP,
     Context,
+    Defer,
+    Deferring,
     Handler,
     Notify,
     OutCall,
@@ -82,6 +85,9 @@ class Link:
     station: Answer = field(default_factory=lambda: station201({}))
     sent: list[tuple[Side, str, dict[str, Any]]] = field(default_factory=list)
     down: set[Side] = field(default_factory=set)  # sides that do not answer (PeerTimeout)
+    # What the translator deferred and the CSMS has not settled, oldest first: the charger's offline queue,
+    # as the session keeps it (action, payload, ref).
+    queue: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
     def call(self, origin: Side, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         """One CALL from ``origin`` through the translator; returns the answer it gets."""
@@ -99,6 +105,12 @@ class Link:
                     valid(version, action, stop.value, response=True)
                 return stop.value  # type: ignore[no-any-return]
             value, error = None, None
+            if isinstance(step, Defer):
+                # Queued; sent at once when nothing is queued ahead of it, as the session does.
+                self.queue.append((step.call.action, step.call.payload, step.ref))
+                if len(self.queue) == 1:
+                    value = self._deliver_head()
+                continue
             assert isinstance(step, OutCall | Notify)
             target = station_version if step.to is Side.CHARGER else csms_version
             valid(target, step.action, step.payload)
@@ -115,6 +127,45 @@ class Link:
             valid(target, step.action, reply, response=True)
             if isinstance(step, OutCall):
                 value = reply
+
+    def _deliver_head(self) -> dict[str, Any] | None:
+        """The queue's oldest message to the CSMS as its translator resolves it; settled with the answer unless
+        the CSMS did not answer or the translator keeps it. The answer, when it is settled with one."""
+        action, payload, ref = self.queue[0]
+        deferring = cast(Deferring, self.tr)
+        resolved = deferring.resolve(ref, action, payload, self.ctx)
+        if resolved is None:
+            return None
+        if resolved is DROP:
+            self.queue.pop(0)
+            return None
+        valid(self.ctx.csms_version, action, resolved)
+        self.sent.append((Side.CSMS, action, resolved))
+        if Side.CSMS in self.down:
+            return None
+        reply: dict[str, Any] | None = None
+        error: PeerError | None = None
+        try:
+            reply = self.csms(action, resolved)
+            valid(self.ctx.csms_version, action, reply, response=True)
+        except PeerError as exc:
+            error = exc
+        settlement = deferring.settled(ref, action, reply, error, self.ctx)
+        for notify in settlement.notify:
+            valid(self.ctx.csms_version, notify.action, notify.payload)
+            self.sent.append((Side.CSMS, notify.action, notify.payload))
+        if settlement.keep:
+            return None
+        self.queue.pop(0)
+        return reply
+
+    def replay(self) -> None:
+        """Send what is queued, in order, until the queue is empty or its head must wait (as the session's replay)."""
+        while self.queue:
+            head = self.queue[0]
+            self._deliver_head()
+            if self.queue and self.queue[0] is head:
+                return
 
     def take(self) -> list[tuple[Side, str, dict[str, Any]]]:
         out, self.sent = self.sent, []
@@ -265,8 +316,9 @@ def test_meter_stop_falls_back_to_the_last_energy_seen() -> None:
 # --- transaction ids and held events ------------------------------------------------------------------------
 
 
-def test_events_before_the_integer_id_is_known_are_held_and_sent_in_order() -> None:
-    """When StartTransaction gets no answer, the station is answered locally and later events wait in order."""
+def test_events_before_the_integer_id_is_known_are_deferred_and_sent_in_order() -> None:
+    """When StartTransaction gets no answer, the station is answered, and the start and later events wait in the
+    offline queue, in order; the replay gives the MeterValues the id the CSMS assigned."""
     link = Link()
     link.down.add(Side.CSMS)
     started = tx_event(
@@ -288,10 +340,14 @@ def test_events_before_the_integer_id_is_known_are_held_and_sent_in_order() -> N
         )
         == {}
     )
-    link.take()
+    assert [a for a, _ in link.to_csms()] == ["StartTransaction"]  # tried once, at once: no answer
+    assert [a for a, _, _ in link.queue] == ["StartTransaction", "MeterValues"]
     link.down.clear()
     link.call(Side.CHARGER, "Heartbeat", {})
-    assert [a for a, _ in link.to_csms()] == ["StartTransaction", "MeterValues", "Heartbeat"]
+    assert [a for a, _ in link.to_csms()] == ["Heartbeat"]  # the queue is the session's to replay, not the handler's
+    link.replay()
+    sent = [(a, p) for a, p in link.to_csms() if a != "StatusNotification"]
+    assert [a for a, _ in sent] == ["StartTransaction", "MeterValues"] and sent[1][1]["transactionId"] == 1
     link.call(
         Side.CHARGER,
         "TransactionEvent",
@@ -370,7 +426,8 @@ def test_state_survives_a_restart_mid_transaction() -> None:
 
 
 def test_a_start_the_csms_refuses_is_retried_then_given_up() -> None:
-    """StartTransaction answered with CALLERROR: the station is answered, the start retried, dropped after 3."""
+    """StartTransaction answered with CALLERROR: the station is answered, the start stays at the head of the queue
+    for the replay to try again, and after 3 refusals it is dropped with the MeterValues behind it."""
     link = Link()
     fallback = link.csms
 
@@ -382,17 +439,47 @@ def test_a_start_the_csms_refuses_is_retried_then_given_up() -> None:
     link.csms = refuse_start
     started = tx_event("Started", 0, 1, "Authorized", idToken=TOKEN, evse={"id": 1})
     assert link.call(Side.CHARGER, "TransactionEvent", started) == {}
-    for _ in range(3):
-        link.call(Side.CHARGER, "Heartbeat", {})
-    assert [a for a, _ in link.to_csms()] == [
-        "StartTransaction",
-        "StartTransaction",
-        "Heartbeat",
-        "StartTransaction",
-        "Heartbeat",
-        "Heartbeat",
-    ]
+    updated = tx_event("Updated", 1, 5, "MeterValuePeriodic", meterValue=energy(900, "Sample.Periodic", 5))
+    assert link.call(Side.CHARGER, "TransactionEvent", updated) == {}
+    assert [a for a, _, _ in link.queue] == ["StartTransaction", "MeterValues"]
+    link.replay()
+    assert [a for a, _, _ in link.queue] == ["StartTransaction", "MeterValues"]  # kept: refused twice
+    link.replay()
+    assert link.queue == []
+    assert [a for a, _ in link.to_csms()] == ["StartTransaction"] * 3  # the MeterValues went with it
     assert link.ctx.state["v201_v16"]["tx"] == {}
+
+
+def test_messages_an_older_gateway_held_in_the_state_are_adopted_once_in_order() -> None:
+    """A state saved with held messages (tx.start, tx.queue) hands them over as deferred messages, in order, and
+    forgets them; a transaction still waiting for its token keeps its messages; the replay then delivers them."""
+    mv = {"connectorId": 1, "meterValue": [{"timestamp": ts(5), "sampledValue": [{"value": "900"}]}]}
+    stop = {"meterStop": 1200, "timestamp": ts(9), "reason": "Local"}
+    start = {"connectorId": 1, "idTag": "04A2B3C4D5", "meterStart": 100, "timestamp": ts(1)}
+    old = {"v201_v16": {"tx": {
+        "tx-A": {"connector": 1, "int": None, "started": ts(1), "begin_wh": 100, "seqs": [0, 1, 2], "start": start,
+                 "queue": [{"action": "MeterValues", "payload": mv}, {"action": "StopTransaction", "payload": stop}]},
+        "tx-B": {"connector": 2, "int": 41, "started": ts(2), "begin_wh": 0, "seqs": [0, 1],
+                 "queue": [{"action": "MeterValues", "payload": {**mv, "connectorId": 2}}]},
+        "tx-C": {"connector": 3, "int": None, "started": ts(3), "begin_wh": 0, "seqs": [0, 1],
+                 "queue": [{"action": "MeterValues", "payload": {**mv, "connectorId": 3}}]},
+    }}}
+    link = Link(ctx=Context("CS1", V201, V16, state=json.loads(json.dumps(old))))
+    adopted = link.tr.adopt_held(link.ctx)  # type: ignore[attr-defined]
+    assert [(d.ref["tx"], d.call.action) for d in adopted] == [
+        ("tx-A", "StartTransaction"), ("tx-A", "MeterValues"), ("tx-A", "StopTransaction"), ("tx-B", "MeterValues")]
+    assert link.ctx.dirty
+    txs = link.ctx.state["v201_v16"]["tx"]
+    assert not any("queue" in tx or "start" in tx for tx in txs.values())
+    assert [m["action"] for m in txs["tx-C"]["waiting"]] == ["MeterValues"]  # still no token: a translation rule
+    assert link.tr.adopt_held(link.ctx) == []  # type: ignore[attr-defined]
+
+    link.queue = [(d.call.action, d.call.payload, d.ref) for d in adopted]
+    link.replay()
+    sent = [(a, p) for a, p in link.to_csms() if a != "StatusNotification"]
+    assert [(a, p.get("transactionId")) for a, p in sent] == [
+        ("StartTransaction", None), ("MeterValues", 1), ("StopTransaction", 1), ("MeterValues", 41)]
+    assert link.queue == [] and list(txs) == ["tx-B", "tx-C"]
 
 
 # --- station messages, one row each --------------------------------------------------------------------------
@@ -1254,6 +1341,16 @@ def _drive_composed(
                 valid(V21, action, stop.value, response=True)
             return sent
         value = None
+        if isinstance(step, Defer):  # nothing is queued ahead of it here: it goes at once
+            deferring = cast(Deferring, tr)
+            resolved = deferring.resolve(step.ref, step.call.action, step.call.payload, ctx)
+            assert resolved is not None and resolved is not DROP
+            valid(V16, step.call.action, resolved)
+            sent.append((step.call.action, resolved))
+            value = csms(step.call.action, resolved)
+            settlement = deferring.settled(step.ref, step.call.action, value, None, ctx)
+            sent += [(n.action, n.payload) for n in settlement.notify]
+            continue
         assert isinstance(step, OutCall | Notify)
         valid(V16, step.action, step.payload)
         sent.append((step.action, step.payload))

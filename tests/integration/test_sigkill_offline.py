@@ -223,6 +223,24 @@ async def _kill_and_restart(gw: GatewayProcess, csms: RecordingCsms, cid: str, v
     """SIGKILL the gateway, start the CSMS and the gateway again, reconnect the charger, and wait until
     ``delivered()`` (then a little longer: nothing more may come)."""
     await gw.kill9()
+    return await _restart(gw, csms, cid, version, delivered)
+
+
+async def _kill_mid_replay(gw: GatewayProcess, csms: RecordingCsms, cid: str, version: str, answered: int,
+                           sent: Any) -> None:
+    """The charger reconnects after the outage and its queue is replayed to a CSMS that answers ``answered``
+    CALLs (the boot included) and then falls silent; once ``sent()``, SIGKILL. The CSMS stops and will answer all."""
+    csms.stall_after = answered
+    await csms.start()
+    await gw.charger(cid, version)
+    await csms.wait_for(sent)
+    await gw.kill9()
+    await csms.stop()
+    csms.stall_after = None
+
+
+async def _restart(gw: GatewayProcess, csms: RecordingCsms, cid: str, version: str, delivered: Any) -> RawCharger:
+    """After a SIGKILL: start the CSMS and the gateway, reconnect the charger, wait until ``delivered()``."""
     await csms.start()
     await gw.start()
     charger = await gw.charger(cid, version)
@@ -279,18 +297,8 @@ async def test_sigkill_during_replay_never_resends_an_answered_message(rig: Any)
     charger = await _boot_then_csms_down(gw, csms, "CPR", "1.6")
     await _offline_transaction_16(charger)
     await charger.close()
-    csms.stall_after = 1 + 2  # the boot, then two replayed messages
-    await csms.start()
-    await gw.charger("CPR", "1.6")  # the charger reconnects: its queue is replayed
-    await csms.wait_for(lambda: len(csms.calls) >= 4)
-    await gw.kill9()
-    await csms.stop()
-    csms.stall_after = None
-    await csms.start()
-    await gw.start()
-    await gw.charger("CPR", "1.6")
-    await csms.wait_for(lambda: csms.of("StopTransaction"))
-    await asyncio.sleep(0.5)
+    await _kill_mid_replay(gw, csms, "CPR", "1.6", 1 + 2, lambda: len(csms.calls) >= 4)  # boot, 2 replayed
+    await _restart(gw, csms, "CPR", "1.6", lambda: csms.of("StopTransaction"))
     uids = [c[0] for c in csms.of("StartTransaction", "MeterValues", "StopTransaction")]
     # s1 and m0 were answered before the kill: once each. m1 was sent but never answered: sent again.
     assert uids == ["s1", "m0", "m1", "m1", "m2", "e1"]
@@ -325,3 +333,21 @@ async def test_201_to_201_station_transaction_during_outage_survives_sigkill(rig
     assert all(c[2]["offline"] is True for c in events)
     assert events[0][2]["idToken"] == TOKEN201
     assert events[-1][2]["meterValue"][0]["sampledValue"][0]["value"] == 5000
+
+
+async def test_201_to_16_sigkill_during_replay_never_resends_an_answered_message(rig: Any) -> None:
+    """2.0.1 -> 1.6: the CSMS answers the replayed StartTransaction, then leaves the MeterValues unanswered;
+    SIGKILL; after restart the start is not sent again, the MeterValues is re-sent with its message id, and the
+    stop follows, all under the CSMS's id."""
+    gw, csms = await rig("1.6")
+    charger = await _boot_then_csms_down(gw, csms, "CPR2016", "2.0.1")
+    await _offline_transaction_201(charger)
+    await charger.close()
+    await _kill_mid_replay(gw, csms, "CPR2016", "2.0.1", 1 + 1, lambda: csms.of("MeterValues"))  # boot, start
+    await _restart(gw, csms, "CPR2016", "2.0.1", lambda: csms.of("StopTransaction"))
+    tx_calls = csms.of("StartTransaction", "MeterValues", "StopTransaction")
+    assert [c[1] for c in tx_calls] == ["StartTransaction", "MeterValues", "MeterValues", "StopTransaction"]
+    assert tx_calls[1][0] == tx_calls[2][0]  # sent, never answered: sent again, as the same message
+    assert all(c[2]["transactionId"] == 7002 for c in tx_calls[1:])
+    assert tx_calls[-1][2]["meterStop"] == 5000
+

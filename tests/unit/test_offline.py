@@ -266,14 +266,15 @@ def test_a_replay_stopped_by_a_lost_link_gives_the_turn_back_and_asks_again_late
     assert turns(s.link_up(Side.CSMS, 3.0)) == [True]
 
 
-def _v201_v16_session() -> ChargerSession:
+def _v201_v16_session(state: dict[str, Any] | None = None, **policy: Any) -> ChargerSession:
     from adapters import registry
 
     translator = registry.translator_for(Version.V201, Version.V16, {})
     assert translator is not None
     uuids = itertools.count(1)
-    ctx = Context("CS1", Version.V201, Version.V16, new_uuid=lambda: f"gw-{next(uuids)}", ids=IdPool([]))
-    return ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=30.0, offline=OfflinePolicy()))
+    ctx = Context("CS1", Version.V201, Version.V16, new_uuid=lambda: f"gw-{next(uuids)}", ids=IdPool([]),
+                  state=state or {})
+    return ChargerSession("CS1", translator, ctx, SessionLimits(call_timeout=30.0, offline=OfflinePolicy(**policy)))
 
 
 def _tx_event(kind: str, seq: int, wh: int, **extra: Any) -> dict[str, Any]:
@@ -326,6 +327,110 @@ def test_what_a_201_station_sent_before_its_16_start_was_answered_counts_as_queu
     s.timer_fired(call_timeout.key, 31.0)  # no answer at all: the translator keeps the start
     status = s.offline_status(31.0)
     assert (status["queued"], status["held_by_translator"]) == (1, 1)  # one message, counted once
+
+
+TOKEN = {"idToken": "TAG2", "type": "ISO14443"}
+
+
+def _start_unanswered(s: ChargerSession) -> None:
+    """Link up, a Started the CSMS never answers: answered at answer_after, the start kept after call_timeout."""
+    s.link_up(Side.CSMS, 0.0)
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": TOKEN}), 1.0)
+    [timer] = [a.key for a in out if isinstance(a, StartTimer) and a.key.startswith("offline:")]
+    [call_timeout] = [a.key for a in out if isinstance(a, StartTimer) and a.key.startswith("csms:")]
+    assert sent(s.timer_fired(timer, 6.0), Side.CHARGER)[0][:2] == [3, "t0"]
+    s.timer_fired(call_timeout, 31.0)
+
+
+def test_a_201_to_16_backlog_counts_in_depth_and_age_and_against_the_bound() -> None:
+    """The 1.6 StartTransaction the translator deferred is a queue item like the charger's: it shows in the depth,
+    by kind, and in the oldest age (from when it was made), and it fills max_queue_per_charger, so the station's
+    next transaction message beyond the bound is refused for the station to keep and retry."""
+    s = _v201_v16_session(max_queue=2)
+    _start_unanswered(s)
+    status = s.offline_status(41.0)
+    assert (status["queued"], status["held_by_translator"], status["oldest_age_s"]) == (1, 1, 40.0)
+    assert status["by_kind"] == {"charger": 0, "translated": 1}
+    assert (s.pending_offline, s.offline_oldest) == (1, 1.0)  # what the metrics read
+
+    out = s.receive(Side.CHARGER, frame(2, "t1", "TransactionEvent", _tx_event("Updated", 1, 2000)), 41.0)
+    assert sent(out, Side.CHARGER) == [[3, "t1", {}]] and sent(out, Side.CSMS) == []  # behind the start
+    assert s.offline_status(42.0)["by_kind"] == {"charger": 1, "translated": 1}
+    out = s.receive(Side.CHARGER, frame(2, "t2", "TransactionEvent", _tx_event("Ended", 2, 3000)), 42.0)
+    assert sent(out, Side.CHARGER)[0][:3] == [4, "t2", "InternalError"]
+    assert s.pending_offline == 2
+
+
+def test_the_deferred_start_goes_first_when_the_csms_answers_and_the_rest_follows_in_order() -> None:
+    """After the outage the replay sends the kept StartTransaction (same message id), then the station's queued
+    Updated as a MeterValues under the CSMS's id; every item is settled."""
+    s = _v201_v16_session()
+    _start_unanswered(s)
+    first_try = s.offline_status(31.0)
+    s.receive(Side.CHARGER, frame(2, "t1", "TransactionEvent", _tx_event("Updated", 1, 2000)), 32.0)
+    out = s.timer_fired("replay", 61.0)
+    assert turns(out) == [True]
+    out = s.replay_turn_granted(61.0)
+    [start] = sent(out, Side.CSMS)
+    assert start[2] == "StartTransaction" and first_try["queued"] == 1
+    out = s.receive(Side.CSMS, frame(3, start[1], {"transactionId": 88, "idTagInfo": {"status": "Accepted"}}), 61.1)
+    calls: list[list[Any]] = []
+    while (pending := [c for c in sent(out, Side.CSMS) if c[0] == 2]):
+        calls += pending
+        out = [a for c in pending for a in s.receive(Side.CSMS, frame(3, c[1], {}), 61.2)]
+    meter = [c for c in calls if c[2] == "MeterValues"]
+    assert meter and meter[0][3]["transactionId"] == 88
+    assert s.pending_offline == 0 and turns(out) == [False]
+
+
+def test_a_201_station_whose_start_is_lost_with_the_link_is_answered_at_once_with_a_token_verdict() -> None:
+    """The 1.6 link drops while the StartTransaction a Started became is in flight: the station is answered at
+    once, locally, with idTokenInfo (not {} and not after call_timeout); the start stays queued."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": TOKEN}), 1.0)
+    [start] = sent(out, Side.CSMS)
+    out = s.link_down(Side.CSMS, 1.2)
+    assert sent(out, Side.CHARGER) == [[3, "t0", {"idTokenInfo": {"status": "Accepted"}}]]
+    assert s.offline_status(1.3)["by_kind"] == {"charger": 0, "translated": 1}
+    out = returns(s, 2.0)
+    assert [c[:3] for c in sent(out, Side.CSMS)] == [[2, start[1], "StartTransaction"]]  # the same message id
+
+
+def test_held_messages_of_an_older_gateway_become_queue_items_on_load() -> None:
+    """A state saved with the translator's held messages (tx.start, tx.queue): on load they become translated queue
+    items after those the store kept, committed with the state that no longer holds them, and are replayed."""
+    mv = {"connectorId": 1, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "900"}]}]}
+    held = {"connector": 1, "int": None, "started": T0, "begin_wh": 100, "seqs": [0, 1, 2],
+            "start": {"connectorId": 1, "idTag": "TAG2", "meterStart": 100, "timestamp": T0},
+            "queue": [{"action": "MeterValues", "payload": mv},
+                      {"action": "StopTransaction", "payload": {"meterStop": 900, "timestamp": T0}}]}
+    s = _v201_v16_session(state={"v201_v16": {"tx": {"tx-a": held}}})
+    s.restore_queue([Queued(4, 0.5, "StatusNotification", "n1", {"timestamp": T0, "connectorStatus": "Occupied",
+                                                                  "evseId": 1, "connectorId": 1}, {})])
+    out = s.adopt_held(1.0)
+    enqueued = [a.item for a in out if isinstance(a, Enqueue)]
+    assert [(i.seq, i.kind, i.action) for i in enqueued] == [
+        (5, "translated", "StartTransaction"), (6, "translated", "MeterValues"), (7, "translated", "StopTransaction")]
+    saves = [a for a in out if isinstance(a, DURABLE) and not isinstance(a, Enqueue)]
+    assert saves and "queue" not in saves[-1].state["v201_v16"]["tx"]["tx-a"]
+    assert s.adopt_held(2.0) == []  # once
+    assert s.offline_status(3.0)["by_kind"] == {"charger": 1, "translated": 3}
+
+    out = returns(s, 3.0)
+    calls: list[list[Any]] = []
+    while (pending := [c for c in sent(out, Side.CSMS) if c[0] == 2]):
+        calls += pending
+        answer = {"transactionId": 5, "idTagInfo": {"status": "Accepted"}} if pending[0][2] == "StartTransaction" \
+            else {}
+        out = s.receive(Side.CSMS, frame(3, pending[0][1], answer), 3.1)
+    # The station's status (restored first) as Preparing, then the start, its status now that 1.6 knows it, ...
+    assert [c[2] for c in calls] == ["StatusNotification", "StartTransaction", "StatusNotification", "MeterValues",
+                                     "StopTransaction"]
+    assert [c[3].get("transactionId") for c in calls if c[2] in ("MeterValues", "StopTransaction")] == [5, 5]
+    assert s.pending_offline == 0
 
 
 async def test_replay_slots_grant_at_most_their_limit_and_a_released_wait_never_gets_one() -> None:

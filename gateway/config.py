@@ -247,7 +247,8 @@ class GatewayConfig(_Model):
     offline: Offline = Offline()
     call_timeout: float = Field(30.0, gt=0)
     held_retry_interval: float = Field(
-        30.0, gt=0, description="seconds between retries of messages a translator holds while the charger is quiet"
+        30.0, gt=0, description="seconds between replays of the offline queue while the CSMS does not answer "
+        "(and the charger is quiet)"
     )
     max_frame_bytes: int = Field(65536, ge=1024)
     upstream: Upstream = Upstream()

@@ -3,7 +3,7 @@
 Modules: ``env`` (per-station options, handler registry), ``state``
 (persisted translation state), ``convert`` (pure value conversions),
 ``connectors`` (the connector status state machine), ``transactions``
-(TransactionEvent and the held-message queue), ``charger`` and ``csms``
+(TransactionEvent, and what the offline queue asks about its messages), ``charger`` and ``csms``
 (one handler per message, by the side that sends it), ``translator``
 (dispatch and the conformance rows). Facts shared with the 1.6 -> 2.0.1
 translator (statuses, stop reasons, units, measurands, configuration keys,
@@ -15,12 +15,11 @@ string id; 1.6 knows StartTransaction (the CSMS assigns an integer id),
 MeterValues with that id, and StopTransaction. Started becomes
 StartTransaction as soon as the transaction has an idToken (a Started
 without one, e.g. TxStartPoint EVConnected, waits for the Updated that
-authorizes it). Until the integer id is known, Updated and Ended are held in
-``ctx.state`` in order and sent once it is; when the CSMS does not answer
-StartTransaction in time, the station is answered locally and the held
-start is retried before the next message the station sends, when the CSMS
-link comes back, and every ``held_retry_interval`` (config) while the
-station is quiet (``V201V16.background``). Duplicates
+authorizes it, its meter values kept in ``ctx.state`` meanwhile). Every
+1.6 transaction message is deferred (``adapters.base.Defer``) into the
+charger's offline queue: sent at once when nothing is queued ahead of it,
+else replayed in order when the CSMS can take it, with the integer id
+filled in by ``resolve`` and learnt by ``settled``. Duplicates
 (a station retrying an event whose answer it missed) are recognised by
 seqNo and answered without a second 1.6 message.
 

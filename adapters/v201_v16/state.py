@@ -2,8 +2,11 @@
 
 Plain JSON only, so the runtime can store it. Layout::
 
-    tx:          {"<station transactionId>": {connector, int, started, begin_wh, last_wh, queue, seqs,
-                                              id_tag, token_type, start, auth, charging_state, ended, ...}}
+    tx:          {"<station transactionId>": {connector, int, started, begin_wh, last_wh, seqs, id_tag,
+                                              token_type, opened, waiting, refusals, auth, charging_state,
+                                              ended, ...}}
+                 opened: its StartTransaction was deferred; waiting: 1.6 messages kept until it is authorized;
+                 (start, queue: held messages of a gateway from before the one queue, see ``adopt_held``)
     ended:       the last 20 ended station transactionIds (a repeated Ended is answered, not resent)
     connectors:  {"<connectorId>": {status201, sent16, finishing, last_wh}}
     next_id:     the next remoteStartId / requestId the gateway hands out

@@ -11,7 +11,8 @@ What lives in the charger's persisted state (``ctx.state["offline"]``)::
     auth:      {"<idTag or idToken>": {"status": ...}}  the CSMS's last verdict per token (charger's version)
     boot:      {"interval": n}                  the charger was Accepted by the CSMS before, with this interval
     alias:     {"<gateway txId>": <CSMS txId>}  a 1.6 charger's offline transactionId -> the one the CSMS knows
-    seq:       the next queue sequence number (never reused for this charger)
+    seq:       the next queue sequence number, from before the number was shared by the charger's CSMS legs
+               (a floor for the shared one)
     differs:   how many replayed messages the CSMS judged differently from the local answer
     verdicts:  the last few of those, for the admin API
     dropped:   non-transaction messages dropped because the queue was full
@@ -104,8 +105,11 @@ def coalesce_key(action: str, payload: dict[str, Any]) -> str | None:
 class OfflineBook:
     """The persisted part of a charger's offline bookkeeping: a typed view over ``ctx.state["offline"]``."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, numbers: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
+        # The charger's queue numbering ({"seq": next}), shared by the sessions of all its CSMS legs: the rows
+        # of an old primary that drains its transactions and those of the current one share the table's key.
+        self._numbers = numbers
 
     @property
     def d(self) -> dict[str, Any]:
@@ -114,10 +118,17 @@ class OfflineBook:
     def next_seq(self, floor: int) -> int:
         """A queue sequence number above every one used for this charger (``floor``: the highest stored + 1)."""
         d = self.d
-        n = max(int(d.get("seq", 1)), floor)
-        d["seq"] = n + 1
+        numbers = d if self._numbers is None else self._numbers
+        n = max(int(numbers.get("seq", 1)), int(d.get("seq", 1)), floor)
+        numbers["seq"] = n + 1
         self.ctx.save()
         return n
+
+    def raise_floor(self, floor: int) -> None:
+        """Rows up to ``floor`` - 1 are in the store: no leg numbers a new one below it."""
+        numbers = self.d if self._numbers is None else self._numbers
+        if int(numbers.get("seq", 1)) < floor:
+            numbers["seq"] = floor
 
     # -- the CSMS's verdicts, for local answers ------------------------------------------------
 

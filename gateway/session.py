@@ -357,6 +357,7 @@ class ChargerSession:
         ctx: Context,
         limits: SessionLimits = SessionLimits(),
         csms_peer: str = "csms",
+        queue_numbers: dict[str, Any] | None = None,  # shared with the charger's other legs (``OfflineBook``)
     ) -> None:
         self.charger_id = charger_id
         self.translator = translator
@@ -374,10 +375,12 @@ class ChargerSession:
         self._retry_armed = False
         self.policy = limits.validation
         self.offline = limits.offline if limits.offline is not None and limits.offline.answers else None
-        self.book = OfflineBook(ctx)
+        self.book = OfflineBook(ctx, queue_numbers)
         self._queue: deque[Queued] = deque()
         self._queue_live = 0  # queued items not yet settled
         self._translated_live = 0  # of which of kind "translated" (``Defer``)
+        # The translated item a live exchange is sending this moment: a message on its way, not a backlog.
+        self._sending: Queued | None = None
         self._stalled = False  # a queued message went unanswered: the replay waits for its timer or the link
         self._replaying: Queued | None = None  # the charger item the replay has handed to the translator
         self._by_key: dict[str, Queued] = {}
@@ -1055,6 +1058,7 @@ class ChargerSession:
             if item.key is not None:
                 self._by_key[item.key] = item
             self._seq_floor = max(self._seq_floor, item.seq + 1)
+        self.book.raise_floor(self._seq_floor)
 
     def adopt_held(self, now: float) -> list[Action]:
         """Messages an older gateway's translator held in its state become queue items, after those restored.
@@ -1078,25 +1082,27 @@ class ChargerSession:
     def offline_status(self, now: float) -> dict[str, Any]:
         """Queue depth and age, and how the CSMS's verdicts compared, for the admin API."""
         oldest = self.offline_oldest
-        translated = self._translated_live
-        return {"queued": self._queue_live, "held_by_translator": translated,
-                "by_kind": {CHARGER_KIND: self._queue_live - translated, TRANSLATED_KIND: translated},
+        queued = self.pending_offline
+        translated = self._translated_live - (self._sending is not None)
+        return {"queued": queued, "held_by_translator": translated,
+                "by_kind": {CHARGER_KIND: queued - translated, TRANSLATED_KIND: translated},
                 "oldest_age_s": None if oldest is None else round(now - oldest, 3),
                 "csms_reachable": not self._csms_lost, **self.book.summary()}
 
     @property
     def pending_offline(self) -> int:
-        """Messages waiting for the CSMS: the charger's, answered by the gateway, and those a translator made."""
-        return self._queue_live
+        """Messages waiting for the CSMS: the charger's, answered by the gateway, and those a translator made
+        (but the one on its way as a live exchange's CALL)."""
+        return self._queue_live - (self._sending is not None)
 
     @property
     def offline_oldest(self) -> float | None:
         """When the oldest message still queued arrived (None: nothing queued)."""
-        return next((i.ts for i in self._queue if not i.dead), None)
+        return next((i.ts for i in self._queue if not i.dead and i is not self._sending), None)
 
     def _answers_now(self, call: Call) -> bool:
         """Whether the gateway answers this charger CALL itself at once: the CSMS is away or a backlog waits."""
-        return (self.offline is not None and (self._csms_lost or self._queue_live > 0)
+        return (self.offline is not None and (self._csms_lost or self.pending_offline > 0)
                 and call.action in ANSWERED_ACTIONS and call.message_type is MessageType.CALL)
 
     def _answer_offline(self, out: list[Action], call: Call, now: float, ex: _Exchange | None) -> bool:
@@ -1201,7 +1207,11 @@ class ChargerSession:
         item = self._translated_item(step, now)
         self._push(out, item)
         self._save_if_dirty(out)
-        return self._next_in_order(item, ex) and self._send_queued(out, ex, item, now)
+        if not (self._next_in_order(item, ex) and self._send_queued(out, ex, item, now)):
+            return False
+        if ex.call is not _REPLAY_CALL:
+            self._sending = item
+        return True
 
     def _next_in_order(self, item: Queued, ex: _Exchange) -> bool:
         """Whether nothing queued is ahead of ``item`` but what ``ex`` itself stands for."""
@@ -1243,6 +1253,8 @@ class ChargerSession:
         item = ex.deferred
         assert item is not None
         ex.deferred = None
+        if self._sending is item:
+            self._sending = None
         if isinstance(throw, PeerTimeout):
             self._stalled = True  # no answer in time, or the link lost: it stays queued, tried again later
             if (self.offline is not None and not ex.replied and ex.origin is Side.CHARGER

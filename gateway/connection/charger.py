@@ -56,7 +56,7 @@ _WATCHED = re.compile(r'"(BootNotification|StatusNotification|StartTransaction|S
 # What a CSMS that only drains its open transactions may still ask of the charger.
 _DRAIN_COMMANDS = frozenset({"RemoteStopTransaction", "RequestStopTransaction", "GetTransactionStatus"})
 # Keys of the charger's persisted state that belong to the charger, not to one CSMS's translator.
-_CHARGER_KEYS = frozenset({"primary", "shadow", "boot", "status", "transactions", "introduced"})
+_CHARGER_KEYS = frozenset({"primary", "shadow", "boot", "status", "transactions", "introduced", "queue"})
 
 
 class ChargerConnection:
@@ -129,8 +129,9 @@ class ChargerConnection:
         endpoint = self.services.config.csms[name]
         state = primary_state(self.state, name)
         ctx = Context(self.charger_id, self.version, endpoint.ocpp, options=self.options, state=state)
+        # One numbering for the charger's offline queue, whichever leg queues: the rows share the table's key.
         leg = CsmsLeg(self.services, self.charger_id, name, endpoint, translator, ctx, self.limits, self.ledger,
-                      self.log)
+                      self.log, self.state.setdefault("queue", {}))
         leg.sink = lambda actions: self.apply(actions, leg)
         return leg
 

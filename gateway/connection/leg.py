@@ -43,12 +43,12 @@ class CsmsLeg:
 
     def __init__(self, services: ConnectionServices, charger_id: str, name: str, endpoint: CsmsEndpoint,
                  translator: Translator, ctx: Context, limits: SessionLimits, ledger: TransactionLedger,
-                 log: Any) -> None:
+                 log: Any, queue_numbers: dict[str, Any] | None = None) -> None:
         self.name = name
         self.services = services
         self.ledger = ledger
         self.log = log
-        self.session = ChargerSession(charger_id, translator, ctx, limits)
+        self.session = ChargerSession(charger_id, translator, ctx, limits, queue_numbers=queue_numbers)
         self.link = UpstreamLink(
             services, charger_id, name, endpoint,
             on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),

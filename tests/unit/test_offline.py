@@ -399,6 +399,25 @@ def test_a_201_station_whose_start_is_lost_with_the_link_is_answered_at_once_wit
     assert [c[:3] for c in sent(out, Side.CSMS)] == [[2, start[1], "StartTransaction"]]  # the same message id
 
 
+def test_a_translated_message_on_its_way_is_not_a_backlog() -> None:
+    """While the StartTransaction a Started became is in flight (queued durably, sent at once), it is no backlog:
+    not shown as queued, and a CALL the station pipelines behind it waits for it instead of being answered
+    locally."""
+    s = _v201_v16_session()
+    s.link_up(Side.CSMS, 0.0)
+    out = s.receive(Side.CHARGER, frame(2, "t0", "TransactionEvent", {**_tx_event("Started", 0, 1000),
+                                                                       "idToken": TOKEN}), 1.0)
+    [start] = sent(out, Side.CSMS)
+    assert any(isinstance(a, Enqueue) for a in out)
+    assert (s.pending_offline, s.offline_status(1.1)["queued"], s.offline_oldest) == (0, 0, None)
+    status = {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}
+    out = s.receive(Side.CHARGER, frame(2, "n1", "StatusNotification", status), 1.1)
+    assert sent(out, Side.CHARGER) == [] and not any(isinstance(a, Enqueue) for a in out)
+    out = s.receive(Side.CSMS, frame(3, start[1], {"transactionId": 5, "idTagInfo": {"status": "Accepted"}}), 1.2)
+    assert sent(out, Side.CHARGER)[0][:2] == [3, "t0"]
+    assert any(isinstance(a, Settle) for a in out) and s.pending_offline == 0
+
+
 def test_held_messages_of_an_older_gateway_become_queue_items_on_load() -> None:
     """A state saved with the translator's held messages (tx.start, tx.queue): on load they become translated queue
     items after those the store kept, committed with the state that no longer holds them, and are replayed."""
@@ -431,6 +450,27 @@ def test_held_messages_of_an_older_gateway_become_queue_items_on_load() -> None:
                                      "StopTransaction"]
     assert [c[3].get("transactionId") for c in calls if c[2] in ("MeterValues", "StopTransaction")] == [5, 5]
     assert s.pending_offline == 0
+
+
+def test_the_sessions_of_one_chargers_csms_legs_number_their_queue_items_apart() -> None:
+    """An old primary draining a transaction and the new primary queue into one table keyed by (charger, seq):
+    with the charger's shared numbering their items never take the same number, whatever each leg used before."""
+    numbers: dict[str, Any] = {}
+    legs = []
+    for old_seq in (40, 7):
+        ctx = Context("CP1", Version.V16, Version.V16, state={"offline": {"seq": old_seq}}, ids=IdPool([1, 2]))
+        legs.append(ChargerSession("CP1", PassThrough(Version.V16), ctx, SessionLimits(offline=OfflinePolicy()),
+                                   queue_numbers=numbers))
+    active, draining = legs
+    active.restore_queue([Queued(60, 0.5, "StartTransaction", "s0", START, {"transactionId": 9})])
+    down(active)
+    down(draining)
+    seqs = []
+    for n, leg in enumerate([draining, active, draining, active]):
+        meter = {"connectorId": 1, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": str(n)}]}]}
+        out = leg.receive(Side.CHARGER, frame(2, f"m{n}", "MeterValues", meter), 1.0 + n)
+        seqs += [a.item.seq for a in out if isinstance(a, Enqueue)]
+    assert seqs == [61, 62, 63, 64] and numbers == {"seq": 65}
 
 
 async def test_replay_slots_grant_at_most_their_limit_and_a_released_wait_never_gets_one() -> None:

@@ -44,6 +44,7 @@ from gateway.session import (
     CancelTimer,
     ChargerSession,
     Problem,
+    ReplayTurn,
     SaveState,
     Send,
     SessionLimits,
@@ -241,3 +242,8 @@ class ShadowLink:
                     if entry is not None:
                         entry.timed_out = True
                 svc.metrics.problem(f"shadow_{action.event}" if isinstance(action, Problem) else "shadow_invalid")
+            elif isinstance(action, ReplayTurn) and action.take:
+                # A shadow's queue (what its translator deferred, what it answered while the shadow was away)
+                # takes no share of the estate's replay turns: granted at once, after this batch.
+                asyncio.get_running_loop().call_soon(
+                    lambda: self.apply(self.session.replay_turn_granted(time.time())))

@@ -59,3 +59,34 @@ async def test_shadow_gets_every_charger_call_and_its_answers_are_compared(start
     finally:
         await primary.stop()
         await shadow.stop()
+
+
+async def test_a_16_shadow_that_left_a_start_unanswered_gets_it_again_and_the_rest_in_order(
+    start_gateway: GatewayFactory,
+) -> None:
+    """2.0.1 station, 1.6 shadow that does not answer the first StartTransaction: the shadow's queue is replayed
+    on its own (a shadow takes no estate replay turn), so the shadow gets the start again and then the stop under
+    the id it assigned, while the station only ever hears its primary."""
+    from tests.integration.test_cutover import V201, Charger
+
+    primary = await DemoCsms(versions=(Version.V201,)).start()
+    shadow = await DemoCsms(versions=(Version.V16,), first_transaction_id=500).start()
+    shadow.misbehave("hang", "StartTransaction", times=1)
+    try:
+        gw = await start_gateway(
+            {"old": {"url": primary.url, "ocpp": "2.0.1"}, "new": {"url": shadow.url, "ocpp": "1.6"}},
+            default_route={"primary": "old", "shadow": "new"}, call_timeout=1, held_retry_interval=0.3,
+        )
+        station = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/SH2", V201)
+        await station.boot()
+        tx = await station.start(1, "TX-S")
+        await station.stop(tx, 1)
+        await shadow.wait_for(lambda: shadow.charger("SH2").calls_in("StopTransaction"), timeout=10)
+        seen = shadow.charger("SH2")
+        assert len(seen.calls_in("StartTransaction")) == 2  # unanswered once, then replayed
+        assert seen.calls_in("StopTransaction")[0]["transactionId"] == 500
+        assert primary.charger("SH2").calls_in("TransactionEvent")
+        await station.raw.close()
+    finally:
+        await primary.stop()
+        await shadow.stop()

@@ -222,6 +222,7 @@ class _Exchange:
     offline_item: Queued | None = None  # answered locally while it runs: settled if the CSMS answers it
     offline_timer: str = ""  # the answer_after timer
     deferred: Queued | None = None  # the translated item whose answer the handler waits for
+    translated: list[Queued] | None = None  # what a charger CALL's translation deferred (see ``_pass_verdict``)
 
 
 @dataclass(slots=True)
@@ -293,6 +294,8 @@ RETRY_TIMER = "replay"
 # The replay of the offline queue: a charger-side exchange that answers nobody.
 _REPLAY_CALL = Call("", "(replay)", {})
 OFFLINE_TIMER_PREFIX = "offline:"
+# Where a translated item keeps the local verdict the charger got, for the replay to compare (``_pass_verdict``).
+VERDICT_KEY = "local_verdict"
 # Transaction ids reserved from the store: ask for a block of IDS_BLOCK when fewer than IDS_LOW are left.
 IDS_BLOCK = 50
 IDS_LOW = 10
@@ -756,6 +759,8 @@ class ChargerSession:
         if item is not None and (isinstance(error, RelayedError) or not isinstance(error, PeerError)):
             # The CSMS answered the CALL the gateway had already answered: nothing is left to replay.
             self._settle(out, item, result, error, now)
+            if ex.translated:
+                self._pass_verdict(out, ex, item)
         if ex.call.action == "StartTransaction":
             self._want_ids(out)
         st = self._sides[ex.origin]
@@ -1206,6 +1211,10 @@ class ChargerSession:
                                                       "note": "kept: translated from an accepted message"}))
         item = self._translated_item(step, now)
         self._push(out, item)
+        if ex.origin is Side.CHARGER and ex.call is not _REPLAY_CALL:
+            if ex.translated is None:
+                ex.translated = []
+            ex.translated.append(item)
         self._save_if_dirty(out)
         if not (self._next_in_order(item, ex) and self._send_queued(out, ex, item, now)):
             return False
@@ -1276,6 +1285,10 @@ class ChargerSession:
             self._kill(out, item, "answered")
             if ex.call is _REPLAY_CALL:
                 out.append(OfflineEvent("replayed", item.action))
+            verdict = item.local.get(VERDICT_KEY)
+            if isinstance(verdict, dict):
+                csms = None if error is not None else status_of(self._sides[Side.CSMS].version, value)
+                self._judge(out, item, verdict.get("local"), csms, error, verdict.get("token"))
         self._save_if_dirty(out)
         for step in settlement.notify:
             self._notify(out, step, now)
@@ -1296,9 +1309,19 @@ class ChargerSession:
         self._kill(out, item, "answered")
         out.append(OfflineEvent("replayed", item.action))
         version = self._sides[Side.CHARGER].version
-        local = status_of(version, item.local)
         csms = None if error is not None else status_of(version, result)
-        token = token_of(version, item.action, item.payload)
+        self._judge(out, item, status_of(version, item.local), csms, error, token_of(version, item.action,
+                                                                                        item.payload))
+        if (version is Version.V16 and item.action == "StartTransaction" and result is not None
+                and isinstance(result.get("transactionId"), int)):
+            local_id = item.local.get("transactionId")
+            if isinstance(local_id, int) and local_id != result["transactionId"]:
+                self.book.add_alias(local_id, result["transactionId"])
+        self._save_if_dirty(out)
+
+    def _judge(self, out: list[Action], item: Queued, local: str | None, csms: str | None,
+               error: BaseException | None, token: str | None) -> None:
+        """Learn the CSMS's verdict on ``token`` and report it when it differs from the ``local`` one."""
         if token is not None and csms is not None:
             self.book.learn_verdict(token, {"status": csms})
         if error is not None or (local is not None and csms is not None and local != csms):
@@ -1308,12 +1331,21 @@ class ChargerSession:
             self.book.note_differs(record)
             out.append(OfflineEvent("differs", item.action))
             out.append(Problem("offline_verdict_differs", record))
-        if (version is Version.V16 and item.action == "StartTransaction" and result is not None
-                and isinstance(result.get("transactionId"), int)):
-            local_id = item.local.get("transactionId")
-            if isinstance(local_id, int) and local_id != result["transactionId"]:
-                self.book.add_alias(local_id, result["transactionId"])
-        self._save_if_dirty(out)
+
+    def _pass_verdict(self, out: list[Action], ex: _Exchange, answered: Queued) -> None:
+        """The charger got a local verdict on its token, and the CSMS has yet to judge what its CALL became (a
+        deferred StartTransaction): that item carries the local verdict, for the replay to compare."""
+        version = self._sides[Side.CHARGER].version
+        local = status_of(version, answered.local)
+        token = token_of(version, ex.call.action, ex.call.payload)
+        if local is None or token is None:
+            return
+        csms_version = self._sides[Side.CSMS].version
+        for item in ex.translated or ():
+            if not item.dead and token_of(csms_version, item.action, item.payload) is not None:
+                # Beside the translator's reference, in the same stored JSON: the translator ignores it.
+                item.local = {**item.local, VERDICT_KEY: {"local": local, "token": token}}
+                out.append(Enqueue(item))  # stored again, with it
 
     def _learn(self, call: Call, result: dict[str, Any] | None) -> None:
         """Remember what the CSMS said that the gateway may need to answer for it later."""

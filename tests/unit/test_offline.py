@@ -384,6 +384,25 @@ def test_the_deferred_start_goes_first_when_the_csms_answers_and_the_rest_follow
     assert s.pending_offline == 0 and turns(out) == [False]
 
 
+def test_a_csms_verdict_on_a_deferred_start_that_differs_from_the_local_one_is_reported_and_learnt() -> None:
+    """The station was answered locally (Accepted) while its StartTransaction waited; when the replay delivers it
+    and the 1.6 CSMS says Invalid, the difference is counted and listed, and the verdict is learnt for the next
+    local answer."""
+    s = _v201_v16_session()
+    _start_unanswered(s)
+    out = s.timer_fired("replay", 61.0)
+    out = s.replay_turn_granted(61.0)
+    [start] = sent(out, Side.CSMS)
+    out = s.receive(Side.CSMS, frame(3, start[1], {"transactionId": 5, "idTagInfo": {"status": "Invalid"}}), 61.1)
+    assert [a.kind for a in out if isinstance(a, OfflineEvent)] == ["replayed", "differs"]
+    summary = s.offline_status(62.0)
+    assert summary["verdict_differs"] == 1
+    [difference] = summary["recent_differences"]
+    assert (difference["action"], difference["local"], difference["csms"]) == ("StartTransaction", "Accepted",
+                                                                                "Invalid")
+    assert s.book.verdict("ISO14443:TAG2") == {"status": "Invalid"}
+
+
 def test_a_201_station_whose_start_is_lost_with_the_link_is_answered_at_once_with_a_token_verdict() -> None:
     """The 1.6 link drops while the StartTransaction a Started became is in flight: the station is answered at
     once, locally, with idTokenInfo (not {} and not after call_timeout); the start stays queued."""

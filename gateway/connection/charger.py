@@ -513,10 +513,13 @@ class ChargerConnection:
         ])
         if rows:
             self.log.info("offline_queue_restored", queued=len(rows))
-        adopted = self.session.adopt_held(time.time())
-        if adopted:
-            self.log.info("held_messages_queued", queued=sum(isinstance(a, Enqueue) for a in adopted))
-            self.apply(adopted)
+        now = time.time()
+        for leg in [self.active, *self.drains.values()]:  # an old primary's transactions may hold some too
+            adopted = leg.session.adopt_held(now)
+            if adopted:
+                self.log.info("held_messages_queued", csms=leg.name,
+                              queued=sum(isinstance(a, Enqueue) for a in adopted))
+                self.apply(adopted, leg)
         svc.metrics.offline_queues[self.charger_id] = self._offline_depth
         if self.version is Version.V16:
             self._reserve_ids(IDS_BLOCK)

@@ -217,6 +217,85 @@ def per_call_table(pg_url: str | None, calls: int) -> list[dict[str, Any]]:
     return results
 
 
+SESSION_CALLS = (  # the bench's saturation mix, in turn: (action, 1.6 payload)
+    ("Heartbeat", "{}"),
+    ("MeterValues", '{"connectorId":1,"meterValue":[{"timestamp":"2026-11-30T06:00:00Z","sampledValue":'
+                    '[{"value":"12345.6","measurand":"Energy.Active.Import.Register","unit":"Wh"}]}]}'),
+    ("StatusNotification", '{"connectorId":1,"errorCode":"NoError","status":"Available"}'),
+)
+SESSION_ANSWERS = {"Heartbeat": '{"currentTime":"2026-11-30T06:00:00Z"}'}
+
+
+def session_per_call(calls: int, csms: str) -> dict[str, Any]:
+    """CPU per CALL of the gateway's own work on relayed CALLs, without sockets: ``ChargerSession`` (parse,
+    validate, translate) as ``ChargerConnection`` drives it, and the message log (``record`` on the loop
+    thread, inserts on the writer thread, SQLite file). Runs against whichever ``gateway`` is importable."""
+    import inspect
+    import re
+    import tempfile
+
+    from adapters.base import Context, Side
+    from adapters.registry import translator_for
+    from gateway import ocppj
+    from gateway.session import ChargerSession, Send
+    from gateway.store import open_store
+
+    charger_v, csms_v = ocppj.Version.V16, ocppj.Version.parse(csms)
+    translator = translator_for(charger_v, csms_v)
+    assert translator is not None
+    ids = iter(range(10**9))
+    ctx = Context("BENCH1", charger_v, csms_v, new_uuid=lambda: f"gw-{next(ids)}")
+    session = ChargerSession("BENCH1", translator, ctx)
+    session.link_up(Side.CSMS, 0.0)
+    watched = re.compile(r'"(BootNotification|StatusNotification|StartTransaction|StopTransaction|TransactionEvent)"')
+    parsed_once = "parsed" in inspect.signature(session.receive).parameters
+
+    async def run() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(f"sqlite:///{tmp}/gateway.db", retention_days=None)
+            await store.start()
+            record = store.record
+            t0, p0 = time.thread_time(), time.process_time()
+            for i in range(calls):
+                action, payload = SESSION_CALLS[i % len(SESSION_CALLS)]
+                text = f'[2,"c{i}","{action}",{payload}]'
+                now = time.time()
+                if watched.search(text) is not None:  # ChargerConnection parses these to route them
+                    frame = ocppj.parse(text, charger_v)
+                    actions = session.receive(Side.CHARGER, text, now, frame) if parsed_once else \
+                        session.receive(Side.CHARGER, text, now)
+                else:
+                    actions = session.receive(Side.CHARGER, text, now)
+                while actions:
+                    later = []
+                    for a in actions:
+                        if isinstance(a, FrameRecord):
+                            record(a)
+                        elif isinstance(a, Send) and a.to is Side.CSMS:
+                            uid = orjson_loads(a.text)[1]
+                            answer = SESSION_ANSWERS.get(action, "{}")  # the same in 1.6 and 2.0.1
+                            later += session.receive(Side.CSMS, f'[3,"{uid}",{answer}]', now)
+                    actions = later
+                if i % 500 == 0:
+                    await asyncio.sleep(0)  # let the writer take its batches as the loop would
+            loop_s = time.thread_time() - t0
+            await store.close()
+            total_s = time.process_time() - p0
+            stats = store.stats
+        per = 1e6 / calls
+        return {"csms": csms, "frames_logged": stats["written"], "rows": stats.get("rows_written", stats["written"]),
+                "loop_us": round(loop_s * per, 1), "writer_us": round((total_s - loop_s) * per, 1),
+                "total_us": round(total_s * per, 1)}
+
+    return asyncio.run(run())
+
+
+def orjson_loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -225,8 +304,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--explain", type=int, default=0, metavar="ROWS")
     ap.add_argument("--per-call", type=int, nargs="?", const=50_000, default=0, metavar="CALLS",
                     help="CPU per relayed CALL of the log, SQLite and PostgreSQL (default 50,000 CALLs)")
+    ap.add_argument("--session", type=int, nargs="?", const=30_000, default=0, metavar="CALLS",
+                    help="CPU per relayed CALL of the session and the log together, no sockets (default 30,000)")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.session:
+        for csms in ("1.6", "2.0.1"):
+            print(json.dumps(session_per_call(args.session, csms)), flush=True)
+        return
     if args.child is not None:
         print(json.dumps(asyncio.run(write_for(args.url, args.seconds, args.warmup, args.child))))
         return

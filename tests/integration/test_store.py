@@ -1007,3 +1007,27 @@ async def test_a_log_from_schema_1_keeps_its_ids_and_pairs_from_then_on(
     assert await upgraded.messages("CP1", after_id=2, limit=2) == got[2:4]
     assert sql_rows(store_url, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [("2",)]
     assert await stores(store_url).messages("CP1") == got  # a new reader agrees
+
+
+async def test_pairing_while_the_writer_drains_the_queue_loses_and_repeats_nothing(
+    stores: Callable[..., Store], sqlite_url: str
+) -> None:
+    """The writer taking the "in" record just before its "out" arrives leaves two rows, never a lost frame."""
+    store = await started(stores, sqlite_url, batch_max=1, flush_interval=0.0005, retention_days=None)
+    expected = []
+    for i in range(3000):
+        pair = relayed(i, ts=1000.0 + i)
+        expected += [(str(i), "in", "charger"), (str(i), "out", "csms")]
+        store.record(pair[0])
+        if i % 7 == 0:
+            time.sleep(0.002)  # the writer (awake every 0.5 ms) takes the "in" record meanwhile
+        elif i % 7 == 1:
+            await store.flush()  # certainly written before its "out" comes
+        store.record(pair[1])
+    await store.flush()
+
+    got = await store.messages("CP1", limit=10_000)
+    assert flows(got) == expected
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})
+    stats = store.stats
+    assert stats["written"] == 6000 and 3000 + 3000 // 7 < stats["rows_written"] < 6000

@@ -121,6 +121,7 @@ class PostgresStore(Store):
         self._meta_get = sql.SQL("SELECT value FROM {} WHERE key = 'schema_version'").format(meta)
         self._meta_set = sql.SQL("INSERT INTO {} (key, value) VALUES ('schema_version', %s)"
                                  " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value").format(meta)
+        # The log is written with COPY; the INSERT is what it replaced (log_writers --per-call compares them).
         self._insert = sql.SQL(
             "INSERT INTO {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
             " frame, error_code, note, relayed_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"

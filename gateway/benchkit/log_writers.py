@@ -4,13 +4,15 @@ and the log's CPU cost per relayed CALL on SQLite and PostgreSQL.
     python -m gateway.benchkit.log_writers --url postgresql://postgres@127.0.0.1:5432/test --seconds 10
     python -m gateway.benchkit.log_writers --url ... --explain 100000
     python -m gateway.benchkit.log_writers --per-call [--url ...]
+    python gateway/benchkit/log_writers.py --session [CALLS]   # also against an older checkout (PYTHONPATH)
 
 ``--per-call`` logs the four frames of pass-through CALLs (the charger's CALL in and out, the CSMS's
 answer in and out, as the session emits them) through ``Store.record`` and the backend's batch insert,
 and prints CPU µs per CALL: on the event loop (``record``), on the writer thread (the insert, which on
 SQLite includes SQLite's own work) and, for PostgreSQL, in the server process serving the writer. It
 compares four rows per CALL (every frame its own row, as before pairing) with two (each relayed frame
-one row), and on PostgreSQL ``executemany`` with ``COPY``.
+one row), and on PostgreSQL ``executemany`` with ``COPY``. ``--session`` adds the rest of the gateway's
+sans-I/O work on the same CALLs (see ``session_per_call``).
 
 Each writer is a separate process with its own ``PostgresStore`` (the
 gateway's own batching writer thread, partitioned log) in one fresh schema, as

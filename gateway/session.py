@@ -400,8 +400,10 @@ class ChargerSession:
             action = frame.action
             out.append(self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id))
             self._received = (frame.payload, text)
-            self._on_call(out, side, frame, text, now)
-            self._received = None
+            try:
+                self._on_call(out, side, frame, text, now)
+            finally:
+                self._received = None
         elif isinstance(frame, CallResult):
             pending = st.in_flight
             action = pending.action if pending and pending.unique_id == frame.unique_id else None

@@ -145,29 +145,34 @@ class StoreLogCounters:
     """
 
     WRITTEN = ("ocpp_gateway_store_records_written", "Message-log records written to the store")
+    ROWS = ("ocpp_gateway_store_rows_written",
+            "Message-log rows written: a frame relayed unchanged is one row for its two records")
     DROPPED = ("ocpp_gateway_store_records_dropped",
                "Message-log records dropped because the store was failing or its queue was full")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.written = 0
         self.dropped = 0
+        self.rows = 0
         registry.register(self)
 
     def update(self, stats: Mapping[str, int]) -> None:
         """Take the store's totals (its ``stats``); they only grow while the store is open."""
         self.written = stats.get("written", 0)
         self.dropped = stats.get("dropped", 0)
+        self.rows = stats.get("rows_written", 0)
 
-    def _families(self, written: float, dropped: float) -> Iterator[Metric]:
+    def _families(self, written: float, dropped: float, rows: float) -> Iterator[Metric]:
         for (name, doc), value in ((self.WRITTEN, written), (self.DROPPED, dropped)):
             yield CounterMetricFamily(name, doc, value=value)
             yield GaugeMetricFamily(name, f"{doc} (deprecated gauge: use {name}_total)", value=value)
+        yield CounterMetricFamily(*self.ROWS, value=rows)
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._families(self.written, self.dropped)
+        yield from self._families(self.written, self.dropped, self.rows)
 
     def describe(self) -> Iterator[Metric]:
-        yield from self._families(0, 0)
+        yield from self._families(0, 0, 0)
 
 
 class GatewayMetrics:

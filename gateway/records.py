@@ -15,6 +15,11 @@ class FrameRecord(NamedTuple):
 
     A tuple in the message log's column order: the store inserts records
     as they are, with no per-row conversion on the writer thread.
+
+    ``relayed_to`` is set by the store alone: when the gateway sends on
+    exactly the text it received (pass-through), the "in" record stands for
+    the "out" one too and names the peer it went to, so the pair is one row
+    (see ``Store.record``). Readers expand it into both messages.
     """
 
     ts: float  # unix seconds
@@ -28,3 +33,4 @@ class FrameRecord(NamedTuple):
     frame: str
     error_code: str | None = None
     note: str | None = None  # why the gateway did what it did (validation failure, drop, ...)
+    relayed_to: str | None = None  # peer the same text was sent on to (a pass-through pair), set by the store

@@ -398,8 +398,8 @@ class ChargerSession:
 
     # ------------------------------------------------------------ events
 
-    def receive(self, side: Side, text: str, now: float) -> list[Action]:
-        """A frame arrived from ``side``."""
+    def receive(self, side: Side, text: str, now: float, parsed: ocppj.Frame | None = None) -> list[Action]:
+        """A frame arrived from ``side`` (``parsed``: ``text`` already parsed by the caller in ``side``'s version)."""
         out: list[Action] = []
         if self._disconnecting and side is Side.CHARGER:
             return out
@@ -408,7 +408,7 @@ class ChargerSession:
             self._refuse_oversized(out, side, text, now)
             return out
         try:
-            frame = ocppj.parse(text, st.version)
+            frame = ocppj.parse(text, st.version) if parsed is None else parsed
         except FrameError as exc:
             out.append(self._record(side, "in", now, text, "INVALID", None, exc.unique_id, note=exc.description))
             out.append(ValidationFailed(side, st.version, None, "$", exc.description))
@@ -419,7 +419,11 @@ class ChargerSession:
         if isinstance(frame, Call):
             action = frame.action
             out.append(self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id))
-            self._on_call(out, side, frame, text, now)
+            self._received = (frame.payload, text)
+            try:
+                self._on_call(out, side, frame, text, now)
+            finally:
+                self._received = None
         elif isinstance(frame, CallResult):
             pending = st.in_flight
             action = pending.action if pending and pending.unique_id == frame.unique_id else None
@@ -844,8 +848,13 @@ class ChargerSession:
         if unique_id is None:
             unique_id = self._new_id()
         mtype = MessageType.SEND if no_answer and st.version is Version.V21 else MessageType.CALL
+        received = self._received
         try:
-            text = ocppj.serialize(Call(unique_id, action, payload, mtype))
+            if (passthrough and received is not None and received[0] is payload and origin_call is not None
+                    and unique_id == origin_call.unique_id and mtype is origin_call.message_type):
+                text = received[1]  # pass-through: the CALL goes on byte for byte (and is logged as one pair)
+            else:
+                text = ocppj.serialize(Call(unique_id, action, payload, mtype))
         except ocppj.SerializeError as exc:
             out.append(Problem("translator_error", {"action": action, "error": str(exc)}))
             return PeerError(ocppj.error_code(st.version, ErrorKind.INTERNAL),
@@ -922,6 +931,7 @@ class ChargerSession:
         self._pump(out, side, now)
 
     _last_result: tuple[dict[str, Any], str] | None = None
+    _received: tuple[dict[str, Any], str] | None = None  # the CALL being received: its payload and text
 
     def _on_error(self, out: list[Action], side: Side, frame: CallError, now: float) -> None:
         if frame.message_type is MessageType.CALLRESULTERROR:

@@ -231,9 +231,10 @@ class ChargerConnection:
         try:
             leg = self.active
             mirror: ocppj.Call | None = None
+            frame: ocppj.Frame | None = None
             if self.drains or self.shadow is not None or _WATCHED.search(text) is not None:
-                leg, mirror = self._route_charger_frame(text)
-            leg.apply(leg.session.receive(Side.CHARGER, text, now))
+                leg, mirror, frame = self._route_charger_frame(text)
+            leg.apply(leg.session.receive(Side.CHARGER, text, now, frame))  # parsed once, not twice
             if mirror is not None and self.shadow is not None:
                 self.shadow.mirror_call(mirror, now)
             if self.ledger.take_changed():
@@ -242,18 +243,19 @@ class ChargerConnection:
             self.services.metrics.problem("frame_handling_error")
             self.log.error("frame_handling_error", error=repr(exc), exc_info=True)
 
-    def _route_charger_frame(self, text: str) -> tuple[CsmsLeg, ocppj.Call | None]:
-        """Which leg gets a charger frame, and the copy the shadow may have; notes boots, statuses, transactions."""
+    def _route_charger_frame(self, text: str) -> tuple[CsmsLeg, ocppj.Call | None, ocppj.Frame | None]:
+        """Which leg gets a charger frame, the copy the shadow may have and the frame parsed; notes boots,
+        statuses, transactions."""
         try:
             frame = ocppj.parse(text, self.version)
         except ocppj.FrameError:
-            return self.active, None  # the active session answers it in the charger's version
+            return self.active, None, None  # the active session answers it in the charger's version
         if not isinstance(frame, ocppj.Call):
             for leg in self.drains.values():  # the answer to a CALL a draining CSMS sent
                 if leg.calls_to_charger and frame.unique_id in leg.calls_to_charger:
                     del leg.calls_to_charger[frame.unique_id]
-                    return leg, None
-            return self.active, None
+                    return leg, None, frame
+            return self.active, None, frame
         if frame.action == "BootNotification":
             self.state["boot"] = frame.payload
             self.state["introduced"] = [self.route.primary]
@@ -263,7 +265,7 @@ class ChargerConnection:
         shadow = self.shadow.name if self.shadow is not None else None
         owner, mirror = self.ledger.route(frame, self.route.primary, shadow)
         leg = self.drains.get(owner, self.active)
-        return leg, frame if mirror else None
+        return leg, frame if mirror else None, frame
 
     def _note_status(self, payload: dict[str, Any]) -> None:
         if self.version is Version.V16:

@@ -111,7 +111,10 @@ class CsmsLeg:
     def apply(self, actions: list[Action]) -> None:
         """Take out what belongs to the gateway's own exchanges and the ledger; the sink gets the rest."""
         ledger_waits = bool(self.ledger.starts)
-        if self.own or ledger_waits or any(isinstance(a, Send) and a.text[1:2] == "2" for a in actions):
+        # A CALL to the CSMS needs a look only when it may be one the gateway made (``made``): the usual relayed
+        # CALL then goes to the sink as it is, without rebuilding the list.
+        if self.own or ledger_waits or any(isinstance(a, Send) and a.text[1:2] == "2"
+                                           and (a.to is Side.CHARGER or self.made) for a in actions):
             actions = [self._own_record(a) if isinstance(a, FrameRecord) else a for a in actions
                        if not (isinstance(a, Send) and self._took(a, ledger_waits))]
         if actions:

@@ -9,8 +9,10 @@
     await store.flush(); await store.close()
 
 Writes happen on one writer thread per store, in batches (one statement per
-batch on SQLite, ``executemany`` on PostgreSQL; every ``flush_interval``
-seconds or ``batch_max`` records); reads run in
+batch on SQLite, ``COPY`` on PostgreSQL; every ``flush_interval``
+seconds or ``batch_max`` records); a frame relayed unchanged is one row for
+its "in" and "out" records (``relayed_to``), expanded again by every read;
+reads run in
 ``asyncio.to_thread`` on their own connection, so neither stalls the relay.
 When the store falls behind by ``max_queue`` records the oldest unwritten
 records are dropped (``stats["dropped"]``, a log line); state saves are

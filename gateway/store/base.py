@@ -35,7 +35,8 @@ from gateway.records import FrameRecord
 
 log = structlog.get_logger("gateway.store")
 
-SCHEMA_VERSION = 1
+# 2: message_log.relayed_to (a pass-through pair in one row) and the id boundary of paired rows.
+SCHEMA_VERSION = 2
 DEFAULT_MAX_QUEUE = 200_000
 # Back-pressure: above HIGH queued records a healthy but busy writer asks the gateway to stop reading
 # from chargers; below LOW it may read again. Well under max_queue, so a busy writer never drops.
@@ -64,6 +65,13 @@ MESSAGE_COLUMNS = (
     "error_code",
     "note",
 )
+
+# The log row as the backends select it: MESSAGE_COLUMNS, then relayed_to (None on unpaired rows).
+_RELAYED_TO = len(MESSAGE_COLUMNS)
+# store_meta key: the first row id written with pairs. Rows below it keep their ids as message ids; a row
+# ``r`` from it on stands for message ids 2r - B ("in") and 2r - B + 1 (its relayed "out" half), so ids stay
+# unique and increasing across the change and a follower's ``after_id`` keeps working.
+PAIRED_FROM = "message_log_paired_from"
 
 # Index of the payload in an OCPP-J array, by message type id: CALL and SEND
 # carry it after the action, CALLRESULT after the id, errors carry details last.
@@ -114,6 +122,40 @@ def message_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "error_code": code,
         "note": note,
     }
+
+
+def message_id(row_id: int, paired_from: int | None) -> int:
+    """The message id of a row's first (or only) message."""
+    return row_id if paired_from is None or row_id < paired_from else 2 * row_id - paired_from
+
+
+def first_row(after_id: int, paired_from: int | None) -> int:
+    """The lowest row id that may hold a message with an id greater than ``after_id``."""
+    if paired_from is None or after_id < paired_from:
+        return after_id + 1
+    return (after_id + paired_from) // 2
+
+
+def expand_rows(rows: list[tuple[Any, ...]], paired_from: int | None) -> list[tuple[Any, ...]]:
+    """Log rows (MESSAGE_COLUMNS + relayed_to) as messages in MESSAGE_COLUMNS order, each pair as two."""
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    for row in rows:
+        mid = message_id(row[0], paired_from)
+        append((mid, *row[1:_RELAYED_TO]))
+        relayed = row[_RELAYED_TO]
+        if relayed is not None:
+            append((mid + 1, row[1], row[2], "out", relayed, *row[5:_RELAYED_TO]))
+    return out
+
+
+_REC_RELAYED_TO = FrameRecord._fields.index("relayed_to")
+_new_tuple = tuple.__new__
+
+
+def frame_count(batch: list[FrameRecord]) -> int:
+    """How many frames a batch of queued records stands for (a relayed pair is two)."""
+    return len(batch) + sum(1 for r in batch if r[_REC_RELAYED_TO] is not None)
 
 
 # A queued offline message as stored: (seq, ts, action, unique_id, payload JSON, local answer JSON, key).
@@ -218,8 +260,10 @@ class Store(abc.ABC):
 
         self._read_lock = threading.Lock()
         self._reader: Connection | None = None
+        self._paired_from_known: int | None = None
 
-        self._written = 0
+        self._written = 0  # frames
+        self._rows_written = 0  # log rows: a relayed pair is one row for two frames
         self._batches = 0
         self._dropped = 0
         self._states_written = 0
@@ -287,10 +331,15 @@ class Store(abc.ABC):
         """Delete up to ``limit`` message rows with ts < cutoff, commit, return how many."""
 
     @abc.abstractmethod
+    def _paired_from(self, conn: Connection) -> int | None:
+        """The log's PAIRED_FROM row id, or None while the log has no relayed_to column (not migrated yet)."""
+
+    @abc.abstractmethod
     def _select_messages(
-        self, conn: Connection, charger_id: str | None, limit: int, after_id: int | None
+        self, conn: Connection, charger_id: str | None, limit: int, from_row: int | None, paired: bool
     ) -> list[tuple[Any, ...]]:
-        """Rows in MESSAGE_COLUMNS order, oldest first (see ``messages``)."""
+        """Log rows (MESSAGE_COLUMNS, then relayed_to: NULL unless ``paired``), oldest first: the first
+        ``limit`` rows with id >= ``from_row``, or the newest ``limit`` when it is None."""
 
     @abc.abstractmethod
     def _select_state(self, conn: Connection, charger_id: str) -> str | None:
@@ -307,20 +356,40 @@ class Store(abc.ABC):
     # ---------------------------------------------------------------- hot path
 
     def record(self, rec: FrameRecord) -> None:
-        """Queue a frame for the log; never blocks, never raises on a full queue."""
+        """Queue a frame for the log; never blocks, never raises on a full queue.
+
+        A frame sent on exactly as it was received just before (pass-through: same charger, time, text and
+        columns, the other peer) joins the queued "in" record as its ``relayed_to``: one row for the pair.
+        """
         q = self._records
         if self._closed:
             self._note_drop(1, "store closed")
             return
+        if rec[2] == "out" and q:
+            try:
+                prev = q[-1]
+            except IndexError:  # the writer took everything meanwhile
+                prev = None
+            # Text first: it differs at once (length) for everything but a relayed frame. Fields one by one,
+            # not slices: this runs on the event loop for every frame sent.
+            if prev is not None and prev[8] == rec[8] and prev[2] == "in" and prev[11] is None \
+                    and prev[0] == rec[0] and prev[1] == rec[1] and prev[7] == rec[7] and prev[6] == rec[6] \
+                    and prev[5] == rec[5] and prev[4] == rec[4] and prev[9] == rec[9] and prev[10] == rec[10]:
+                try:
+                    # Only this thread appends, so a record the writer took meanwhile empties the queue.
+                    q[-1] = _new_tuple(FrameRecord, (*prev[:_REC_RELAYED_TO], rec[3]))  # _make, minus a check
+                    return
+                except IndexError:
+                    pass
         if len(q) >= self.max_queue:
             # Keep the newest: when the store cannot keep up, the frames of the
             # live fault are the ones an operator will look for.
             try:
-                q.popleft()
+                lost = q.popleft()
             except IndexError:
                 pass
             else:
-                self._note_drop(1, "queue full")
+                self._note_drop(1 if lost[_REC_RELAYED_TO] is None else 2, "queue full")
         q.append(rec)
         if len(q) >= self.batch_max and not self._wake.is_set():
             self._wake.set()
@@ -443,8 +512,26 @@ class Store(abc.ABC):
         """
         if limit < 1:
             return []
-        rows = await self._read(lambda conn: self._select_messages(conn, charger_id, limit, after_id))
-        return [message_dict(r) for r in rows]
+        return [message_dict(r) for r in await self._read(lambda conn: self._messages(conn, charger_id, limit,
+                                                                                      after_id))]
+
+    def _messages(
+        self, conn: Connection, charger_id: str | None, limit: int, after_id: int | None
+    ) -> list[tuple[Any, ...]]:
+        paired_from = self._log_layout(conn)
+        paired = paired_from is not None
+        if after_id is None:
+            # A row holds one or two messages: the newest ``limit`` rows hold the newest ``limit`` messages.
+            return expand_rows(self._select_messages(conn, charger_id, limit, None, paired), paired_from)[-limit:]
+        # The first row may hold only messages up to ``after_id``: one row more fills the page.
+        rows = self._select_messages(conn, charger_id, limit + 1, first_row(after_id, paired_from), paired)
+        return [m for m in expand_rows(rows, paired_from) if m[0] > after_id][:limit]
+
+    def _log_layout(self, conn: Connection) -> int | None:
+        """PAIRED_FROM, read once it is there (it never changes after)."""
+        if self._paired_from_known is None:
+            self._paired_from_known = self._paired_from(conn)
+        return self._paired_from_known
 
     async def load_states(self, prefix: str = "") -> dict[str, dict[str, Any]]:
         """Every saved state whose key starts with ``prefix`` (including saves not yet written), by key."""
@@ -463,10 +550,18 @@ class Store(abc.ABC):
 
         Rows as dicts of the log's columns, unconverted: ``ts`` in unix seconds, ``frame`` as text.
         """
-        rows = await self._read(lambda conn: self._select_charger_frames(
-            conn, charger_id, -math.inf if since is None else since, math.inf if until is None else until,
-            after_id or 0, limit))
-        return [dict(zip(MESSAGE_COLUMNS, r, strict=True)) for r in rows]
+        if limit < 1:
+            return []
+        lo, hi, after = -math.inf if since is None else since, math.inf if until is None else until, after_id or 0
+
+        def select(conn: Connection) -> list[tuple[Any, ...]]:
+            paired_from = self._log_layout(conn)
+            rows = self._select_charger_frames(conn, charger_id, lo, hi, first_row(after, paired_from), limit + 1,
+                                               paired_from is not None)
+            # A pair's charger side is its "in" half when the charger sent it, else the half relayed to it.
+            return [m for m in expand_rows(rows, paired_from) if m[4] == "charger" and m[0] > after][:limit]
+
+        return [dict(zip(MESSAGE_COLUMNS, r, strict=True)) for r in await self._read(select)]
 
     async def logged_chargers(self, since: float | None = None, until: float | None = None) -> list[str]:
         """The ids of chargers with frames in the log between ``since`` and ``until``, sorted."""
@@ -480,12 +575,15 @@ class Store(abc.ABC):
         raise StoreError(f"{self.description} cannot list saved states")
 
     def _select_charger_frames(
-        self, conn: Connection, charger_id: str, since: float, until: float, after_id: int, limit: int
+        self, conn: Connection, charger_id: str, since: float, until: float, from_row: int, limit: int,
+        paired: bool,
     ) -> list[tuple[Any, ...]]:
+        """Rows as ``_select_messages`` selects them, oldest first, with the charger on either side."""
         raise StoreError(f"{self.description} cannot select a charger's frames by time")
 
     def _select_charger_ids(self, conn: Connection, since: float, until: float) -> list[str]:
         raise StoreError(f"{self.description} cannot list the chargers in its log")
+
     async def latest_calls(self, action: str) -> dict[str, Any]:
         """The payload of the newest ``action`` CALL each charger sent (as logged), by charger id.
 
@@ -580,11 +678,13 @@ class Store(abc.ABC):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters for metrics: records written, batches, queue depth, dropped, state saves, errors, pruned."""
+        """Counters for metrics: records (frames) and rows written, batches, queue depth, dropped, state saves,
+        errors, pruned."""
         with self._state_lock:
             pending_states = len(self._states) + len(self._inflight_states)
         return {
             "written": self._written,
+            "rows_written": self._rows_written,
             "batches": self._batches,
             "queue_depth": len(self._records) + len(self._retry_batch),
             "dropped": self._dropped,
@@ -706,13 +806,14 @@ class Store(abc.ABC):
                         error=self._last_error,
                         store=self.description,
                     )
-                    self._dropped += len(batch)
+                    self._dropped += frame_count(batch)
                     self._retry_batch = []
                     self._retry_attempts = 0
                 return False
             self._retry_batch = []
             self._retry_attempts = 0
-            self._written += len(batch)
+            self._written += frame_count(batch)
+            self._rows_written += len(batch)
             self._batches += 1
             self._check_release()
 
@@ -742,7 +843,8 @@ class Store(abc.ABC):
         self._retry_batch = []
         self._retry_attempts = 0
         self._retry_commits = []
-        self._written += len(batch)
+        self._written += frame_count(batch)
+        self._rows_written += len(batch)
         self._batches += 1
         self._durable_writes += 1
         self._states_written += len(states)
@@ -843,7 +945,7 @@ class Store(abc.ABC):
 
     def _abandon(self) -> None:
         """Closing with a store that keeps failing: count what is lost, loudly."""
-        lost = len(self._records) + len(self._retry_batch)
+        lost = frame_count(_take(self._records, len(self._records))) + frame_count(self._retry_batch)
         self._records.clear()
         self._retry_batch = []
         self._dropped += lost

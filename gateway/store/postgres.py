@@ -20,7 +20,15 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.store.base import FIRST_ALLOCATED_ID, MESSAGE_COLUMNS, SCHEMA_VERSION, QueueRow, Store, StoreError
+from gateway.store.base import (
+    FIRST_ALLOCATED_ID,
+    MESSAGE_COLUMNS,
+    PAIRED_FROM,
+    SCHEMA_VERSION,
+    QueueRow,
+    Store,
+    StoreError,
+)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMA_LOCK = 0x0C99_6A7E  # advisory lock key: two instances starting together create tables once
@@ -76,7 +84,9 @@ class PostgresStore(Store):
 
         log, state, meta = table("message_log"), table("charger_state"), table("store_meta")
         queue, ids = table("offline_queue"), table("transaction_id_seq")
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in MESSAGE_COLUMNS)
+        row = {paired: sql.SQL(", ").join([*(sql.Identifier(c) for c in MESSAGE_COLUMNS),
+                                            sql.SQL("relayed_to" if paired else "NULL")])
+               for paired in (True, False)}
         self._ddl: list[sql.Composed] = [
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(meta),
             sql.SQL(
@@ -113,30 +123,39 @@ class PostgresStore(Store):
         if self.schema:
             self._ddl.insert(0, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
         self._meta_get = sql.SQL("SELECT value FROM {} WHERE key = 'schema_version'").format(meta)
-        self._meta_set = sql.SQL("INSERT INTO {} (key, value) VALUES ('schema_version', %s)").format(meta)
+        self._meta_set = sql.SQL("INSERT INTO {} (key, value) VALUES ('schema_version', %s)"
+                                 " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value").format(meta)
+        # The log is written with COPY; the INSERT is what it replaced (log_writers --per-call compares them).
         self._insert = sql.SQL(
             "INSERT INTO {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
-            " frame, error_code, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " frame, error_code, note, relayed_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(log)
+        self._copy = sql.SQL(
+            "COPY {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
+            " frame, error_code, note, relayed_to) FROM STDIN"
+        ).format(log)
+        self._paired_from_get = sql.SQL("SELECT value FROM {} WHERE key = %s").format(meta)
         self._upsert = sql.SQL(
             "INSERT INTO {} (charger_id, state, updated_at) VALUES (%s, %s, %s)"
             " ON CONFLICT (charger_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at"
         ).format(state)
         self.message_log = DailyMessageLog(self.schema, meta)
-        self._newest = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY id DESC LIMIT %s").format(cols, log)
-        self._newest_all = sql.SQL("SELECT {} FROM {} ORDER BY id DESC LIMIT %s").format(cols, log)
-        self._after = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s AND id > %s ORDER BY id LIMIT %s").format(
-            cols, log
-        )
-        self._after_all = sql.SQL("SELECT {} FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(cols, log)
+        self._newest = {p: sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY id DESC LIMIT %s").format(
+            row[p], log) for p in row}
+        self._newest_all = {p: sql.SQL("SELECT {} FROM {} ORDER BY id DESC LIMIT %s").format(row[p], log) for p in row}
+        self._after = {p: sql.SQL("SELECT {} FROM {} WHERE charger_id = %s AND id >= %s ORDER BY id LIMIT %s").format(
+            row[p], log) for p in row}
+        self._after_all = {p: sql.SQL("SELECT {} FROM {} WHERE id >= %s ORDER BY id LIMIT %s").format(row[p], log)
+                           for p in row}
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
         self._states_prefixed = sql.SQL("SELECT charger_id, state FROM {} WHERE left(charger_id, %s) = %s").format(
             state)
-        self._charger_frames = sql.SQL(
-            "SELECT {} FROM {} WHERE charger_id = %s AND id > %s AND peer = 'charger' AND ts >= %s AND ts < %s"
-            " ORDER BY id LIMIT %s").format(cols, log)
-        self._charger_ids = sql.SQL(
-            "SELECT DISTINCT charger_id FROM {} WHERE ts >= %s AND ts < %s AND peer = 'charger'").format(log)
+        side = {True: sql.SQL("(peer = 'charger' OR relayed_to = 'charger')"), False: sql.SQL("peer = 'charger'")}
+        self._charger_frames = {p: sql.SQL(
+            "SELECT {} FROM {} WHERE charger_id = %s AND id >= %s AND {} AND ts >= %s AND ts < %s"
+            " ORDER BY id LIMIT %s").format(row[p], log, side[p]) for p in row}
+        self._charger_ids = {p: sql.SQL(
+            "SELECT DISTINCT charger_id FROM {} WHERE ts >= %s AND ts < %s AND {}").format(log, side[p]) for p in row}
         self._latest_calls = sql.SQL(
             "SELECT charger_id, frame FROM {0} WHERE id IN (SELECT max(id) FROM {0} WHERE action = %s"
             " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
@@ -172,20 +191,26 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in self._ddl:
                 conn.execute(stmt)
-            self.message_log.create(conn)
             row = conn.execute(self._meta_get).fetchone()
-            if row is None:
-                conn.execute(self._meta_set, (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:  # raising rolls back what came before
                 raise StoreError(
                     f"{self.description} has store schema version {row[0]}, newer than this gateway's {SCHEMA_VERSION}"
                 )
+            self.message_log.create(conn)
+            conn.execute(self._meta_set, (str(SCHEMA_VERSION),))
 
     def _insert_messages(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
         self.message_log.keep_ahead(conn)
         with conn.cursor() as cur:
-            cur.executemany(self._insert, [_no_nul(r) for r in rows])
+            self._copy_rows(cur, rows)
         conn.commit()
+
+    def _copy_rows(self, cur: psycopg.Cursor[Any], rows: list[tuple[Any, ...]]) -> None:
+        # COPY, not INSERT: one statement streams the batch; the server parses no SQL per row.
+        with cur.copy(self._copy) as copy:
+            write = copy.write_row
+            for r in rows:
+                write(_no_nul(r))
 
     def _upsert_states(self, conn: psycopg.Connection[Any], items: list[tuple[str, str, float]]) -> None:
         with conn.cursor() as cur:
@@ -201,7 +226,7 @@ class PostgresStore(Store):
         try:
             with conn.cursor() as cur:
                 if rows:
-                    cur.executemany(self._insert, [_no_nul(r) for r in rows])
+                    self._copy_rows(cur, rows)
                 if states:
                     cur.executemany(self._upsert, [_no_nul(i) for i in states])
                 if enqueue:
@@ -231,28 +256,35 @@ class PostgresStore(Store):
             conn.rollback()
             raise
 
+    def _paired_from(self, conn: psycopg.Connection[Any]) -> int | None:
+        try:
+            row = conn.execute(self._paired_from_get, (PAIRED_FROM,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None  # no store_meta: nothing has been written here, or by a gateway from before it
+        return None if row is None else int(row[0])
+
     def _select_messages(
-        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, paired: bool
     ) -> list[tuple[Any, ...]]:
         try:
-            return self._select_messages_from(conn, charger_id, limit, after_id)
+            return self._select_messages_from(conn, charger_id, limit, from_row, paired)
         except psycopg.errors.UndefinedTable:
             raise StoreError(
                 f"no message log in {self.description} (has the gateway run with this store URL?)"
             ) from None
 
     def _select_messages_from(
-        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, after_id: int | None
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, paired: bool
     ) -> list[tuple[Any, ...]]:
-        if after_id is None:
+        if from_row is None:
             if charger_id is None:
-                rows = conn.execute(self._newest_all, (limit,)).fetchall()
+                rows = conn.execute(self._newest_all[paired], (limit,)).fetchall()
             else:
-                rows = conn.execute(self._newest, (charger_id, limit)).fetchall()
+                rows = conn.execute(self._newest[paired], (charger_id, limit)).fetchall()
             return list(reversed(rows))
         if charger_id is None:
-            return conn.execute(self._after_all, (after_id, limit)).fetchall()
-        return conn.execute(self._after, (charger_id, after_id, limit)).fetchall()
+            return conn.execute(self._after_all[paired], (from_row, limit)).fetchall()
+        return conn.execute(self._after[paired], (charger_id, from_row, limit)).fetchall()
 
     def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
         row = conn.execute(self._get_state, (charger_id,)).fetchone()
@@ -262,12 +294,14 @@ class PostgresStore(Store):
         return [(str(k), str(v)) for k, v in conn.execute(self._states_prefixed, (len(prefix), prefix)).fetchall()]
 
     def _select_charger_frames(
-        self, conn: psycopg.Connection[Any], charger_id: str, since: float, until: float, after_id: int, limit: int
+        self, conn: psycopg.Connection[Any], charger_id: str, since: float, until: float, from_row: int, limit: int,
+        paired: bool,
     ) -> list[tuple[Any, ...]]:
-        return conn.execute(self._charger_frames, (charger_id, after_id, since, until, limit)).fetchall()
+        return conn.execute(self._charger_frames[paired], (charger_id, from_row, since, until, limit)).fetchall()
 
     def _select_charger_ids(self, conn: psycopg.Connection[Any], since: float, until: float) -> list[str]:
-        return [str(r[0]) for r in conn.execute(self._charger_ids, (since, until)).fetchall()]
+        query = self._charger_ids[self._log_layout(conn) is not None]
+        return [str(r[0]) for r in conn.execute(query, (since, until)).fetchall()]
     def _select_latest_calls(self, conn: psycopg.Connection[Any], action: str) -> list[tuple[str, str]]:
         return [(str(cid), str(frame)) for cid, frame in conn.execute(self._latest_calls, (action,)).fetchall()]
 
@@ -322,12 +356,32 @@ class DailyMessageLog:
             self._adopt_plain_table(conn)
         if self._exists(conn, "message_log") is None:
             self._create_parent(conn)
+        # A log from schema 1: the column reaches every partition; existing rows read as unpaired (NULL).
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS relayed_to TEXT").format(parent))
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
             self._ident("message_log_default"), parent))
+        self._mark_paired_from(conn)
         meta_get = sql.SQL("SELECT value FROM {} WHERE key = %s").format(self._meta)
         row = conn.execute(meta_get, (_LEGACY_UNTIL,)).fetchone()
         self._legacy_until = float(row[0]) if row and self._exists(conn, "message_log_legacy") else None
         self._create_days(conn)
+
+    def _mark_paired_from(self, conn: psycopg.Connection[Any]) -> None:
+        """Note the first id rows may be pairs from: ids already handed out keep meaning one message each."""
+        found = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE key = %s").format(self._meta), (PAIRED_FROM,)).fetchone()
+        if found is not None:
+            return
+        seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (self._qualified("message_log"),)).fetchone()
+        assert seq is not None and seq[0] is not None
+        # Not nextval: reading the sequence takes no number. Once called, every id up to last_value is taken.
+        last = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(seq[0]))).fetchone()
+        assert last is not None
+        first = int(last[0]) + 1 if last[1] else int(last[0])
+        conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(self._meta),
+                     (PAIRED_FROM, str(first)))
+
+    def _qualified(self, name: str) -> str:
+        return f"{self.schema}.{name}" if self.schema else name
 
     def _create_parent(self, conn: psycopg.Connection[Any]) -> None:
         parent = self._ident("message_log")
@@ -336,7 +390,7 @@ class DailyMessageLog:
             " id BIGINT GENERATED ALWAYS AS IDENTITY,"
             " ts DOUBLE PRECISION NOT NULL, charger_id TEXT NOT NULL, direction TEXT NOT NULL,"
             " peer TEXT NOT NULL, ocpp_version TEXT NOT NULL, message_type TEXT NOT NULL,"
-            " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT)"
+            " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT, relayed_to TEXT)"
             " PARTITION BY RANGE (ts)").format(parent))
         # Matching indexes before any partition is attached: attaching adopts a table's own equal indexes.
         conn.execute(sql.SQL("CREATE INDEX message_log_charger_id ON {} (charger_id, id)").format(parent))
@@ -354,6 +408,8 @@ class DailyMessageLog:
             return
         last_ts, last_id = float(span[0]), int(span[1])
         until = (last_ts // DAY + 1) * DAY
+        # A partition has its parent's columns: the legacy rows are unpaired (relayed_to NULL).
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS relayed_to TEXT").format(legacy))
         self._create_parent(conn)
         parent = self._ident("message_log")
         conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import FIRST_ALLOCATED_ID, SCHEMA_VERSION, QueueRow, Store, StoreError
+from gateway.store.base import FIRST_ALLOCATED_ID, PAIRED_FROM, SCHEMA_VERSION, QueueRow, Store, StoreError
 
 MEMORY = ":memory:"
 
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS message_log (
     unique_id TEXT,
     frame TEXT NOT NULL,
     error_code TEXT,
-    note TEXT
+    note TEXT,
+    relayed_to TEXT  -- a pass-through pair: the same frame also went out to this peer (Store.record)
 );
 CREATE INDEX IF NOT EXISTS message_log_charger_id ON message_log (charger_id, id);
 CREATE INDEX IF NOT EXISTS message_log_ts ON message_log (ts);
@@ -62,11 +63,13 @@ CREATE TABLE IF NOT EXISTS id_counter (
 """
 
 _COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
+_ROW = {True: f"{_COLUMNS}, relayed_to", False: f"{_COLUMNS}, NULL"}  # by whether the column is there yet
 # A whole batch in one statement: the rows go in as one JSON array that SQLite unpacks in C.
 # executemany binds and steps each row on its own, and the sqlite3 module drops and re-takes
 # the GIL around every step; under load those hand-offs cost the event loop about a quarter of
 # its core (docs/benchmark.md, section 7). Here the GIL is let go once per batch.
-_LOGGED = "ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
+_LOGGED = ("ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note,"
+           " relayed_to")
 _INSERT_BATCH = (
     f"INSERT INTO message_log ({_LOGGED}) SELECT "
     + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(_LOGGED.count(",") + 1))
@@ -88,6 +91,9 @@ _INSERT_QUEUED = (
     " (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+# Rows holding a frame the charger sent or got: its own, or a pair relayed to it.
+_CHARGER_SIDE = {True: "(peer = 'charger' OR relayed_to = 'charger')", False: "peer = 'charger'"}
 
 # The newest CALL of an action from each charger (its last BootNotification, say): max(id) per charger.
 _LATEST_CALLS = (
@@ -196,13 +202,32 @@ class SQLiteStore(Store):
         if "kind" not in queue_columns:  # a store from before translated items shared the queue
             conn.execute("ALTER TABLE offline_queue ADD COLUMN kind TEXT NOT NULL DEFAULT 'charger'")
         row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store schema version {row[0]}, newer than this gateway's {SCHEMA_VERSION}"
             )
-        conn.commit()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the column and its boundary together, or neither
+            if "relayed_to" not in {r[1] for r in conn.execute("PRAGMA table_info(message_log)")}:
+                conn.execute("ALTER TABLE message_log ADD COLUMN relayed_to TEXT")  # a log from schema 1
+            if conn.execute("SELECT 1 FROM store_meta WHERE key = ?", (PAIRED_FROM,)).fetchone() is None:
+                # Rows from before keep their ids as message ids; AUTOINCREMENT never hands out a lower id again.
+                seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'").fetchone()
+                conn.execute("INSERT INTO store_meta (key, value) VALUES (?, ?)",
+                             (PAIRED_FROM, str((int(seq[0]) if seq else 0) + 1)))
+            conn.execute("INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
+                         " DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _paired_from(self, conn: sqlite3.Connection) -> int | None:
+        try:
+            row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (PAIRED_FROM,)).fetchone()
+        except sqlite3.OperationalError:  # no store_meta: a log from before the gateway had one
+            return None
+        return None if row is None else int(row[0])
 
     def _insert_messages(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         _insert_rows(conn, rows)
@@ -258,13 +283,13 @@ class SQLiteStore(Store):
         return cur.rowcount
 
     def _select_messages(
-        self, conn: sqlite3.Connection, charger_id: str | None, limit: int, after_id: int | None
+        self, conn: sqlite3.Connection, charger_id: str | None, limit: int, from_row: int | None, paired: bool
     ) -> list[tuple[Any, ...]]:
-        where, params = _where(charger_id, after_id)
-        if after_id is None:
-            sql = f"SELECT {_COLUMNS} FROM message_log{where} ORDER BY id DESC LIMIT ?"
+        where, params = _where(charger_id, from_row)
+        if from_row is None:
+            sql = f"SELECT {_ROW[paired]} FROM message_log{where} ORDER BY id DESC LIMIT ?"
             return list(reversed(conn.execute(sql, (*params, limit)).fetchall()))
-        sql = f"SELECT {_COLUMNS} FROM message_log{where} ORDER BY id LIMIT ?"
+        sql = f"SELECT {_ROW[paired]} FROM message_log{where} ORDER BY id LIMIT ?"
         return conn.execute(sql, (*params, limit)).fetchall()
 
     def _select_state(self, conn: sqlite3.Connection, charger_id: str) -> str | None:
@@ -276,14 +301,16 @@ class SQLiteStore(Store):
         return [(str(k), str(v)) for k, v in conn.execute(sql, (len(prefix), prefix)).fetchall()]
 
     def _select_charger_frames(
-        self, conn: sqlite3.Connection, charger_id: str, since: float, until: float, after_id: int, limit: int
+        self, conn: sqlite3.Connection, charger_id: str, since: float, until: float, from_row: int, limit: int,
+        paired: bool,
     ) -> list[tuple[Any, ...]]:
-        sql = (f"SELECT {_COLUMNS} FROM message_log WHERE charger_id = ? AND id > ? AND peer = 'charger'"
+        sql = (f"SELECT {_ROW[paired]} FROM message_log WHERE charger_id = ? AND id >= ? AND {_CHARGER_SIDE[paired]}"
                " AND ts >= ? AND ts < ? ORDER BY id LIMIT ?")
-        return conn.execute(sql, (charger_id, after_id, _bound(since), _bound(until), limit)).fetchall()
+        return conn.execute(sql, (charger_id, from_row, _bound(since), _bound(until), limit)).fetchall()
 
     def _select_charger_ids(self, conn: sqlite3.Connection, since: float, until: float) -> list[str]:
-        sql = "SELECT DISTINCT charger_id FROM message_log WHERE ts >= ? AND ts < ? AND peer = 'charger'"
+        sql = (f"SELECT DISTINCT charger_id FROM message_log WHERE ts >= ? AND ts < ?"
+               f" AND {_CHARGER_SIDE[self._log_layout(conn) is not None]}")
         return [str(r[0]) for r in conn.execute(sql, (_bound(since), _bound(until))).fetchall()]
     def _select_latest_calls(self, conn: sqlite3.Connection, action: str) -> list[tuple[str, str]]:
         return conn.execute(_LATEST_CALLS, (action,)).fetchall()
@@ -328,15 +355,15 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.execute(_INSERT_BATCH, (batch.decode(),))
 
 
-def _where(charger_id: str | None, after_id: int | None) -> tuple[str, tuple[Any, ...]]:
+def _where(charger_id: str | None, from_row: int | None) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     params: list[Any] = []
     if charger_id is not None:
         clauses.append("charger_id = ?")
         params.append(charger_id)
-    if after_id is not None:
-        clauses.append("id > ?")
-        params.append(after_id)
+    if from_row is not None:
+        clauses.append("id >= ?")
+        params.append(from_row)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 

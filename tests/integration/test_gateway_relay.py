@@ -250,6 +250,46 @@ async def test_mixed_versions_without_a_translator_are_refused(
     assert b"cannot translate ocpp1.6" in exc.value.response.body
 
 
+async def test_a_relayed_frame_goes_on_as_sent_and_the_api_shows_its_in_and_out_records(
+    start_gateway: GatewayFactory, raw_csms: RawCsms
+) -> None:
+    """Pass-through keeps the sender's exact text; the log stores each frame once and the API shows it twice."""
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}})
+    charger = await RawCharger.connect(ws_url(gw, "CP1"), ["ocpp1.6"])
+    call = '[2, "h1", "Heartbeat", { }]'  # spacing no serialiser would produce
+    answer = '[3,"h1",  {"currentTime": "2026-01-01T00:00:00Z"}]'
+    await raw_csms.wait_connected("CP1")
+    while gw.connections["CP1"].upstream_state != "up":  # a CALL that waits for the link: two rows
+        await asyncio.sleep(0.01)
+    await charger.send(call)
+    assert await asyncio.wait_for(raw_csms.inbox.setdefault("CP1", asyncio.Queue()).get(), 5) == call
+    await raw_csms.send("CP1", answer)
+    assert await asyncio.wait_for(charger.ws.recv(), 5) == answer
+    await gw.store.flush()
+    admin = f"http://127.0.0.1:{gw.admin_port}/api/chargers/CP1/messages"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{admin}?limit=50") as resp:
+            records = await resp.json()
+        async with http.get(f"{admin}?limit=1&after_id={records[0]['id']}") as resp:
+            second = await resp.json()
+        async with http.get(f"{admin}?limit=1") as resp:
+            newest = await resp.json()
+
+    assert [(r["direction"], r["peer"], r["message_type"], r["frame"]) for r in records] == [
+        ("in", "charger", "CALL", call), ("out", "csms", "CALL", call),
+        ("in", "csms", "CALLRESULT", answer), ("out", "charger", "CALLRESULT", answer),
+    ]
+    assert all(set(r) == {"id", "ts", "charger_id", "direction", "peer", "ocpp_version", "message_type", "action",
+                          "unique_id", "payload", "frame", "error_code", "note"} for r in records)
+    assert [(r["action"], r["unique_id"], r["ocpp_version"]) for r in records] == [("Heartbeat", "h1", "1.6")] * 4
+    assert records[1]["payload"] == {} and records[3]["payload"] == {"currentTime": "2026-01-01T00:00:00Z"}
+    ids = [r["id"] for r in records]
+    assert ids[1] == ids[0] + 1 and ids[2] > ids[1] and ids[3] == ids[2] + 1
+    assert second == records[1:2] and newest == records[3:]
+    assert (gw.store.stats["written"], gw.store.stats["rows_written"]) == (4, 2)
+    await charger.close()
+
+
 async def test_message_log_api_and_metrics(start_gateway: GatewayFactory, raw_csms: RawCsms) -> None:
     """Every frame lands in the log with its fields, and /metrics counts frames, errors and connections."""
     gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}})

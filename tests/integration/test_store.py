@@ -823,3 +823,211 @@ async def test_the_writer_is_a_daemon_thread_named_for_the_store(stores: Callabl
     """A forgotten close() cannot keep the process alive; the thread is recognisable in dumps."""
     await started(stores, "sqlite://:memory:")
     assert "gateway-store-writer" in [t.name for t in threading.enumerate() if t.daemon]
+
+
+# ------------------------------------------------------------ relayed pairs: one row, two messages
+
+
+def relayed(i: int, *, charger_id: str = "CP1", ts: float = 1_767_225_600.0, to: str = "csms",
+            **kw: Any) -> tuple[FrameRecord, FrameRecord]:
+    """A Heartbeat received from the charger and sent on unchanged: the "in" and "out" records of one frame."""
+    frame = serialize(Call(str(i), "Heartbeat", {}))
+    source = "charger" if to == "csms" else "csms"
+    return (rec(frame, charger_id=charger_id, ts=ts, peer=source, unique_id=str(i), **kw),
+            rec(frame, charger_id=charger_id, ts=ts, direction="out", peer=to, unique_id=str(i), **kw))
+
+
+def flows(messages: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(m["unique_id"], m["direction"], m["peer"]) for m in messages]
+
+
+def sql_rows(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run statements on the store's own tables (a PostgreSQL URL's schema on the search path): the last's rows."""
+    if url.startswith("sqlite:"):
+        with sqlite3.connect(sqlite_path(url)) as db:
+            return [db.execute(s) for s in statements][-1].fetchall()
+    import psycopg
+
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={schema}") as conn:
+        cur = [conn.execute(s) for s in statements][-1]  # type: ignore[call-overload]
+        return cur.fetchall() if cur.description else []
+
+
+async def test_a_relayed_frame_is_one_row_read_back_as_both_messages(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """A frame sent on exactly as received is stored once and read as its "in" and "out" message, ids in a row."""
+    store = await started(stores, store_url, retention_days=None)
+    for r in (*relayed(1), heartbeat(2, ts=1_767_225_601.0), *relayed(3, to="charger")):
+        store.record(r)
+    await store.flush()
+
+    got = await store.messages("CP1")
+
+    assert flows(got) == [("1", "in", "charger"), ("1", "out", "csms"), ("2", "in", "charger"),
+                          ("3", "in", "csms"), ("3", "out", "charger")]
+    assert got[1]["id"] == got[0]["id"] + 1 and got[4]["id"] == got[3]["id"] + 1
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})
+    keep = ("ts", "charger_id", "ocpp_version", "message_type", "action", "unique_id", "payload", "frame",
+            "error_code", "note")
+    assert {k: got[0][k] for k in keep} == {k: got[1][k] for k in keep}
+    assert got[1]["payload"] == {} and got[1]["ts"] == "2026-01-01T00:00:00.000Z"
+    assert (store.stats["written"], store.stats["rows_written"]) == (5, 3)
+    assert sql_rows(store_url, "SELECT count(*), count(relayed_to) FROM message_log") == [(3, 2)]
+
+
+async def test_only_an_identical_frame_right_after_its_in_record_is_paired(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """Different text, time, charger or columns, an "out" after an "out", or a third copy: separate rows."""
+    store = await started(stores, store_url, retention_days=None)
+    first, out = relayed(1)
+    store.record(first)
+    store.record(out._replace(frame=out.frame.replace("[", "[ ", 1)))  # re-serialised: not the same text
+    store.record(first)
+    store.record(out._replace(ts=out.ts + 0.001))
+    store.record(first)
+    store.record(out._replace(charger_id="CP2"))
+    store.record(first)
+    store.record(out._replace(ocpp_version="2.0.1"))
+    store.record(first)
+    store.record(out)  # paired
+    store.record(out)  # the "in" record already stands for one "out"
+    await store.flush()
+
+    assert sql_rows(store_url, "SELECT count(*), count(relayed_to) FROM message_log") == [(10, 1)]
+    got = await store.messages(None, limit=100)
+    assert [m["direction"] for m in got] == ["in", "out"] * 5 + ["out"]
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})
+    assert [m["charger_id"] for m in got][4:6] == ["CP1", "CP2"]
+
+
+async def test_after_id_and_limit_page_through_pairs_one_message_at_a_time(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """A page may end between a pair's halves; the next page starts with the other half, nothing twice."""
+    store = await started(stores, store_url, retention_days=None)
+    for i in range(5):
+        for r in relayed(i):
+            store.record(r)
+        store.record(heartbeat(100 + i, charger_id="OTHER"))
+    await store.flush()
+    everything = await store.messages("CP1", limit=100)
+    assert len(everything) == 10
+
+    for size in (1, 2, 3, 4):
+        pages: list[dict[str, Any]] = []
+        after = 0
+        while page := await store.messages("CP1", limit=size, after_id=after):
+            assert len(page) <= size
+            pages += page
+            after = page[-1]["id"]
+        assert pages == everything, size
+    newest = await store.messages("CP1", limit=3)
+    assert flows(newest) == [("3", "out", "csms"), ("4", "in", "charger"), ("4", "out", "csms")]
+    assert flows(await store.messages("CP1", limit=1)) == [("4", "out", "csms")]
+    whole = await store.messages(None, limit=100)
+    assert [m["unique_id"] for m in whole] == [u for i in range(5) for u in (str(i), str(i), str(100 + i))]
+    assert await store.messages(None, limit=100, after_id=whole[-1]["id"]) == []
+
+
+async def test_a_pair_queued_at_close_is_written_as_both_frames(stores: Callable[..., Store], store_url: str) -> None:
+    """close() writes queued pairs like any record, and a full queue counts a dropped pair as two frames."""
+    store = await started(stores, store_url, flush_interval=30.0, batch_max=10_000, retention_days=None)
+    for i in range(300):
+        for r in relayed(i):
+            store.record(r)
+    await store.close()
+    again = await started(stores, store_url)
+    assert len(await again.messages("CP1", limit=10_000)) == 600
+    assert (store.stats["written"], store.stats["rows_written"], store.stats["dropped"]) == (600, 300, 0)
+
+    full = stores(store_url, batch_max=2, max_queue=2)  # not started: nothing drains it
+    for i in range(3):
+        for r in relayed(i):
+            full.record(r)
+    assert (full.stats["queue_depth"], full.stats["dropped"]) == (2, 2)
+
+
+async def test_charger_frames_and_logged_chargers_see_the_charger_half_of_a_pair(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """Replay reads the charger's side of each pair: its CALL as received, the answer as relayed to it."""
+    store = await started(stores, store_url, retention_days=None)
+    for i in range(4):
+        for r in relayed(i, ts=1000.0 + i):
+            store.record(r)
+        for r in relayed(i, ts=1000.0 + i, to="charger"):
+            store.record(r._replace(message_type="CALLRESULT", frame=serialize(CallResult(str(i), {}))))
+    for r in relayed(9, charger_id="ONLY-RELAYED-TO", ts=1000.0, to="charger"):
+        store.record(r)
+    await store.flush()
+
+    frames = await store.charger_frames("CP1")
+    assert [(f["unique_id"], f["direction"], f["peer"], f["message_type"]) for f in frames] == [
+        (str(i), d, "charger", t) for i in range(4) for d, t in (("in", "CALL"), ("out", "CALLRESULT"))]
+    paged: list[dict[str, Any]] = []
+    after = 0
+    while page := await store.charger_frames("CP1", after_id=after, limit=3):
+        paged += page
+        after = page[-1]["id"]
+    assert paged == frames
+    assert [f["ts"] for f in await store.charger_frames("CP1", since=1001, until=1002)] == [1001.0, 1001.0]
+    assert await store.logged_chargers() == ["CP1", "ONLY-RELAYED-TO"]
+    assert list(await store.latest_calls("Heartbeat")) == ["CP1"]  # a CALL relayed to a charger is not its own
+
+
+async def test_a_log_from_schema_1_keeps_its_ids_and_pairs_from_then_on(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """Upgrading an old log adds the column; old rows keep their ids and new ones page on after them."""
+    old = await started(stores, store_url, retention_days=None)
+    for i in range(3):
+        old.record(heartbeat(i))
+    await old.close()
+    # Put the store back the way a gateway of schema 1 left it: no relayed_to, no boundary, version 1.
+    sql_rows(store_url, "ALTER TABLE message_log DROP COLUMN relayed_to",
+             "DELETE FROM store_meta WHERE key = 'message_log_paired_from'",
+             "UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
+    before = await stores(store_url).messages("CP1")  # a reader (`ocpp-gateway logs`) before the upgrade
+    assert [(m["unique_id"], m["id"]) for m in before] == [("0", 1), ("1", 2), ("2", 3)]
+
+    upgraded = await started(stores, store_url, retention_days=None)
+    for r in relayed(3):
+        upgraded.record(r)
+    upgraded.record(heartbeat(4))
+    await upgraded.flush()
+
+    got = await upgraded.messages("CP1")
+    assert flows(got) == [("0", "in", "charger"), ("1", "in", "charger"), ("2", "in", "charger"),
+                          ("3", "in", "charger"), ("3", "out", "csms"), ("4", "in", "charger")]
+    assert [m["id"] for m in got][:4] == [1, 2, 3, 4] and got[4]["id"] == 5 and got[5]["id"] > 5
+    assert await upgraded.messages("CP1", after_id=before[-1]["id"]) == got[3:]
+    assert await upgraded.messages("CP1", after_id=2, limit=2) == got[2:4]
+    assert sql_rows(store_url, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [("2",)]
+    assert await stores(store_url).messages("CP1") == got  # a new reader agrees
+
+
+async def test_pairing_while_the_writer_drains_the_queue_loses_and_repeats_nothing(
+    stores: Callable[..., Store], sqlite_url: str
+) -> None:
+    """The writer taking the "in" record just before its "out" arrives leaves two rows, never a lost frame."""
+    store = await started(stores, sqlite_url, batch_max=1, flush_interval=0.0005, retention_days=None)
+    expected = []
+    for i in range(3000):
+        pair = relayed(i, ts=1000.0 + i)
+        expected += [(str(i), "in", "charger"), (str(i), "out", "csms")]
+        store.record(pair[0])
+        if i % 7 == 0:
+            time.sleep(0.002)  # the writer (awake every 0.5 ms) takes the "in" record meanwhile
+        elif i % 7 == 1:
+            await store.flush()  # certainly written before its "out" comes
+        store.record(pair[1])
+    await store.flush()
+
+    got = await store.messages("CP1", limit=10_000)
+    assert flows(got) == expected
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})
+    stats = store.stats
+    assert stats["written"] == 6000 and 3000 + 3000 // 7 < stats["rows_written"] < 6000

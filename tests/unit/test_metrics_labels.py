@@ -88,7 +88,7 @@ def test_shadow_comparisons_are_not_initialised_per_charger() -> None:
 def test_store_totals_are_counters_and_keep_their_old_gauge_names() -> None:
     """Written and dropped records are ``_total`` counters; the gauge names bench and docs read still work."""
     metrics = GatewayMetrics()
-    metrics.store_log.update({"written": 41, "dropped": 2, "queue_depth": 7})
+    metrics.store_log.update({"written": 41, "rows_written": 30, "dropped": 2, "queue_depth": 7})
     text = metrics.exposition().decode()
     assert "# TYPE ocpp_gateway_store_records_written_total counter" in text
     assert "# TYPE ocpp_gateway_store_records_dropped_total counter" in text
@@ -97,3 +97,4 @@ def test_store_totals_are_counters_and_keep_their_old_gauge_names() -> None:
     assert samples["ocpp_gateway_store_records_dropped_total"] == 2
     assert samples["ocpp_gateway_store_records_written"] == 41
     assert samples["ocpp_gateway_store_records_dropped"] == 2
+    assert samples["ocpp_gateway_store_rows_written_total"] == 30  # 11 relayed frames stored as pairs

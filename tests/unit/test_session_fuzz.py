@@ -906,9 +906,18 @@ NESTED_900 = "[" * 900 + "]" * 900
 )
 def test_deeply_nested_json_is_refused_not_fatal(version: Version, policy: str, text: str) -> None:
     """A payload nested hundreds of levels deep (valid JSON) gets one CALLERROR instead of an exception."""
-    s = session_for(version, version, policy)
+    s = session_for(version, Version.V21 if version is Version.V201 else version, policy)
     out = s.receive(Side.CHARGER, text, 1.0)
     assert [m[:2] for m in sent(out, Side.CHARGER)] == [[4, "d1"]]
+
+
+def test_deeply_nested_json_passes_through_untouched() -> None:
+    """Between equal versions a CALL the gateway could not re-encode goes on as the charger sent it."""
+    text = '[2, "d1", "DataTransfer", {"vendorId": "v", "data": ' + NESTED_300 + "}]"
+    s = session_for(Version.V201, Version.V201, STRICT)
+    out = s.receive(Side.CHARGER, text, 1.0)
+    assert [a.text for a in out if isinstance(a, Send)] == [text]
+    assert [a.to for a in out if isinstance(a, Send)] == [Side.CSMS]
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ from gateway.benchkit.durability import (
     wait_replayed,
 )
 from gateway.benchkit.durability import render as render_durability
-from gateway.benchkit.procs import child_setup, fd_count, nofile_hard_limit, raise_nofile, rss_bytes
+from gateway.benchkit.procs import child_setup, cpu_seconds, fd_count, nofile_hard_limit, raise_nofile, rss_bytes
 
 LOOPBACK = "127.0.0.1"
 _FD_RESERVE = 64  # listening sockets, epoll, the store's files, stdio, ... in the gateway process
@@ -281,6 +281,11 @@ class LoadGenProc:
 
     async def start(self) -> None:
         self.proc = await _spawn([sys.executable, "-m", "gateway.benchkit.loadgen"], self.log)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     async def call(self, op: str, wait: float, **args: Any) -> dict[str, Any]:
         """Run one command; ``wait`` bounds how long its answer may take."""
@@ -610,7 +615,13 @@ class Run:
         await target.stop()
         t_spawn = time.monotonic()
         t_ready = await target.start()
+        # What the storm costs each side, from ready until every charger has booted: the figures the
+        # admission defaults are chosen from (docs/benchmark.md).
+        pids = {"csms": csms.pid, "loadgen": loadgen.pid, **({"gateway": gateway.pid} if gateway else {})}
+        cpu_ready = {k: cpu_seconds(pid) for k, pid in pids.items()}
         st = await loadgen.call("storm_wait", o.timeout + 10, n=n, timeout=o.timeout)
+        cpu_done = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        t_done = time.monotonic()
         await loadgen.call("release", o.timeout)
         rebooted = int(st.get("rebooted", 0))
         t_last = st.get("t_last_boot")
@@ -621,6 +632,9 @@ class Run:
             "from_spawn_seconds": (t_last - t_spawn) if t_last and rebooted >= n else None,
             "attempts": st.get("attempts", 0), "busy_refusals": st.get("busy_refusals", 0),
             "gave_up": st.get("gave_up", 0), "failures": st.get("failures", {}),
+            "cpu_seconds": {k: cpu_done[k] - cpu_ready[k] for k in cpu_done},
+            "seconds_until": {q: t - t_ready for q, t in (st.get("t_boots_at") or {}).items()},
+            "cpu_window_seconds": t_done - t_ready,
         }
 
 

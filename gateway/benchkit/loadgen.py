@@ -418,6 +418,7 @@ class LoadGen:
                 self.held[idx] = charger
                 st["rebooted"] = st.get("rebooted", 0) + 1
                 st["t_last_boot"] = time.monotonic()
+                st.setdefault("boots", []).append(st["t_last_boot"])
                 event = st.get("event")
                 if event is not None and st["rebooted"] >= st.get("expect", 1 << 30):
                     event.set()
@@ -593,7 +594,10 @@ class LoadGen:
         except TimeoutError:
             pass
         self.reconnect = False
-        return {**{k: v for k, v in st.items() if k not in ("event", "expect")},
+        boots = st.get("boots", [])
+        # When the first 10 %, half and 90 % were back: the shape of the storm, not only its end.
+        st["t_boots_at"] = {f"{q:.0%}": boots[int(q * (len(boots) - 1))] for q in (0.1, 0.5, 0.9)} if boots else {}
+        return {**{k: v for k, v in st.items() if k not in ("event", "expect", "boots")},
                 "busy_refusals": self.busy_refusals, "failures": self.failures}
 
     async def serve(self) -> None:

@@ -135,8 +135,10 @@ def _scenario(calls_per_s: float, p99: float, cpu: float | None, reconnect: floa
     peers = {"loadgen": 0.25, "csms": 0.125}
     sat: dict[str, object] = {"calls_per_s": calls_per_s, "calls": 1000,
                               "cpu_seconds": peers if cpu is None else {role: cpu, **peers}}
-    fixed: dict[str, object] = {"offered_per_s": 1000.0, "calls_per_s": 990.0, "calls": 1000, "p50_ms": 0.5,
-                                "p99_ms": 2.5, "cpu_seconds": peers if fixed_cpu is None else {role: fixed_cpu, **peers}}
+    fixed: dict[str, object] = {
+        "offered_per_s": 1000.0, "calls_per_s": 990.0, "calls": 1000, "p50_ms": 0.5, "p99_ms": 2.5,
+        "cpu_seconds": peers if fixed_cpu is None else {role: fixed_cpu, **peers},
+    }
     out: dict[str, object] = {
         "status": "ok", "saturation": sat, "fixed_rate": fixed,
         "realistic": {"p50_ms": 1.0, "p99_ms": p99, "calls_per_s": 100.0, "calls": 100, "cpu_seconds": {}},

@@ -212,10 +212,13 @@ def test_the_storm_target_is_judged_at_5000_chargers(chargers: int, seconds: flo
     """The reconnect storm meets its target when 5,000 chargers are back in under 10 s; a smaller storm is no
     evidence either way."""
     passthrough = _scenario(600.0, 3.0, 0.19, 3.0, storm=chargers)
-    passthrough["storm"] = {"reconnect_seconds": seconds, "chargers": chargers}
+    passthrough["storm"] = {"reconnect_seconds": seconds, "chargers": chargers, "busy_refusals": 12,
+                            "cpu_seconds": {"gateway": 7.5, "csms": 0.5, "loadgen": 2.0}}
     summary = summarise({"passthrough": passthrough}, Options(idle=[10]))
     [target] = [t for t in summary["targets"] if t["target"].startswith("passthrough: 5,000 chargers back")]
     assert target["verdict"] == verdict and target["measured"] == seconds
+    assert summary["passthrough"]["reconnect_proxy_cpu_seconds"] == 7.5
+    assert summary["passthrough"]["reconnect_busy_refusals"] == 12
 
 
 def test_throughput_that_drops_log_records_misses_its_target() -> None:

@@ -82,6 +82,7 @@ SCENARIOS = tuple(SCENARIO_SPECS)
 RELAY_RATIO_TARGETS = {"passthrough": 1.0, "translate": 1.2, "translate21": 1.2}
 STORM_TARGET_CHARGERS, STORM_TARGET_SECONDS = 5000, 10.0
 RSS_TARGET_KIB = 25.0
+KEPT_UP = 0.97  # answered / offered at the fixed rate below this: the proxy fell behind, the stage saturated it
 
 
 @dataclass
@@ -744,6 +745,9 @@ def _scenario_row(res: dict[str, Any], role: str | None) -> dict[str, Any]:
         row["fixed_rate_p50_ms"] = fixed["p50_ms"]
         row["fixed_rate_p99_ms"] = fixed["p99_ms"]
         row["proxy_cpu_us_per_call_fixed_rate"] = _per_call_us(fixed, role)
+        # A proxy that cannot answer the offered rate is saturated there: its CPU per CALL is then a closed-loop
+        # figure (bigger batches, fewer wake-ups), not the fixed-rate one.
+        row["fixed_rate_kept_up"] = fixed["calls_per_s"] >= KEPT_UP * fixed["offered_per_s"]
     if real:
         row["latency_p50_ms"] = real["p50_ms"]
         row["latency_p99_ms"] = real["p99_ms"]
@@ -791,8 +795,11 @@ def check_targets(summary: dict[str, Any], opts: Options) -> list[dict[str, Any]
                            ("cpu_vs_relay_fixed_rate", f"{opts.rate:,.0f} CALLs/s, {opts.rate_conns} chargers")):
             r = row.get(key)
             note = "" if r is not None else relay_note or str(row.get("status") or "")
-            add(f"{_GATEWAY_LABELS[name]}: CPU per CALL <= {most:.1f}x bare relay ({stage})", r,
-                None if r is None else r <= most, note)
+            ok: bool | None = None if r is None else r <= most
+            behind = [n for n in (name, "relay") if summary.get(n, {}).get("fixed_rate_kept_up") is False]
+            if key == "cpu_vs_relay_fixed_rate" and behind:
+                ok, note = None, f"{' and '.join(behind)} fell behind the fixed rate (busy machine?)"
+            add(f"{_GATEWAY_LABELS[name]}: CPU per CALL <= {most:.1f}x bare relay ({stage})", r, ok, note)
     for name, floor in (("passthrough", 0.5), ("translate", 0.4)):
         if name not in summary:
             continue
@@ -819,7 +826,7 @@ def check_targets(summary: dict[str, Any], opts: Options) -> list[dict[str, Any]
         most_held = max(held) if held else None
         tried = max(opts.idle) >= 10000
         note = ""
-        ok: bool | None = None if most_held is None or not tried else most_held >= 10000
+        ok = None if most_held is None or not tried else most_held >= 10000
         if most_held is not None and most_held < 10000:
             if not tried:
                 note = "fewer requested (--idle)"
@@ -880,7 +887,9 @@ def render_table(results: dict[str, Any]) -> str:
          "throughput_ratio")
     line("  proxy CPU µs / CALL", "proxy_cpu_us_per_call", ",.0f", "cpu_vs_relay", ".2f", "x")
     line("  chargers + CSMS CPU µs / CALL", "peers_cpu_us_per_call", ",.0f")
-    line(f"Fixed rate {_fmt(opts.get('rate'))}/s: answered (CALLs/s)", "fixed_rate_calls_per_s", ",.0f")
+    rows.append((f"Fixed rate {_fmt(opts.get('rate'))}/s: answered (CALLs/s)",
+                 [cell(n, "fixed_rate_calls_per_s", ",.0f")
+                  + (" (behind)" if summary.get(n, {}).get("fixed_rate_kept_up") is False else "") for n in names]))
     rows.append(("  latency p50 / p99 (ms)", [pair(n, "fixed_rate_p50_ms", "fixed_rate_p99_ms") for n in names]))
     line("  proxy CPU µs / CALL", "proxy_cpu_us_per_call_fixed_rate", ",.0f", "cpu_vs_relay_fixed_rate", ".2f", "x")
     line("Realistic load (CALLs/s)", "realistic_calls_per_s", ",.0f")

@@ -230,3 +230,17 @@ def test_throughput_that_drops_log_records_misses_its_target() -> None:
     [target] = [t for t in summary["targets"] if t["target"] == "pass-through throughput >= 50% of direct"]
     assert target["verdict"] == "missed" and "dropped 1,234 records" in target["note"]
     assert "Message-log records dropped" in render_table({"scenarios": scenarios, "summary": summary})
+
+
+def test_a_proxy_that_falls_behind_the_fixed_rate_gets_no_fixed_rate_verdict() -> None:
+    """Answering well under the offered rate means the stage saturated the proxy: its ratio is shown, not judged."""
+    translate = _scenario(500.0, 3.0, 0.25, 3.0, fixed_cpu=0.2)
+    translate["fixed_rate"]["calls_per_s"] = 850.0  # type: ignore[index]
+    scenarios = {"relay": _scenario(800.0, 2.0, 0.2, 1.0, role="relay", fixed_cpu=0.3), "translate": translate}
+    summary = summarise(scenarios, Options(idle=[10]))
+    assert summary["translate"]["fixed_rate_kept_up"] is False and summary["relay"]["fixed_rate_kept_up"] is True
+    [target] = [t for t in summary["targets"]
+                if t["target"] == "translated: CPU per CALL <= 1.2x bare relay (1,000 CALLs/s, 200 chargers)"]
+    assert target["verdict"] == "not measured" and "translate fell behind" in target["note"]
+    assert target["measured"] == pytest.approx(2 / 3)
+    assert "850 (behind)" in render_table({"scenarios": scenarios, "summary": summary})

@@ -8,6 +8,8 @@ on stdout (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``):
 - ``saturate``: ``conns`` chargers each send their next CALL as soon as the
   previous one is answered; count answers over ``window`` seconds after
   ``warmup``.
+- ``paced``: open loop, ``conns`` chargers send ``rate`` CALLs/s between them (the saturation mix) on a
+  fixed schedule; count answers and time round trips (from when each CALL fell due) over ``window`` seconds.
 - ``realistic``: ``n`` chargers each send Heartbeat + MeterValues every
   ``period`` seconds plus a transaction mix (Authorize, StartTransaction,
   StatusNotification, MeterValues with the transaction id, StopTransaction);
@@ -74,7 +76,7 @@ class Charger(asyncio.Protocol):
         self.pending_uid = b""
         self.pending_kind = ""
         self.sent_at = 0.0
-        self.queue: deque[str] = deque()
+        self.queue: deque[tuple[str, float]] = deque()  # (kind, when it was due; 0.0: when it is sent)
         self.busy = False
         self.tx = b""
         self.in_tx = False
@@ -159,14 +161,18 @@ class Charger(asyncio.Protocol):
         if t is not None and not t.is_closing():
             t.write(ws.client_frame(payload, self.mask, opcode))
 
-    def submit(self, kind: str) -> None:
-        """Send ``kind`` now, or after the CALLs already queued (one outstanding CALL at a time)."""
-        if self.busy:
-            self.queue.append(kind)
-        else:
-            self._send(kind)
+    def submit(self, kind: str, due: float = 0.0) -> None:
+        """Send ``kind`` now, or after the CALLs already queued (one outstanding CALL at a time).
 
-    def _send(self, kind: str) -> None:
+        ``due``: the time (perf_counter) its round trip counts from, so that an open-loop CALL that waits behind an
+        unanswered one is not timed as if it had been sent late on purpose; 0.0 counts from when it is sent.
+        """
+        if self.busy:
+            self.queue.append((kind, due))
+        else:
+            self._send(kind, due)
+
+    def _send(self, kind: str, due: float = 0.0) -> None:
         template: CallTemplate = self.gen.templates[kind]
         if template.needs_tx and not self.tx:  # the transaction never started: nothing to refer to
             self._next()
@@ -176,12 +182,12 @@ class Charger(asyncio.Protocol):
         self.pending_uid = uid
         self.pending_kind = kind
         self.busy = True
-        self.sent_at = time.perf_counter()
+        self.sent_at = due or time.perf_counter()
         self._write(template.build(uid, self.tx))
 
     def _next(self) -> None:
         if self.queue:
-            self._send(self.queue.popleft())
+            self._send(*self.queue.popleft())
             return
         self.busy = False
         g = self.gen
@@ -243,6 +249,12 @@ class Charger(asyncio.Protocol):
                 self.tx = b""
                 for kind in ("authorize", "start", "charging"):
                     self.submit(kind)
+
+    def paced_tick(self) -> None:
+        """One CALL of the fixed-rate load, due now whether or not the previous one was answered."""
+        kind = SATURATION_MIX[self.sat_next]
+        self.sat_next = (self.sat_next + 1) % len(SATURATION_MIX)
+        self.submit(kind, time.perf_counter())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -406,6 +418,7 @@ class LoadGen:
                 self.held[idx] = charger
                 st["rebooted"] = st.get("rebooted", 0) + 1
                 st["t_last_boot"] = time.monotonic()
+                st.setdefault("boots", []).append(st["t_last_boot"])
                 event = st.get("event")
                 if event is not None and st["rebooted"] >= st.get("expect", 1 << 30):
                     event.set()
@@ -426,31 +439,89 @@ class LoadGen:
 
     async def cmd_saturate(self, url: str, conns: int, warmup: float, window: float,
                            pids: dict[str, int] | None = None) -> dict[str, Any]:
+        chargers, failed = await self._open_for_load(url, conns)
+        self.saturating = True
+        for c in chargers:
+            c._next()
+        await asyncio.sleep(warmup)
+        measured = await self._window(window, pids)
+        self.saturating = False
+        await asyncio.sleep(0.2)
+        await self.close_all(chargers)
+        return self._load_result(chargers, failed, measured)
+
+    async def cmd_paced(self, url: str, conns: int, rate: float, warmup: float, window: float,
+                        pids: dict[str, int] | None = None) -> dict[str, Any]:
+        """Open loop: ``conns`` chargers send ``rate`` CALLs/s between them, on a schedule the answers do not move.
+
+        A CALL that falls due while its charger's previous one is unanswered waits behind it (one outstanding CALL
+        per charger) and its round trip counts from when it fell due.
+        """
+        chargers, failed = await self._open_for_load(url, conns)
+        period = len(chargers) / rate
+        # Phases spread evenly: a steady rate rather than random bursts, so CPU per CALL is read at the same load.
+        stop = self._every(chargers, period, [period * i / len(chargers) for i in range(len(chargers))],
+                           Charger.paced_tick)
+        await asyncio.sleep(warmup)
+        measured = await self._window(window, pids)
+        stop()
+        behind = sum(len(c.queue) + c.busy for c in chargers)
+        await self._drain(chargers)
+        await self.close_all(chargers)
+        return {"offered_per_s": rate, "behind_at_end": behind, **self._load_result(chargers, failed, measured)}
+
+    async def _open_for_load(self, url: str, conns: int) -> tuple[list[Charger], int]:
         self.target(url)
         self.reset_counters()
         chargers, failed = await self.open_many(conns, ("boot",), 30.0)
         if not chargers:
             raise RuntimeError(f"no charger could connect to {url}")
-        self.saturating = True
-        for c in chargers:
-            c._next()
-        await asyncio.sleep(warmup)
+        return chargers, failed
+
+    async def _drain(self, chargers: list[Charger]) -> None:
+        """Wait (10 s at most) until the CALLs already sent or queued are answered."""
+        drained = [c.run_calls((), 10.0) for c in chargers if c.busy]
+        if drained:
+            await asyncio.gather(*drained)
+
+    async def _window(self, window: float, pids: dict[str, int] | None) -> dict[str, Any]:
+        """Count answers, record round trips and read the CPU seconds of ``pids`` over ``window`` seconds."""
         pids = pids or {}
         cpu0, a0, t0 = self.cpu(pids), self.answered, time.perf_counter()
         self.recording = True
         await asyncio.sleep(window)
         self.recording = False
         cpu1, a1, t1 = self.cpu(pids), self.answered, time.perf_counter()
-        self.saturating = False
-        await asyncio.sleep(0.2)
-        await self.close_all(chargers)
-        lat = sorted(self.latencies)
         calls = a1 - a0
-        return {"connections": len(chargers), "failed_connections": failed, "failures": self.failures, "calls": calls,
-                "seconds": t1 - t0, "calls_per_s": calls / (t1 - t0), "errors": self.errors,
-                "error_samples": self.error_samples, "unmatched": self.unmatched,
-                "p50_ms": _ms(percentile(lat, 0.5)), "p99_ms": _ms(percentile(lat, 0.99)),
+        return {"calls": calls, "seconds": t1 - t0, "calls_per_s": calls / (t1 - t0),
                 "cpu_seconds": {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}}
+
+    def _load_result(self, chargers: list[Charger], failed: int, measured: dict[str, Any]) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {"connections": len(chargers), "failed_connections": failed, "failures": self.failures, **measured,
+                "errors": self.errors, "error_samples": self.error_samples, "unmatched": self.unmatched,
+                "p50_ms": _ms(percentile(lat, 0.5)), "p99_ms": _ms(percentile(lat, 0.99))}
+
+    def _every(self, chargers: list[Charger], period: float, phases: list[float],
+               action: Callable[[Charger], None]) -> Callable[[], None]:
+        """Call ``action(charger)`` every ``period`` s from its phase on, until the returned function is called."""
+        loop = asyncio.get_running_loop()
+        running = True
+
+        def tick(c: Charger, at: float) -> None:
+            if running and not c.lost.done():
+                action(c)
+                loop.call_at(at + period, tick, c, at + period)
+
+        start = loop.time()
+        for c, phase in zip(chargers, phases, strict=True):
+            loop.call_at(start + phase, tick, c, start + phase)
+
+        def stop() -> None:
+            nonlocal running
+            running = False
+
+        return stop
 
     async def cmd_realistic(self, url: str, n: int, period: float, window: float, ramp: float | None = None,
                             tx_prob: float = 0.1, tx_ticks: int = 3,
@@ -463,44 +534,24 @@ class LoadGen:
         connect_s = time.perf_counter() - t_connect
         if not chargers:
             raise RuntimeError(f"no charger could connect to {url}")
-        loop = asyncio.get_running_loop()
-        running = True
-        start = loop.time()
-
-        def tick(c: Charger, at: float) -> None:
-            if running and not c.lost.done():
-                c.tick()
-                loop.call_at(at + period, tick, c, at + period)
-
-        for c in chargers:
-            at = start + self.rng.uniform(0, period)
-            loop.call_at(at, tick, c, at)
+        stop = self._every(chargers, period, [self.rng.uniform(0, period) for _ in chargers], Charger.tick)
         await asyncio.sleep(period if ramp is None else ramp)
-        pids = pids or {}
         self.overruns = 0
-        cpu0, a0, t0 = self.cpu(pids), self.answered, time.perf_counter()
         e0 = self.errors
-        self.recording = True
-        await asyncio.sleep(window)
-        self.recording = False
-        cpu1, a1, t1 = self.cpu(pids), self.answered, time.perf_counter()
-        running = False
-        drained = [c.run_calls((), 10.0) for c in chargers if c.busy]
-        if drained:
-            await asyncio.gather(*drained)
+        measured = await self._window(window, pids)
+        stop()
+        await self._drain(chargers)
         dropped = sum(1 for c in chargers if c.lost.done())
         await self.close_all(chargers)
         lat = sorted(self.latencies)
-        calls = a1 - a0
         return {"chargers": len(chargers), "failed_connections": failed, "failures": self.failures,
                 "busy_refusals": self.busy_refusals, "connect_seconds": connect_s,
-                "dropped": dropped,
-                "calls": calls, "seconds": t1 - t0, "calls_per_s": calls / (t1 - t0), "samples": len(lat),
+                "dropped": dropped, **measured, "samples": len(lat),
                 "p50_ms": _ms(percentile(lat, 0.5)), "p90_ms": _ms(percentile(lat, 0.9)),
                 "p99_ms": _ms(percentile(lat, 0.99)), "p999_ms": _ms(percentile(lat, 0.999)),
                 "max_ms": _ms(lat[-1] if lat else None), "mean_ms": _ms(sum(lat) / len(lat) if lat else None),
                 "errors": self.errors - e0, "error_samples": self.error_samples, "unmatched": self.unmatched,
-                "overruns": self.overruns, "cpu_seconds": {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}}
+                "overruns": self.overruns}
 
     async def cmd_hold(self, url: str, n: int, timeout: float = 120.0) -> dict[str, Any]:
         self.target(url)
@@ -543,7 +594,10 @@ class LoadGen:
         except TimeoutError:
             pass
         self.reconnect = False
-        return {**{k: v for k, v in st.items() if k not in ("event", "expect")},
+        boots = st.get("boots", [])
+        # When the first 10 %, half and 90 % were back: the shape of the storm, not only its end.
+        st["t_boots_at"] = {f"{q:.0%}": boots[int(q * (len(boots) - 1))] for q in (0.1, 0.5, 0.9)} if boots else {}
+        return {**{k: v for k, v in st.items() if k not in ("event", "expect", "boots")},
                 "busy_refusals": self.busy_refusals, "failures": self.failures}
 
     async def serve(self) -> None:
@@ -551,8 +605,8 @@ class LoadGen:
         reader = asyncio.StreamReader(limit=1 << 20)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
-            "saturate": self.cmd_saturate, "realistic": self.cmd_realistic, "hold": self.cmd_hold,
-            "release": self.cmd_release, "arm": self.cmd_arm, "storm_wait": self.cmd_storm_wait,
+            "saturate": self.cmd_saturate, "paced": self.cmd_paced, "realistic": self.cmd_realistic,
+            "hold": self.cmd_hold, "release": self.cmd_release, "arm": self.cmd_arm, "storm_wait": self.cmd_storm_wait,
         }
         while True:
             line = await reader.readline()

@@ -129,15 +129,20 @@ def test_parse_metrics_sums_over_labels() -> None:
     assert parse_metrics(text) == {"ocpp_gateway_frames_total": 7.0, "ocpp_gateway_store_records_dropped": 0.0}
 
 
-def _scenario(calls_per_s: float, p99: float, cpu: float | None, reconnect: float) -> dict[str, object]:
+def _scenario(calls_per_s: float, p99: float, cpu: float | None, reconnect: float, role: str = "gateway",
+              fixed_cpu: float | None = None, storm: int = 50) -> dict[str, object]:
+    """Raw readings of one scenario: 1,000 CALLs in each measured stage, ``cpu`` seconds of its proxy."""
+    peers = {"loadgen": 0.25, "csms": 0.125}
     sat: dict[str, object] = {"calls_per_s": calls_per_s, "calls": 1000,
-                              "cpu_seconds": {"loadgen": 0.25, "csms": 0.125}}
-    if cpu is not None:
-        sat["cpu_seconds"] = {"gateway": cpu, "loadgen": 0.25, "csms": 0.125}
+                              "cpu_seconds": peers if cpu is None else {role: cpu, **peers}}
+    fixed: dict[str, object] = {
+        "offered_per_s": 1000.0, "calls_per_s": 990.0, "calls": 1000, "p50_ms": 0.5, "p99_ms": 2.5,
+        "cpu_seconds": peers if fixed_cpu is None else {role: fixed_cpu, **peers},
+    }
     out: dict[str, object] = {
-        "status": "ok", "saturation": sat,
+        "status": "ok", "saturation": sat, "fixed_rate": fixed,
         "realistic": {"p50_ms": 1.0, "p99_ms": p99, "calls_per_s": 100.0, "calls": 100, "cpu_seconds": {}},
-        "storm": {"reconnect_seconds": reconnect, "chargers": 50},
+        "storm": {"reconnect_seconds": reconnect, "chargers": storm},
     }
     if cpu is not None:
         out["idle"] = {"levels": [{"requested": 10, "held": 10, "rss_per_charger_kib": 30.0}]}
@@ -154,13 +159,66 @@ def test_summary_ratios_and_targets() -> None:
     assert pt["added_p99_ms"] == pytest.approx(3.0)
     assert pt["reconnect_ratio"] == pytest.approx(3.0)
     assert pt["gateway_cpu_s_per_1000"] == pytest.approx(0.5)
+    assert pt["proxy_cpu_us_per_call"] == pytest.approx(500.0)
     assert pt["peers_cpu_s_per_1000"] == pytest.approx(0.375)
+    assert pt["peers_cpu_us_per_call"] == pytest.approx(375.0)
     verdicts = {t["target"]: t["verdict"] for t in summary["targets"]}
     assert verdicts["pass-through throughput >= 50% of direct"] == "met"
     assert verdicts["translated throughput >= 40% of direct"] == "not measured"
+    assert verdicts["passthrough: <= 25 KiB RSS per idle charger"] == "missed"  # 30 KiB
     table = render_table({"scenarios": scenarios, "summary": summary})
     assert "(60%)" in table and "not yet" in table
-    assert "Chargers + CSMS CPU s / 1,000 CALLs" in table and "0.375" in table
+    assert "chargers + CSMS CPU µs / CALL" in table and " 375 " in table
+
+
+def test_cpu_per_call_is_compared_with_the_bare_relay_of_the_same_run() -> None:
+    """CPU µs per CALL is the proxy's CPU over answered CALLs; the headline ratios divide the gateway's by the bare
+    relay's, per stage, and meet their targets at <= 1.0x (pass-through) and <= 1.2x (translating)."""
+    scenarios = {
+        "direct": _scenario(1000.0, 2.0, None, 1.0),
+        "relay": _scenario(800.0, 2.0, 0.2, 1.0, role="relay", fixed_cpu=0.3),
+        "passthrough": _scenario(600.0, 3.0, 0.19, 3.0, fixed_cpu=0.33),  # 0.95x closed loop, 1.1x fixed rate
+        "translate": _scenario(500.0, 3.0, 0.25, 3.0, fixed_cpu=0.36),  # 1.25x, 1.2x
+    }
+    summary = summarise(scenarios, Options(idle=[10]))
+    assert summary["relay"]["proxy_cpu_us_per_call"] == pytest.approx(200.0)
+    assert summary["relay"]["proxy_cpu_us_per_call_fixed_rate"] == pytest.approx(300.0)
+    assert "gateway_cpu_s_per_1000" not in summary["relay"]
+    assert summary["cpu_vs_relay"]["passthrough"] == {"closed_loop": pytest.approx(0.95),
+                                                      "fixed_rate": pytest.approx(1.1), "target_max": 1.0}
+    assert summary["cpu_vs_relay"]["translate"] == {"closed_loop": pytest.approx(1.25),
+                                                    "fixed_rate": pytest.approx(1.2), "target_max": 1.2}
+    verdicts = {t["target"]: t["verdict"] for t in summary["targets"]}
+    assert verdicts["pass-through: CPU per CALL <= 1.0x bare relay (closed loop, 200 chargers)"] == "met"
+    assert verdicts["pass-through: CPU per CALL <= 1.0x bare relay (1,000 CALLs/s, 200 chargers)"] == "missed"
+    assert verdicts["translated: CPU per CALL <= 1.2x bare relay (closed loop, 200 chargers)"] == "missed"
+    assert verdicts["translated: CPU per CALL <= 1.2x bare relay (1,000 CALLs/s, 200 chargers)"] == "met"
+    table = render_table({"scenarios": scenarios, "summary": summary, "options": {"sat_conns": 200, "rate": 1000}})
+    assert "Bare relay" in table and "Fixed rate 1,000/s: answered (CALLs/s)" in table
+    assert "190 (0.95x)" in table and "330 (1.10x)" in table and "0.50 / 2.50" in table
+    assert "Gateway 1.6->1.6     0.95x | 1.10x; <= 1.0x" in table
+
+
+def test_without_the_relay_the_relay_targets_are_not_measured() -> None:
+    """A run without the relay scenario (--scenarios) cannot give the headline ratio and says why."""
+    scenarios = {"passthrough": _scenario(600.0, 3.0, 0.19, 3.0)}
+    [target] = [t for t in summarise(scenarios, Options(idle=[10]))["targets"] if "bare relay (closed" in t["target"]]
+    assert target["verdict"] == "not measured" and target["note"] == "needs the relay scenario"
+
+
+@pytest.mark.parametrize(("chargers", "seconds", "verdict"), [(5000, 9.5, "met"), (5000, 12.0, "missed"),
+                                                               (5000, None, "missed"), (500, 1.0, "not measured")])
+def test_the_storm_target_is_judged_at_5000_chargers(chargers: int, seconds: float | None, verdict: str) -> None:
+    """The reconnect storm meets its target when 5,000 chargers are back in under 10 s; a smaller storm is no
+    evidence either way."""
+    passthrough = _scenario(600.0, 3.0, 0.19, 3.0, storm=chargers)
+    passthrough["storm"] = {"reconnect_seconds": seconds, "chargers": chargers, "busy_refusals": 12,
+                            "cpu_seconds": {"gateway": 7.5, "csms": 0.5, "loadgen": 2.0}}
+    summary = summarise({"passthrough": passthrough}, Options(idle=[10]))
+    [target] = [t for t in summary["targets"] if t["target"].startswith("passthrough: 5,000 chargers back")]
+    assert target["verdict"] == verdict and target["measured"] == seconds
+    assert summary["passthrough"]["reconnect_proxy_cpu_seconds"] == 7.5
+    assert summary["passthrough"]["reconnect_busy_refusals"] == 12
 
 
 def test_throughput_that_drops_log_records_misses_its_target() -> None:
@@ -172,3 +230,17 @@ def test_throughput_that_drops_log_records_misses_its_target() -> None:
     [target] = [t for t in summary["targets"] if t["target"] == "pass-through throughput >= 50% of direct"]
     assert target["verdict"] == "missed" and "dropped 1,234 records" in target["note"]
     assert "Message-log records dropped" in render_table({"scenarios": scenarios, "summary": summary})
+
+
+def test_a_proxy_that_falls_behind_the_fixed_rate_gets_no_fixed_rate_verdict() -> None:
+    """Answering well under the offered rate means the stage saturated the proxy: its ratio is shown, not judged."""
+    translate = _scenario(500.0, 3.0, 0.25, 3.0, fixed_cpu=0.2)
+    translate["fixed_rate"]["calls_per_s"] = 850.0  # type: ignore[index]
+    scenarios = {"relay": _scenario(800.0, 2.0, 0.2, 1.0, role="relay", fixed_cpu=0.3), "translate": translate}
+    summary = summarise(scenarios, Options(idle=[10]))
+    assert summary["translate"]["fixed_rate_kept_up"] is False and summary["relay"]["fixed_rate_kept_up"] is True
+    [target] = [t for t in summary["targets"]
+                if t["target"] == "translated: CPU per CALL <= 1.2x bare relay (1,000 CALLs/s, 200 chargers)"]
+    assert target["verdict"] == "not measured" and "translate fell behind" in target["note"]
+    assert target["measured"] == pytest.approx(2 / 3)
+    assert "850 (behind)" in render_table({"scenarios": scenarios, "summary": summary})

@@ -67,10 +67,15 @@ class _Admission:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, store: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, store: Any = None, *, reuse_port: bool = False,
+                 run_vendors: bool = True) -> None:
+        """``reuse_port``: share the charger port with the other workers of this host (gateway.workers);
+        ``run_vendors``: poll the vendor clouds here (one worker does it for the host)."""
         from gateway.store import open_store
 
         self.config = config
+        self.reuse_port = reuse_port
+        self.run_vendors = run_vendors
         self.metrics = GatewayMetrics(per_charger=config.metrics.per_charger)
         self.store = store or open_store(config.store, retention_days=config.retention_days)
         self.log = get_logger()
@@ -173,8 +178,9 @@ class Gateway:
             # A reconnect storm of thousands: a short accept queue drops SYNs into TCP's 1-3-7-15 s retransmits.
             backlog=4096,
             create_connection=DirectServerConnection,
+            reuse_port=self.reuse_port,  # the kernel spreads new chargers over the workers listening here
         )
-        if self.config.vendors:
+        if self.config.vendors and self.run_vendors:
             from gateway.vendors import VendorManager
 
             self.vendors = VendorManager(self)

@@ -1,0 +1,102 @@
+"""`workers:`: how many processes a configuration runs, and the supervisor's merged /metrics."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.config import validate, worker_count
+from gateway.metrics import GatewayMetrics
+from gateway.workers import ESTATE_WIDE, WorkerSlot, merge_expositions, with_label, worker_config
+
+PG = "postgresql://postgres@db:5432/gateway"
+SQLITE = "sqlite:///gw.db"
+
+
+def config(**extra: Any) -> dict[str, Any]:
+    return {"csms": {"a": {"url": "ws://csms/ocpp", "ocpp": "1.6"}}, "default_route": {"primary": "a"}, **extra}
+
+
+@pytest.mark.parametrize(("workers", "store", "problem"), [
+    (2, SQLITE, "workers: 2 processes need a PostgreSQL store; a SQLite store is one process's (use workers: 1, "
+                "or postgresql://... - docs/cluster.md)"),
+    (0, PG, "workers: must be a number of processes (1 or more) or auto"),
+    ("many", PG, "workers: must be a number of processes (1 or more) or auto"),
+    (True, PG, "workers: must be a number of processes (1 or more) or auto"),
+])
+def test_a_worker_count_that_cannot_work_is_a_problem_naming_the_key(workers: Any, store: str, problem: str) -> None:
+    """Zero, words, booleans, and more than one process on a SQLite file are refused, one line each."""
+    _, problems = validate(config(workers=workers, store=store), "gw.yaml")
+    assert problems == [f"gw.yaml: {problem}"]
+
+
+def test_the_sqlite_rule_is_reported_beside_other_problems() -> None:
+    """A file with another mistake still gets its workers problem in the same run."""
+    _, problems = validate(config(workers=3, store=SQLITE, call_timeout=-1), "gw.yaml")
+    assert "gw.yaml: workers: 3 processes need a PostgreSQL store; a SQLite store is one process's (use " \
+           "workers: 1, or postgresql://... - docs/cluster.md)" in problems
+
+
+@pytest.mark.parametrize(("workers", "store", "expected"), [
+    ("auto", SQLITE, 1), ("auto", PG, len(os.sched_getaffinity(0))), (3, PG, 3), (1, SQLITE, 1),
+])
+def test_auto_is_one_per_core_on_postgresql_and_one_on_sqlite(workers: Any, store: str, expected: int) -> None:
+    """The default runs a process per usable core only when the store can be shared."""
+    parsed, problems = validate(config(store=store, workers=workers))
+    assert parsed is not None and problems == []
+    assert worker_count(parsed.workers, parsed.store) == expected
+
+
+def test_a_worker_gets_the_hosts_port_a_private_admin_port_and_its_own_name() -> None:
+    """Worker 1 of instance gw1: the resolved charger port, 127.0.0.1:0 for admin, instance gw1-w1."""
+    parsed, _ = validate(config(store=PG, instance_id="gw1", admin={"host": "0.0.0.0", "port": 9100}))
+    assert parsed is not None
+    slot = WorkerSlot.parse(str(WorkerSlot(1, 7, 9000)))
+    mine = worker_config(parsed, slot)
+    assert (mine.listen.port, mine.admin.host, mine.admin.port, mine.instance_id, mine.workers) == \
+        (9000, "127.0.0.1", 0, "gw1-w1", 1)
+    unnamed, _ = validate(config(store=PG))
+    assert unnamed is not None and worker_config(unnamed, slot).instance_id is None  # hostname:pid, as alone
+
+
+def test_a_label_goes_first_whether_or_not_the_sample_has_labels() -> None:
+    """Label values may hold braces and spaces; the new label never lands inside one."""
+    assert with_label('x_total{a="{ b}"} 3.0', "worker", "1") == 'x_total{worker="1",a="{ b}"} 3.0'
+    assert with_label("x 1.0", "worker", "0") == 'x{worker="0"} 1.0'
+    assert with_label("x{} 1.0", "worker", "0") == 'x{worker="0"} 1.0'
+
+
+def exposition(connected: int) -> str:
+    metrics = GatewayMetrics()
+    metrics.chargers_connected.labels("1.6").inc(connected)
+    metrics.frame("in", "charger", "CALL", "Heartbeat", "CP1")
+    metrics.observe_roundtrip("charger", "Heartbeat", 0.002)
+    return metrics.exposition().decode()
+
+
+def test_merged_metrics_parse_with_one_header_per_family_and_a_worker_label() -> None:
+    """Two workers' expositions: Prometheus' own parser reads the merge; every sample names its worker."""
+    merged = merge_expositions([("0", exposition(3)), ("1", exposition(5))])
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+    connected = {s.labels["worker"]: s.value for s in families["ocpp_gateway_chargers_connected"].samples
+                 if s.labels["ocpp_version"] == "1.6"}
+    assert connected == {"0": 3.0, "1": 5.0}
+    buckets = [s for s in families["ocpp_gateway_call_roundtrip_seconds"].samples if s.name.endswith("_bucket")]
+    assert {s.labels["worker"] for s in buckets} == {"0", "1"}
+    assert merged.count("# TYPE ocpp_gateway_chargers_connected gauge") == 1
+    per_worker = [line for line in merged.splitlines()
+                  if line and not line.startswith("#") and line.split("{")[0] not in ESTATE_WIDE]
+    assert per_worker and all("worker=" in line for line in per_worker)
+
+
+def test_estate_wide_gauges_come_from_one_worker() -> None:
+    """A gauge every worker computes over the whole estate is exported once, without a worker label."""
+    text = ("# HELP ocpp_gateway_migration_phase_chargers Chargers per phase\n"
+            "# TYPE ocpp_gateway_migration_phase_chargers gauge\n"
+            'ocpp_gateway_migration_phase_chargers{phase="cut-over"} 7.0\n')
+    merged = merge_expositions([("0", text), ("1", text)])
+    assert [line for line in merged.splitlines() if not line.startswith("#")] == [
+        'ocpp_gateway_migration_phase_chargers{phase="cut-over"} 7.0']

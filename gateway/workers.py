@@ -46,6 +46,11 @@ STOP_GRACE = 60.0  # seconds a worker may take to close its chargers and flush t
 ASK_TIMEOUT = 30.0
 # Gauges each worker computes over the whole estate (config, store): exported once, not once per worker.
 ESTATE_WIDE = frozenset({"ocpp_gateway_migration_phase_chargers", "ocpp_gateway_migration_chargers"})
+# A migration plan's gauges: every worker publishes its copy of each plan, the one running it the newest.
+PER_PLAN = frozenset({"ocpp_gateway_migration_plan_chargers", "ocpp_gateway_migration_plan_waves",
+                      "ocpp_gateway_migration_plan_status"})
+_PLAN_LABEL = re.compile(r'[{,]plan="((?:[^"\\]|\\.)*)"')
+_PLANS_PATH = re.compile(r"^/api/migration/plans(?:/([^/]+))?$")
 _NOT_FORWARDED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                             "date", "server", "host"})
 _CHARGER_PATH = re.compile(r"^/api/chargers/([^/]+)(?:/.*)?$")
@@ -108,15 +113,16 @@ def report_ready(slot: WorkerSlot, gw: Gateway) -> None:
 # ------------------------------------------------------------------ /metrics
 
 
-def merge_expositions(parts: list[tuple[str, str]], once: frozenset[str] = ESTATE_WIDE) -> str:
+def merge_expositions(parts: list[tuple[str, str]], plan_source: dict[str, str] | None = None) -> str:
     """One Prometheus text exposition from the workers' (``(worker, text)``): every sample gets a ``worker``
-    label, each family's HELP/TYPE appear once with all its samples, ``once`` families come from one worker."""
+    label and each family's HELP/TYPE appear once with all its samples, except the estate's views:
+    ``ESTATE_WIDE`` families come from one worker, and each plan's ``PER_PLAN`` series from the worker
+    ``plan_source`` names for it (the one whose copy of the plan is newest), both without the label."""
     headers: dict[str, dict[str, str]] = {}
     samples: dict[str, list[str]] = {}
-    taken: set[str] = set()
+    sources: dict[str, str] = {}  # family (or family + plan) -> the worker it is taken from
     for worker, text in parts:
         family: str | None = None
-        here: set[str] = set()
         for line in text.splitlines():
             if not line.strip():
                 continue
@@ -126,23 +132,29 @@ def merge_expositions(parts: list[tuple[str, str]], once: frozenset[str] = ESTAT
                     family = words[2]
                     headers.setdefault(family, {}).setdefault(words[1], line)
                     samples.setdefault(family, [])
-                    here.add(family)
                 continue
             if family is None:  # a sample without a header: its own family
                 family = re.split(r"[{ ]", line, maxsplit=1)[0]
                 samples.setdefault(family, [])
-            if family in once:
-                if family not in taken:
+            if family in ESTATE_WIDE or family in PER_PLAN:
+                plan = _PLAN_LABEL.search(line) if family in PER_PLAN else None
+                key = f"{family}\x00{plan.group(1)}" if plan is not None else family
+                wanted = (plan_source or {}).get(plan.group(1)) if plan is not None else None
+                if sources.setdefault(key, wanted or worker) == worker:
                     samples[family].append(line)
             else:
                 samples[family].append(with_label(line, "worker", worker))
-        taken |= here & once
     out: list[str] = []
     for family, lines in samples.items():
         kinds = headers.get(family, {})
         out += [kinds[k] for k in ("HELP", "TYPE") if k in kinds]
         out += lines
     return "\n".join(out) + "\n"
+
+
+def label_value(text: str) -> str:
+    """``text`` escaped as a Prometheus label value."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def with_label(sample: str, name: str, value: str) -> str:
@@ -393,6 +405,7 @@ class Supervisor:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/api/chargers", self._chargers)
         app.router.add_get("/api/migration", self._migration)
+        app.router.add_get("/api/migration/plans", self._plans)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._front = web.AppRunner(app, access_log=None)
         await self._front.setup()
@@ -428,7 +441,9 @@ class Supervisor:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         answered = [(w, a) for w, a in await self._ask_all("/metrics") if a.status == 200]
-        text = merge_expositions([(str(w.index), a.body.decode("utf-8", "replace")) for w, a in answered])
+        newest = await self._plan_copies(self._own_token())
+        text = merge_expositions([(str(w.index), a.body.decode("utf-8", "replace")) for w, a in answered],
+                                 {label_value(name): str(w.index) for name, (w, _) in newest.items()})
         up = {w.index for w, _ in answered}
         own = ["# HELP ocpp_gateway_workers Worker processes configured on this host (workers:).",
                "# TYPE ocpp_gateway_workers gauge", f"ocpp_gateway_workers {len(self.workers)}",
@@ -495,16 +510,41 @@ class Supervisor:
         return web.json_response(migration_view([rows[cid] for cid in sorted(rows)],
                                                 self.config.migration.ready_after))
 
+    async def _plans(self, request: web.Request) -> web.StreamResponse:
+        """Every plan as the worker with its newest copy (the one running it) sees it."""
+        answered = await self._ask_all(request.path_qs, _forwarded(request))
+        refused = _refusal(answered)
+        if refused is not None:
+            return refused
+        newest = _newest_plans(answered)
+        return web.json_response([summary for _, summary in sorted(
+            newest.values(), key=lambda copy: float(copy[1].get("created_at") or 0), reverse=True)])
+
+    async def _plan_copies(self, headers: dict[str, str]) -> dict[str, tuple[Worker, dict[str, Any]]]:
+        return _newest_plans([(w, a) for w, a in await self._ask_all("/api/migration/plans", headers)
+                              if a.status == 200])
+
+    def _own_token(self) -> dict[str, str]:
+        """The admin token's header, for what the supervisor asks of the workers on its own (/metrics)."""
+        name = self.config.admin.token_env
+        token = os.environ.get(name) if name else None
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        """To the worker holding the charger the path names, else to any worker (the next that answers)."""
+        """To the worker holding the charger the path names (or with the newest copy of the plan it names),
+        else to any worker (the next that answers)."""
         headers = _forwarded(request)
         body = await request.read() if request.can_read_body else None
         candidates = self._ready()
         charger = _CHARGER_PATH.match(request.rel_url.raw_path)
+        plan = _PLANS_PATH.match(request.path) if request.method == "GET" else None
+        best: Worker | None = None
         if charger is not None:
-            holder = await self._holder(charger.group(1), headers)
-            if holder is not None:
-                candidates = [holder, *(w for w in candidates if w is not holder)]
+            best = await self._holder(charger.group(1), headers)
+        elif plan is not None and plan.group(1):
+            best = (await self._plan_copies(headers)).get(plan.group(1), (None, {}))[0]
+        if best is not None:
+            candidates = [best, *(w for w in candidates if w is not best)]
         for worker in candidates:
             try:
                 answer = await self._ask(worker, request.method, request.rel_url.raw_path_qs, headers, body)
@@ -533,6 +573,17 @@ class Supervisor:
 
 def _forwarded(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+
+
+def _newest_plans(answered: list[tuple[Worker, Answer]]) -> dict[str, tuple[Worker, dict[str, Any]]]:
+    """Per plan name, the worker whose copy was updated last and that copy (a standby's may be behind)."""
+    newest: dict[str, tuple[Worker, dict[str, Any]]] = {}
+    for worker, answer in answered:
+        for summary in answer.json():
+            held = newest.get(summary["name"])
+            if held is None or float(summary.get("updated_at") or 0) > float(held[1].get("updated_at") or 0):
+                newest[summary["name"]] = (worker, summary)
+    return newest
 
 
 def _refusal(answered: list[tuple[Worker, Answer]]) -> web.Response | None:

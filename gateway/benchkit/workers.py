@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -144,9 +145,10 @@ class CsmsGroup:
 class Host:
     """``ocpp-gateway run`` with ``workers: N``: the supervisor (N > 1) or the one process."""
 
-    def __init__(self, gateway: GatewayProc, workers: int) -> None:
+    def __init__(self, gateway: GatewayProc, workers: int, store: str) -> None:
         self.gateway = gateway
         self.workers = workers
+        self.store = store  # "postgresql" or "sqlite"
 
     async def pids(self) -> dict[str, int]:
         """``supervisor`` and ``w0``, ``w1`` ... (one process: ``w0``)."""
@@ -172,14 +174,16 @@ class WorkersBench:
     def say(self, text: str) -> None:
         print(f"[workers {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
-    def host(self, workers: int, csms: CsmsGroup) -> Host:
+    def host(self, workers: int, csms: CsmsGroup, sqlite: bool = False) -> Host:
         listen, admin = free_port(), free_port()
         config = gateway_config(self.work, listen, admin, csms.port, "1.6", self.opts.overrides)
-        config["store"] = f"{self.opts.url}?schema={self.schema}"
+        if not sqlite:  # gateway_config's store is a temporary SQLite file
+            config["store"] = f"{self.opts.url}?schema={self.schema}"
         config["workers"] = workers
-        path = self.work / f"gateway-{workers}.yaml"
+        path = self.work / f"gateway-{workers}{'-sqlite' if sqlite else ''}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return Host(GatewayProc(path, listen, admin, self.work / f"gateway-{workers}.log"), workers)
+        return Host(GatewayProc(path, listen, admin, self.work / f"{path.stem}.log"), workers,
+                    "sqlite" if sqlite else "postgresql")
 
     async def run(self) -> dict[str, Any]:
         o = self.opts
@@ -192,10 +196,11 @@ class WorkersBench:
             for lg in loadgens:
                 await lg.start()
             if "saturation" in o.stages:
-                self.results["saturation"] = {n: await self.with_host(n, csms, self.saturation, loadgens)
-                                              for n in (1, 2)}
-                one, two = (self.results["saturation"][n]["calls_per_s"] for n in (1, 2))
-                self.results["saturation"]["ratio_2_to_1"] = round(two / one, 2) if one else None
+                sat = self.results["saturation"] = {
+                    "1_sqlite": await self.with_host(1, csms, self.saturation, loadgens, sqlite=True),
+                    **{str(n): await self.with_host(n, csms, self.saturation, loadgens) for n in (1, 2)}}
+                sat["ratio_2_to_1"] = round(sat["2"]["calls_per_s"] / sat["1"]["calls_per_s"], 2) \
+                    if sat["1"]["calls_per_s"] else None
                 self.emit("saturation")
             if "held" in o.stages:
                 self.results["held"] = {n: await self.with_host(n, csms, self.hold, loadgens, min(
@@ -214,9 +219,11 @@ class WorkersBench:
     def emit(self, stage: str) -> None:
         print(json.dumps({stage: self.results[stage]}), flush=True)
 
-    async def with_host(self, workers: int, csms: CsmsGroup, stage: Any, *args: Any) -> dict[str, Any]:
-        host = self.host(workers, csms)
-        self.say(f"starting the gateway with {workers} worker{'s' if workers > 1 else ''}")
+    async def with_host(self, workers: int, csms: CsmsGroup, stage: Any, *args: Any,
+                        sqlite: bool = False) -> dict[str, Any]:
+        host = self.host(workers, csms, sqlite)
+        self.say(f"starting the gateway with {workers} worker{'s' if workers > 1 else ''}"
+                 + (" (SQLite store)" if sqlite else ""))
         await host.gateway.start(timeout=120)
         try:
             result: dict[str, Any] = await stage(host, csms, *args)
@@ -229,22 +236,29 @@ class WorkersBench:
     async def saturation(self, host: Host, csms: CsmsGroup, loadgens: list[LoadGenProc]) -> dict[str, Any]:
         o = self.opts
         url = f"ws://{LOOPBACK}:{host.gateway.listen_port}/ocpp"
-        pids = {**await host.pids(), **csms.pids}
         self.say(f"saturation: {host.workers} worker(s), {o.sat_conns} chargers, {o.sat_window:g} s")
         # A first short run compiles the validators and fills the caches of every worker before measuring.
         await loadgens[0].call("saturate", 120, url=url, conns=o.sat_conns, warmup=0.5, window=1.0)
+        # The store's own processes (the message log is written by PostgreSQL backends): their CPU counts too.
+        pids = {**await host.pids(), **csms.pids, **{f"pg{pid}": pid for pid in postgres_pids()}}
+        paused0 = await by_worker(host, "ocpp_gateway_store_backpressure_episodes_total", ())
         sat = await loadgens[0].call("saturate", o.sat_window + 120, url=url, conns=o.sat_conns,
                                      warmup=o.sat_warmup, window=o.sat_window, pids=pids)
-        cpu = sat["cpu_seconds"]
+        paused1 = await by_worker(host, "ocpp_gateway_store_backpressure_episodes_total", ())
+        cpu = {k: v for k, v in sat["cpu_seconds"].items() if not k.startswith("pg")}
+        cpu["postgres"] = sum(v for k, v in sat["cpu_seconds"].items() if k.startswith("pg"))
         calls = max(int(sat["calls"]), 1)
         gateway_cpu = sum(v for k, v in cpu.items() if k.startswith("w") or k == "supervisor")
-        per_worker_calls = await self.calls_per_worker(host)
-        return {"workers": host.workers, "calls_per_s": round(sat["calls_per_s"]), "p50_ms": sat["p50_ms"],
+        return {"workers": host.workers, "store": host.store,
+                "calls_per_s": round(sat["calls_per_s"]), "p50_ms": sat["p50_ms"],
                 "p99_ms": sat["p99_ms"], "errors": sat["errors"],
                 "gateway_cpu_us_per_call": round(gateway_cpu / calls * 1e6),
+                "postgres_cpu_us_per_call": round(cpu["postgres"] / calls * 1e6),
                 "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
                 "cpu_busy_of_window": {k: round(v / sat["seconds"], 2) for k, v in cpu.items()},
-                "charger_calls_by_worker": per_worker_calls}
+                "log_backpressure_episodes": sum(paused1.values()) - sum(paused0.values()),
+                "machine_load_1min": os.getloadavg()[0],
+                "charger_calls_by_worker": await self.calls_per_worker(host)}
 
     async def calls_per_worker(self, host: Host) -> dict[str, int]:
         """Charger CALLs each worker relayed so far."""
@@ -297,6 +311,17 @@ class WorkersBench:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on this machine (backends, WAL writer, checkpointer ...)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+    return pids
+
+
 async def by_worker(host: Host, prefix: str, labels: tuple[str, ...]) -> dict[str, int]:
     """A metric summed per worker from the host's merged /metrics (one process: worker "0")."""
     _, body = await http_get(host.gateway.admin_port, "/metrics", 10.0)
@@ -318,10 +343,11 @@ async def run_workers_bench(opts: WorkersOptions | None = None) -> dict[str, Any
 def render(results: dict[str, Any]) -> str:
     """The figures as the Markdown table docs/benchmark.md shows."""
     lines = ["| stage | workers | figure |", "|---|---|---|"]
-    for n, sat in (results.get("saturation") or {}).items():
+    for sat in (results.get("saturation") or {}).values():
         if isinstance(sat, dict):
-            lines.append(f"| saturation | {n} | {sat['calls_per_s']:,} CALLs/s, p99 {sat['p99_ms']:.1f} ms, "
-                         f"gateway CPU {sat['gateway_cpu_us_per_call']} µs/CALL, by worker "
+            lines.append(f"| saturation ({sat['store']}) | {sat['workers']} | {sat['calls_per_s']:,} CALLs/s, "
+                         f"p99 {sat['p99_ms']:.1f} ms, gateway CPU {sat['gateway_cpu_us_per_call']} µs/CALL, "
+                         f"PostgreSQL CPU {sat['postgres_cpu_us_per_call']} µs/CALL, by worker "
                          f"{sat['charger_calls_by_worker']} |")
     for key in ("held", "idle"):
         stage = results.get(key) or {}

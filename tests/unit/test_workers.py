@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import validate, worker_count
 from gateway.metrics import GatewayMetrics
-from gateway.workers import ESTATE_WIDE, WorkerSlot, merge_expositions, with_label, worker_config
+from gateway.workers import ESTATE_WIDE, WorkerSlot, label_value, merge_expositions, with_label, worker_config
 
 PG = "postgresql://postgres@db:5432/gateway"
 SQLITE = "sqlite:///gw.db"
@@ -100,3 +100,21 @@ def test_estate_wide_gauges_come_from_one_worker() -> None:
     merged = merge_expositions([("0", text), ("1", text)])
     assert [line for line in merged.splitlines() if not line.startswith("#")] == [
         'ocpp_gateway_migration_phase_chargers{phase="cut-over"} 7.0']
+
+
+def plan_gauges(moved: int, status: str) -> str:
+    metrics = GatewayMetrics()
+    metrics.migration_plan('west "A"', status, {"pending": 10 - moved, "moved": moved}, {"done": moved // 5})
+    return metrics.exposition().decode()
+
+
+def test_a_plans_gauges_come_from_the_worker_with_its_newest_copy() -> None:
+    """Worker 1 runs the plan (newest copy), worker 0 stands by with an older one: only worker 1's series."""
+    merged = merge_expositions([("0", plan_gauges(2, "running")), ("1", plan_gauges(8, "completed"))],
+                               {label_value('west "A"'): "1"})
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+    chargers = {s.labels["state"]: s.value for s in families["ocpp_gateway_migration_plan_chargers"].samples}
+    assert chargers == {"pending": 2.0, "moved": 8.0}
+    status = {s.labels["status"] for s in families["ocpp_gateway_migration_plan_status"].samples if s.value == 1}
+    assert status == {"completed"}
+    assert all(s.labels["plan"] == 'west "A"' for s in families["ocpp_gateway_migration_plan_waves"].samples)

@@ -261,6 +261,7 @@ class PostgresCluster(Cluster):
             await self._connect()
         except Exception as exc:
             raise ClusterError(f"cannot join the cluster: {exc}") from exc
+        await self._say_lock_capacity()
         self._tasks = [asyncio.create_task(self._listen_loop(), name="cluster-listen"),
                        asyncio.create_task(self._refresh_loop(), name="cluster-refresh")]
 
@@ -279,6 +280,18 @@ class PostgresCluster(Cluster):
                     await conn.close()  # closing the session releases its advisory locks
         self._conn = self._listener = None
         self._reachable = False
+
+    async def _say_lock_capacity(self) -> None:
+        """Log how many chargers the server's lock table can hold: one advisory lock per charger held, in a
+        table of max_locks_per_transaction x (max_connections + max_prepared_transactions) slots for every lock
+        of the server (6,400 by default). When it is full, PostgreSQL answers "out of shared memory"."""
+        with contextlib.suppress(Exception):
+            rows = await self._execute(
+                "SELECT current_setting('max_locks_per_transaction')::int * (current_setting('max_connections')"
+                "::int + current_setting('max_prepared_transactions')::int)")
+            self.log.info("cluster_lock_capacity", lock_slots=int(rows[0][0]),
+                          hint="each connected charger holds one; raise max_locks_per_transaction for more "
+                          "chargers than that across all instances (docs/cluster.md)")
 
     async def _connect(self) -> None:
         import psycopg

@@ -79,6 +79,7 @@ class WorkersOptions:
     hold_timeout: float = 300.0
     settle: float = 3.0
     overrides: dict[str, Any] = field(default_factory=dict)
+    own_postgres: bool = True
 
 
 def charger_capacity(workers: int, fd_limit: int) -> int:
@@ -91,6 +92,68 @@ def workers_needed(chargers: int, fd_limit: int, margin: float = 0.1) -> int:
     """Workers for ``chargers`` so that each stays under ``fd_limit`` with ``margin`` for an uneven spread."""
     per_worker = int((fd_limit - FD_RESERVE) // FDS_PER_CHARGER * (1 - margin))
     return max(1, -(-chargers // per_worker))
+
+
+# ------------------------------------------------------------------ a PostgreSQL of the benchmark's own
+
+
+def locks_needed(chargers: int, connections: int = 100) -> int:
+    """``max_locks_per_transaction`` for ``chargers`` advisory locks (one per charger held, gateway/cluster.py):
+    PostgreSQL's lock table has max_locks_per_transaction x (max_connections + max_prepared_transactions)
+    slots for every lock of the server, 6,400 with the defaults (64 x 100)."""
+    return max(64, 1 << (int(chargers * 1.25 / connections) - 1).bit_length())
+
+
+class OwnPostgres:
+    """A throw-away PostgreSQL server (Debian's binaries, a temporary data directory, trust auth, loopback),
+    with a lock table sized for ``chargers``: the shared server's default holds about 6,000 advisory locks."""
+
+    def __init__(self, work: Path, chargers: int) -> None:
+        self.data = work / "postgres"
+        self.port = free_port()
+        self.locks = locks_needed(chargers)
+        self.bin = self._bin_dir()
+
+    @staticmethod
+    def _bin_dir() -> Path:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not found:
+            raise BenchError("--own-postgres needs PostgreSQL's server binaries (apt-get install postgresql)")
+        return found[-1].parent
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _as_owner(self) -> list[str]:
+        """PostgreSQL refuses to run as root: as root, run its tools as the postgres user."""
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    async def _run(self, *args: str) -> None:
+        proc = await asyncio.create_subprocess_exec(*self._as_owner(), *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise BenchError(f"{Path(args[0]).name} failed: {out.decode(errors='replace')[-800:]}")
+
+    async def start(self) -> None:
+        self.data.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            import shutil
+
+            shutil.chown(self.data, "postgres", "postgres")
+            self.data.parent.chmod(0o755)
+        await self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                        "--no-sync")
+        options = (f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={self.data} "
+                   f"-c max_locks_per_transaction={self.locks} -c fsync=off -c synchronous_commit=off")
+        await self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l",
+                        str(self.data / "server.log"), "start")
+
+    async def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(BenchError):
+                await self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
 
 # ------------------------------------------------------------------ CSMS simulators sharing one port
@@ -186,6 +249,21 @@ class WorkersBench:
                     "sqlite" if sqlite else "postgresql")
 
     async def run(self) -> dict[str, Any]:
+        o = self.opts
+        own: OwnPostgres | None = None
+        if o.own_postgres:
+            own = OwnPostgres(self.work, max(o.idle, o.held))
+            self.say(f"starting a PostgreSQL of its own (max_locks_per_transaction={own.locks})")
+            await own.start()
+            o.url = own.url
+            self.results["postgres"] = {"own": True, "max_locks_per_transaction": own.locks}
+        try:
+            return await self.stages()
+        finally:
+            if own is not None:
+                await own.stop()
+
+    async def stages(self) -> dict[str, Any]:
         o = self.opts
         procs = max(o.csms_procs if "idle" in o.stages else 1, 1)
         csms = CsmsGroup(procs, self.work)
@@ -368,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m gateway.benchkit.workers", description=__doc__.split("\n")[0])
     d = WorkersOptions()
-    ap.add_argument("--url", default=d.url, help="PostgreSQL for the store (a fresh schema, dropped after)")
+    ap.add_argument("--url", default=d.url, help="PostgreSQL for the store (a fresh schema, dropped after); "
+                    "only with --shared-postgres")
+    ap.add_argument("--shared-postgres", action="store_true",
+                    help="use --url instead of starting a PostgreSQL of its own (whose lock table is sized for "
+                    "the chargers: one advisory lock each)")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     ap.add_argument("--sat-conns", type=int, default=d.sat_conns)
     ap.add_argument("--sat-window", type=float, default=d.sat_window)
@@ -387,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         url=args.url, stages=tuple(s for s in args.stages.split(",") if s), sat_conns=args.sat_conns,
         sat_window=args.sat_window, held=args.held, idle=args.idle,
         idle_workers=args.idle_workers or workers_needed(args.idle, limit), loadgens=args.loadgens,
-        csms_procs=args.csms_procs,
+        csms_procs=args.csms_procs, own_postgres=not args.shared_postgres,
         overrides={k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)})
     if args.quick:
         opts.sat_conns, opts.sat_warmup, opts.sat_window, opts.held, opts.idle = 20, 0.5, 2.0, 300, 600

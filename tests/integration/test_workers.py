@@ -159,8 +159,9 @@ async def test_two_workers_share_the_charger_port_and_both_get_chargers(host: Ho
 @needs_postgres
 async def test_a_transaction_continues_on_the_other_worker_after_a_sigkill(
         host: Host, csms: DemoCsms, pg_schema: str) -> None:
-    """SIGKILL of the worker holding a charger mid-transaction: it reconnects to the other worker on the same
-    port and finishes with one transactionId and seqNo 0, 1, 2, 3; the supervisor starts the worker again."""
+    """SIGKILL of the worker holding a charger mid-transaction: /healthz says 503, the charger reconnects to the
+    other worker on the same port and finishes with one transactionId and seqNo 0, 1, 2, 3; the supervisor
+    starts the worker again."""
     url = host.url("KX1")
     charger = await boot(url)
     start = {"connectorId": 1, "idTag": "TAG1", "meterStart": 1000, "timestamp": "2026-01-01T10:00:00Z"}
@@ -176,6 +177,8 @@ async def test_a_transaction_continues_on_the_other_worker_after_a_sigkill(
     os.kill(pids[victim], signal.SIGKILL)
     with pytest.raises(ConnectionClosed):
         await charger.recv(timeout=10)
+    status, health = await host.get("/healthz")  # within the first restart delay (1 s): one worker is missing
+    assert status == 503 and health["status"] == "unhealthy"
     charger = await reconnect(url)
     meter["meterValue"][0]["timestamp"] = "2026-01-01T10:20:00Z"
     assert (await charger.call("m2", "MeterValues", meter))[0] == 3

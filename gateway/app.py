@@ -842,6 +842,18 @@ class Gateway:
             item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
         return sorted(out, key=lambda d: d["id"])
 
+    async def refresh_record(self, charger_id: str) -> None:
+        """The record as the instance holding the charger (or that last held it) wrote it: this instance read
+        the records at start only, and a charger that connected elsewhere since is unknown to it otherwise."""
+        if charger_id in self.connections:
+            return
+        try:
+            record = await self.store.load_state(charger_records.RECORD_PREFIX + charger_id)
+        except StoreError:
+            return  # the view from memory is the best there is while the store is away
+        if record:
+            self.charger_records[charger_id] = record
+
     def _offline_view(self, cid: str) -> dict[str, Any]:
         """A charger not connected here, as its record (and the config) remembers it."""
         record = self.charger_records.get(cid, {})

@@ -241,6 +241,7 @@ class Gateway:
             await self.vendors.stop()
         if self._server is not None:
             self._server.close(close_connections=False)
+        self.cluster.leaving()
         conns = list(self.connections.values())
         await asyncio.gather(*(c.shutdown() for c in conns), return_exceptions=True)
         if self._server is not None:

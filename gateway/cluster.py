@@ -156,6 +156,9 @@ class Cluster:
     async def release_plan(self, name: str) -> None:
         """Give up the plan's lease, so another instance may run it at once."""
 
+    def leaving(self) -> None:
+        """The instance is stopping (PostgreSQL: locks go all at once when it has stopped)."""
+
     # ------------------------------------------------------------ engine hooks
 
     async def _take(self, charger_id: str, gone: Callable[[], bool]) -> bool:
@@ -251,6 +254,7 @@ class PostgresCluster(Cluster):
         self._op = asyncio.Lock()  # one statement at a time on the lock connection
         self._reachable = False
         self._waiting: dict[str, asyncio.Event] = {}  # chargers this instance waits for another to let go
+        self._leaving = False
 
     @property
     def reachable(self) -> bool:
@@ -368,10 +372,17 @@ class PostgresCluster(Cluster):
                 await self._notify(f"release {charger_id} {self.instance_id}")
             await asyncio.sleep(_POLL)
 
+    def leaving(self) -> None:
+        """The instance is stopping: chargers it lets go from now on keep their locks until ``stop`` closes
+        the lock connection, which releases them all at once. Unlocking one by one costs two statements per
+        charger on the one lock connection (measured: 16 of 18.5 s to stop with 8,000 chargers); the rows left
+        behind are ignored once their lock is gone and overwritten by the next holder."""
+        self._leaving = True
+
     async def _give_back(self, charger_id: str) -> None:
         key = self._keys.pop(charger_id, None)
         self._estate.pop(charger_id, None)
-        if key is None:
+        if key is None or self._leaving:
             return
         try:
             await self._execute(self._drop_row, (charger_id, self.instance_id))

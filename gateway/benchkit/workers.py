@@ -8,15 +8,19 @@ Every piece is a separate process, as in ``ocpp-gateway bench``: CSMS simulators
 (``gateway.benchkit.csms``'s server, several processes sharing one port with
 SO_REUSEPORT), load generators (``gateway.benchkit.loadgen``) and the gateway as
 operators run it (``python -m gateway.cli run`` with ``workers: N``; with N > 1
-a supervisor and N workers), its store one fresh schema of the PostgreSQL at
-``--url`` (several workers need PostgreSQL; 1 worker uses the same store so the
-comparison is fair).
+a supervisor and N workers), its store a PostgreSQL server the benchmark starts
+for itself (``OwnPostgres``: Debian's binaries, a temporary data directory,
+``max_locks_per_transaction`` sized for one advisory lock per charger; the
+default lock table holds about 6,000) or, with ``--shared-postgres``, a fresh
+schema at ``--url``. Several workers need PostgreSQL; 1 worker uses the same
+store so the comparison is fair, and a 1-worker SQLite run is the reference.
 
 Stages:
 
-1. ``saturation``: for 1 and 2 workers, ``--sat-conns`` chargers each send their
-   next CALL as soon as the previous one is answered: answered CALLs/s, p99,
-   CPU seconds of every process per 1,000 CALLs.
+1. ``saturation``: 1 worker on SQLite, then 1 and 2 workers on PostgreSQL,
+   ``--sat-conns`` chargers each sending their next CALL as soon as the previous
+   one is answered: answered CALLs/s, p99, CPU µs per CALL of the gateway's
+   processes and of PostgreSQL's, each process's share of the window.
 2. ``held``: for 1 and 2 workers, hold ``--held`` idle chargers (booted) or as many
    as the workers' open-files budget allows: held, seconds, fds and RSS per worker.
 3. ``idle``: ``--idle`` idle chargers with ``--idle-workers`` workers, the load
@@ -305,11 +309,12 @@ class WorkersBench:
         await host.gateway.start(timeout=120)
         try:
             result: dict[str, Any] = await stage(host, csms, *args)
-            return result
         finally:
             t0 = time.monotonic()
             await host.gateway.stop()
             self.say(f"stopped in {time.monotonic() - t0:.1f} s")
+        result["stop_seconds"] = round(time.monotonic() - t0, 1)
+        return result
 
     async def saturation(self, host: Host, csms: CsmsGroup, loadgens: list[LoadGenProc]) -> dict[str, Any]:
         o = self.opts
@@ -365,12 +370,17 @@ class WorkersBench:
         worker_rss = sum(v["rss"] - base[k] for k, v in per_process.items() if k.startswith("w"))
         for lg in loadgens:
             await lg.call("release", 120)
+        t_release = time.monotonic()
+        while sum((await self.connected_by_worker(host)).values()) and time.monotonic() - t_release < 300:
+            await asyncio.sleep(0.5)
+        let_go = time.monotonic() - t_release
         failures: dict[str, int] = {}
         for a in answers:
             for reason, count in a.get("failures", {}).items():
                 failures[reason] = failures.get(reason, 0) + int(count)
         return {"workers": host.workers, "requested": n, "held": held, "failed": sum(int(a["failed"]) for a in answers),
                 "failures": failures, "seconds": round(seconds, 1), "connected_by_worker": connected,
+                "all_disconnected_seconds": round(let_go, 1),
                 "fds": {k: v["fds"] for k, v in per_process.items()},
                 "rss_mib": {k: round(v["rss"] / 2**20, 1) for k, v in per_process.items()},
                 "rss_per_charger_kib": round(worker_rss / held / 1024, 1) if held else None,

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -412,10 +411,10 @@ async def _serve(config: GatewayConfig, slot: WorkerSlot | None = None) -> int:
     # A worker shares the charger port; vendor clouds are polled by worker 0 alone (one poller per account).
     gw = Gateway(config, reuse_port=slot is not None, run_vendors=slot is None or slot.index == 0)
     # Before start: a SIGTERM while starting (or right after "gateway_started") is a clean stop, not a kill.
+    from gateway.workers import on_stop_signal
+
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signal(stop.set)
     try:
         await gw.start()
     except BaseException:

@@ -228,7 +228,11 @@ class PostgresCluster(Cluster):
             "INSERT INTO {0} (charger_id, instance, since, lock_key) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (charger_id) DO UPDATE SET instance = EXCLUDED.instance, since = EXCLUDED.since,"
             " version = {0}.version + 1, lock_key = EXCLUDED.lock_key").format(owner)
-        self._drop_row = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND instance = %s").format(owner)
+        # One round trip on the shared lock connection to let a charger go: the row, then (reading the
+        # DELETE's output forces the order) the lock.
+        self._let_go = sql.SQL(
+            "WITH gone AS (DELETE FROM {} WHERE charger_id = %s AND instance = %s RETURNING 1)"
+            " SELECT pg_advisory_unlock(%s) FROM (SELECT count(*) FROM gone) AS done").format(owner)
         # Plan leases: the database's clock decides expiry, so the instances' clocks need not agree.
         lease = sql.Identifier(schema, "plan_lease") if schema else sql.Identifier("plan_lease")
         self._lease_ddl = sql.SQL(
@@ -324,11 +328,15 @@ class PostgresCluster(Cluster):
             if self.on_release is not None:
                 await self.on_release(cid)
 
-    async def _execute(self, query: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement on the lock connection; ClusterError (and a reconnect later) when it fails."""
+    async def _execute(self, query: Any, params: tuple[Any, ...] = (),
+                       unless: Callable[[], bool] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement on the lock connection; ClusterError (and a reconnect later) when it fails.
+        ``unless``: checked once it is this statement's turn; true skips it."""
         import psycopg
 
         async with self._op:
+            if unless is not None and unless():
+                return []
             if self._conn is None or self._conn.closed:
                 try:
                     await self._connect()
@@ -385,8 +393,8 @@ class PostgresCluster(Cluster):
         if key is None or self._leaving:
             return
         try:
-            await self._execute(self._drop_row, (charger_id, self.instance_id))
-            await self._execute("SELECT pg_advisory_unlock(%s)", (key,))
+            # After a mass disconnect hundreds may queue here; once the instance is leaving they need not run.
+            await self._execute(self._let_go, (charger_id, self.instance_id, key), unless=lambda: self._leaving)
         except ClusterError as exc:  # the connection is gone, and with it the lock
             self.log.warning("cluster_release_failed", charger_id=charger_id, error=str(exc))
 

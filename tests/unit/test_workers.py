@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -118,3 +120,30 @@ def test_a_plans_gauges_come_from_the_worker_with_its_newest_copy() -> None:
     status = {s.labels["status"] for s in families["ocpp_gateway_migration_plan_status"].samples if s.value == 1}
     assert status == {"completed"}
     assert all(s.labels["plan"] == 'west "A"' for s in families["ocpp_gateway_migration_plan_waves"].samples)
+
+
+STOP_WITH_A_FULL_SELF_PIPE = """
+import asyncio, os, signal
+from gateway.workers import on_stop_signal
+
+async def main() -> None:
+    stopped = asyncio.Event()
+    on_stop_signal(stopped.set)
+    loop = asyncio.get_running_loop()
+    for _ in range(300_000):  # each writes a byte to the loop's self-pipe, as a store thread's answers do
+        loop.call_soon_threadsafe(lambda: None)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(stopped.wait(), 10)
+    print("stopped")
+
+asyncio.run(main())
+"""
+
+
+def test_a_sigterm_is_not_lost_when_the_loops_self_pipe_is_full() -> None:
+    """SIGTERM while the event loop's self-pipe is full still stops the gateway (asyncio's own signal
+    handling loses it then: its byte cannot be written)."""
+    done = subprocess.run([sys.executable, "-c", STOP_WITH_A_FULL_SELF_PIPE], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stopped"

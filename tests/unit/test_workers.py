@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.benchkit.workers import charger_capacity, locks_needed, workers_needed
 from gateway.config import validate, worker_count
 from gateway.metrics import GatewayMetrics
 from gateway.workers import ESTATE_WIDE, WorkerSlot, label_value, merge_expositions, with_label, worker_config
@@ -147,3 +148,19 @@ def test_a_sigterm_is_not_lost_when_the_loops_self_pipe_is_full() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "stopped"
+
+
+def test_the_open_files_budget_decides_how_many_workers_hold_an_estate() -> None:
+    """Two fds per charger plus a reserve: one process under 20,000 files holds 9,968; 20,000 chargers need
+    3 workers (2 would need 10,000 each, over the limit once the spread is uneven)."""
+    assert charger_capacity(1, 20_000) == 9_968
+    assert workers_needed(20_000, 20_000) == 3
+    assert workers_needed(9_000, 20_000) == 2  # 9,968 at most, minus the 10 % margin
+    assert workers_needed(100, 20_000) == 1
+
+
+def test_the_benchmarks_lock_table_fits_one_advisory_lock_per_charger() -> None:
+    """max_locks_per_transaction x 100 connections holds the chargers with a quarter to spare."""
+    for chargers in (1_000, 6_000, 20_000, 100_000):
+        assert locks_needed(chargers) * 100 >= chargers * 1.25
+    assert locks_needed(1_000) == 64  # PostgreSQL's default is enough for a small estate

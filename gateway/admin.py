@@ -72,6 +72,7 @@ async def chargers(request: web.Request) -> web.Response:
 async def charger(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     cid = request.match_info["id"]
+    await gw.refresh_record(cid)
     for item in gw.describe_chargers():
         if item["id"] == cid:
             change = gw.route_change(cid)

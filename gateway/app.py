@@ -67,10 +67,15 @@ class _Admission:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, store: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, store: Any = None, *, reuse_port: bool = False,
+                 run_vendors: bool = True) -> None:
+        """``reuse_port``: share the charger port with the other workers of this host (gateway.workers);
+        ``run_vendors``: poll the vendor clouds here (one worker does it for the host)."""
         from gateway.store import open_store
 
         self.config = config
+        self.reuse_port = reuse_port
+        self.run_vendors = run_vendors
         self.metrics = GatewayMetrics(per_charger=config.metrics.per_charger)
         self.store = store or open_store(config.store, retention_days=config.retention_days)
         self.log = get_logger()
@@ -173,8 +178,9 @@ class Gateway:
             # A reconnect storm of thousands: a short accept queue drops SYNs into TCP's 1-3-7-15 s retransmits.
             backlog=4096,
             create_connection=DirectServerConnection,
+            reuse_port=self.reuse_port,  # the kernel spreads new chargers over the workers listening here
         )
-        if self.config.vendors:
+        if self.config.vendors and self.run_vendors:
             from gateway.vendors import VendorManager
 
             self.vendors = VendorManager(self)
@@ -235,6 +241,7 @@ class Gateway:
             await self.vendors.stop()
         if self._server is not None:
             self._server.close(close_connections=False)
+        self.cluster.leaving()
         conns = list(self.connections.values())
         await asyncio.gather(*(c.shutdown() for c in conns), return_exceptions=True)
         if self._server is not None:
@@ -835,6 +842,18 @@ class Gateway:
             item["route"] = {"primary": route.primary, "shadow": route.shadow} if route else None
             item["route_source"] = "admin" if item["id"] in self.route_overrides else "config"
         return sorted(out, key=lambda d: d["id"])
+
+    async def refresh_record(self, charger_id: str) -> None:
+        """The record as the instance holding the charger (or that last held it) wrote it: this instance read
+        the records at start only, and a charger that connected elsewhere since is unknown to it otherwise."""
+        if charger_id in self.connections:
+            return
+        try:
+            record = await self.store.load_state(charger_records.RECORD_PREFIX + charger_id)
+        except StoreError:
+            return  # the view from memory is the best there is while the store is away
+        if record:
+            self.charger_records[charger_id] = record
 
     def _offline_view(self, cid: str) -> dict[str, Any]:
         """A charger not connected here, as its record (and the config) remembers it."""

@@ -21,13 +21,27 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config import ConfigError, GatewayConfig, load_config, read_config_data, salvage, validate
+import structlog
+
+from gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    load_config,
+    read_config_data,
+    salvage,
+    shares_store,
+    validate,
+    worker_count,
+    workers_problem,
+)
 from gateway.ocppj import Version
+
+if TYPE_CHECKING:
+    from gateway.workers import WorkerSlot
 
 
 def _examples(*lines: str) -> str:
@@ -59,11 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = _Subcommands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
-    run = sub.add("run", ["ocpp-gateway run --config /etc/ocpp-gateway/gateway.yaml"],
+    run = sub.add("run", ["ocpp-gateway run --config /etc/ocpp-gateway/gateway.yaml",
+                         "ocpp-gateway run --config gateway.yaml --workers 4   # PostgreSQL store: 4 processes"],
                   help="run the gateway service",
                   description="Run the gateway until SIGTERM/SIGINT. Before listening it checks what check-config "
                   "checks without --connect; any problem stops it with exit status 2.")
     run.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    run.add_argument("--workers", type=_workers, metavar="N|auto",
+                     help="processes sharing the charger port, instead of the config's workers: (docs/cluster.md)")
+    run.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD:PORT, given by the supervisor to its workers
 
     check = sub.add(
         "check-config",
@@ -202,6 +220,14 @@ def _migrate_parser(sub: _Subcommands) -> None:
     action.add_argument("--abort", metavar="NAME", help="stop a plan for good where it is (no roll-back)")
     migrate.add_argument("--history", type=int, default=20, help="history entries shown with --status NAME")
     _admin_options(migrate)
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError("a number of processes (1 or more) or auto")
 
 
 def _version(text: str) -> Version:
@@ -372,7 +398,8 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def _serve(config: GatewayConfig) -> int:
+async def _serve(config: GatewayConfig, slot: WorkerSlot | None = None) -> int:
+    """Run one gateway process: the whole gateway, or (``slot``) one of a supervisor's workers."""
     from gateway.app import Gateway
     from gateway.logs import get_logger
 
@@ -381,17 +408,23 @@ async def _serve(config: GatewayConfig) -> int:
         get_logger().warning("open_files_limit_low", limit=limit,
                              hint="each charger needs two sockets; raise LimitNOFILE / ulimit -n")
 
-    gw = Gateway(config)
+    # A worker shares the charger port; vendor clouds are polled by worker 0 alone (one poller per account).
+    gw = Gateway(config, reuse_port=slot is not None, run_vendors=slot is None or slot.index == 0)
+    # Before start: a SIGTERM while starting (or right after "gateway_started") is a clean stop, not a kill.
+    from gateway.workers import on_stop_signal
+
+    stop = asyncio.Event()
+    on_stop_signal(stop.set)
     try:
         await gw.start()
     except BaseException:
         await gw.store.close()
         raise
+    if slot is not None:
+        from gateway.workers import report_ready
+
+        report_ready(slot, gw)
     tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await gw.stop()
     return 0
@@ -466,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway import logs as logsetup
 
     if args.command == "run":
-        return _run(args.config)
+        return _run(args.config, args.workers, args.worker)
     if args.command == "check-config":
         return _check_config(args.config, args.connect)
     if args.command == "sim":
@@ -513,17 +546,41 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-def _run(path: str) -> int:
+def _run(path: str, workers: int | str | None = None, worker: str | None = None) -> int:
     from gateway import logs as logsetup
     from gateway.store import StoreError
     from mappings import MappingError
 
     config = _load(path)
+    if workers is not None:
+        config = config.model_copy(update={"workers": workers})
+        problem = workers_problem(workers, config.store)
+        if problem is not None:
+            print(f"ocpp-gateway: cannot start: {path}: {problem} (--workers {workers})", file=sys.stderr)
+            return 2
     if _refuse_start(path, config):
         return 2
     logsetup.configure(config.logging.format, config.logging.level)
+    count = worker_count(config.workers, config.store)
+    slot: WorkerSlot | None = None
+    if worker is not None:
+        from gateway.workers import WorkerSlot, die_with_supervisor, worker_config
+
+        slot = WorkerSlot.parse(worker)
+        die_with_supervisor()
+        config = worker_config(config, slot)
+        structlog.contextvars.bind_contextvars(worker=slot.index)
+    elif count > 1:
+        from gateway.workers import supervise
+
+        return supervise(path, config, count)
+    elif config.workers == "auto":
+        from gateway.logs import get_logger
+
+        why = "a SQLite store is one process's" if not shares_store(config.store) else "one core"
+        get_logger().info("workers", workers=1, reason=f"workers: auto runs one process here ({why})")
     try:
-        return asyncio.run(_serve(config))
+        return asyncio.run(_serve(config, slot))
     except StoreError as exc:  # start-up failures: one line naming the key and the cause
         print(f"ocpp-gateway: cannot start: {path}: store: {exc}", file=sys.stderr)
         return 2

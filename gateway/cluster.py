@@ -156,6 +156,9 @@ class Cluster:
     async def release_plan(self, name: str) -> None:
         """Give up the plan's lease, so another instance may run it at once."""
 
+    def leaving(self) -> None:
+        """The instance is stopping (PostgreSQL: locks go all at once when it has stopped)."""
+
     # ------------------------------------------------------------ engine hooks
 
     async def _take(self, charger_id: str, gone: Callable[[], bool]) -> bool:
@@ -225,7 +228,11 @@ class PostgresCluster(Cluster):
             "INSERT INTO {0} (charger_id, instance, since, lock_key) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (charger_id) DO UPDATE SET instance = EXCLUDED.instance, since = EXCLUDED.since,"
             " version = {0}.version + 1, lock_key = EXCLUDED.lock_key").format(owner)
-        self._drop_row = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND instance = %s").format(owner)
+        # One round trip on the shared lock connection to let a charger go: the row, then (reading the
+        # DELETE's output forces the order) the lock.
+        self._let_go = sql.SQL(
+            "WITH gone AS (DELETE FROM {} WHERE charger_id = %s AND instance = %s RETURNING 1)"
+            " SELECT pg_advisory_unlock(%s) FROM (SELECT count(*) FROM gone) AS done").format(owner)
         # Plan leases: the database's clock decides expiry, so the instances' clocks need not agree.
         lease = sql.Identifier(schema, "plan_lease") if schema else sql.Identifier("plan_lease")
         self._lease_ddl = sql.SQL(
@@ -251,6 +258,7 @@ class PostgresCluster(Cluster):
         self._op = asyncio.Lock()  # one statement at a time on the lock connection
         self._reachable = False
         self._waiting: dict[str, asyncio.Event] = {}  # chargers this instance waits for another to let go
+        self._leaving = False
 
     @property
     def reachable(self) -> bool:
@@ -261,6 +269,7 @@ class PostgresCluster(Cluster):
             await self._connect()
         except Exception as exc:
             raise ClusterError(f"cannot join the cluster: {exc}") from exc
+        await self._say_lock_capacity()
         self._tasks = [asyncio.create_task(self._listen_loop(), name="cluster-listen"),
                        asyncio.create_task(self._refresh_loop(), name="cluster-refresh")]
 
@@ -279,6 +288,18 @@ class PostgresCluster(Cluster):
                     await conn.close()  # closing the session releases its advisory locks
         self._conn = self._listener = None
         self._reachable = False
+
+    async def _say_lock_capacity(self) -> None:
+        """Log how many chargers the server's lock table can hold: one advisory lock per charger held, in a
+        table of max_locks_per_transaction x (max_connections + max_prepared_transactions) slots for every lock
+        of the server (6,400 by default). When it is full, PostgreSQL answers "out of shared memory"."""
+        with contextlib.suppress(Exception):
+            rows = await self._execute(
+                "SELECT current_setting('max_locks_per_transaction')::int * (current_setting('max_connections')"
+                "::int + current_setting('max_prepared_transactions')::int)")
+            self.log.info("cluster_lock_capacity", lock_slots=int(rows[0][0]),
+                          hint="each connected charger holds one; raise max_locks_per_transaction for more "
+                          "chargers than that across all instances (docs/cluster.md)")
 
     async def _connect(self) -> None:
         import psycopg
@@ -307,11 +328,15 @@ class PostgresCluster(Cluster):
             if self.on_release is not None:
                 await self.on_release(cid)
 
-    async def _execute(self, query: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement on the lock connection; ClusterError (and a reconnect later) when it fails."""
+    async def _execute(self, query: Any, params: tuple[Any, ...] = (),
+                       unless: Callable[[], bool] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement on the lock connection; ClusterError (and a reconnect later) when it fails.
+        ``unless``: checked once it is this statement's turn; true skips it."""
         import psycopg
 
         async with self._op:
+            if unless is not None and unless():
+                return []
             if self._conn is None or self._conn.closed:
                 try:
                     await self._connect()
@@ -355,14 +380,21 @@ class PostgresCluster(Cluster):
                 await self._notify(f"release {charger_id} {self.instance_id}")
             await asyncio.sleep(_POLL)
 
+    def leaving(self) -> None:
+        """The instance is stopping: chargers it lets go from now on keep their locks until ``stop`` closes
+        the lock connection, which releases them all at once. Unlocking one by one costs two statements per
+        charger on the one lock connection (measured: 16 of 18.5 s to stop with 8,000 chargers); the rows left
+        behind are ignored once their lock is gone and overwritten by the next holder."""
+        self._leaving = True
+
     async def _give_back(self, charger_id: str) -> None:
         key = self._keys.pop(charger_id, None)
         self._estate.pop(charger_id, None)
-        if key is None:
+        if key is None or self._leaving:
             return
         try:
-            await self._execute(self._drop_row, (charger_id, self.instance_id))
-            await self._execute("SELECT pg_advisory_unlock(%s)", (key,))
+            # After a mass disconnect hundreds may queue here; once the instance is leaving they need not run.
+            await self._execute(self._let_go, (charger_id, self.instance_id, key), unless=lambda: self._leaving)
         except ClusterError as exc:  # the connection is gone, and with it the lock
             self.log.warning("cluster_release_failed", charger_id=charger_id, error=str(exc))
 

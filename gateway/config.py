@@ -8,6 +8,7 @@ so ``ocpp-gateway run`` can exit non-zero with a line an operator can act on.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -243,6 +244,9 @@ class GatewayConfig(_Model):
     instance_id: str | None = Field(
         None, description="this instance's name among gateway instances sharing a PostgreSQL store "
         "(default hostname:pid)")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="processes sharing the charger port on this host (docs/cluster.md); auto: one per "
+        "core with a PostgreSQL store, 1 with SQLite")
     retention_days: float | None = Field(30.0, gt=0)
     csms: dict[str, CsmsEndpoint]
     default_route: Route | None = None
@@ -272,9 +276,19 @@ class GatewayConfig(_Model):
     admission: Admission = Admission()
     vendors: dict[str, VendorAccount] = Field(default_factory=dict)
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _process_count(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError("must be a number of processes (1 or more) or auto")
+
     @model_validator(mode="after")
     def _routes_exist(self) -> GatewayConfig:
         problems = route_problems(self.model_dump(include=_ROUTING_KEYS))
+        workers = workers_problem(self.workers, self.store)
+        if workers is not None:
+            problems.append(workers)
         rules = self.charger_ids.rules
         for cid in self.chargers:
             reason = charger_ids.problem(cid, rules)
@@ -292,6 +306,28 @@ class GatewayConfig(_Model):
         if self.allow_unknown_chargers:
             return self.default_route
         return None
+
+
+def shares_store(store_url: str) -> bool:
+    """Whether several processes may use this store at once (PostgreSQL; a SQLite file is one process's)."""
+    return store_url.split(":", 1)[0].split("+", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def workers_problem(workers: int | str, store_url: str) -> str | None:
+    """``workers: message`` when the number of worker processes cannot work with the store."""
+    if isinstance(workers, int) and workers > 1 and not shares_store(store_url):
+        return (f"workers: {workers} processes need a PostgreSQL store; a SQLite store is one process's "
+                "(use workers: 1, or postgresql://... - docs/cluster.md)")
+    return None
+
+
+def worker_count(workers: int | str, store_url: str) -> int:
+    """The processes to run: ``auto`` is one per core this process may use with PostgreSQL, 1 with SQLite."""
+    if isinstance(workers, int):
+        return workers
+    if not shares_store(store_url):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _ROUTING_KEYS = {"csms", "default_route", "chargers", "vendors", "allow_unknown_chargers"}
@@ -397,6 +433,9 @@ def validate(data: Any, path: str = "<config>") -> tuple[GatewayConfig | None, l
         if all(err["loc"] for err in exc.errors()):
             # Field errors stop pydantic before the model-wide route check: run it on the raw data.
             problems += route_problems(data)
+            workers, store = data.get("workers", "auto"), data.get("store", "sqlite://")
+            if isinstance(workers, int) and isinstance(store, str):
+                problems += [p for p in [workers_problem(workers, store)] if p is not None]
     return None, [f"{path}: {p}" for p in problems]
 
 

@@ -45,6 +45,9 @@ class AdminEstate(EstateBasics, Protocol):
     def describe_chargers(self) -> list[dict[str, Any]]:
         """Every known charger, connected or not, as the API shows it."""
 
+    async def refresh_record(self, charger_id: str) -> None:
+        """Re-read the record of a charger not served here (another instance may have written it since)."""
+
     async def set_route(
         self, charger_id: str, route: Route | None, *, when: When = "idle", deadline: float | None = None,
         force: bool = False, actor: str = "api",

@@ -242,3 +242,21 @@ async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path, cs
     third = Gateway(parse_config(cfg))  # once the first has stopped, the file is free again
     await third.start()
     await third.stop()
+
+
+async def test_one_charger_asked_of_an_instance_that_does_not_hold_it_shows_its_record(
+        instances: Cluster) -> None:
+    """A charger that first connected to B after A started: A's GET /api/chargers/{id} names B and shows what
+    B recorded at connect (A read the records at its own start, before the charger existed)."""
+    a, b = await instances("A"), await instances("B")
+    charger = await RawCharger.connect(url(b, "RX1"), ["ocpp1.6"])
+    assert (await charger.call("b", "BootNotification", BOOT))[2]["status"] == "Accepted"
+
+    async def seen_on_a() -> bool:
+        status, item = await api(a, "GET", "/api/chargers/RX1")
+        return status == 200 and item["instance"] == "B" and item["connected"]
+
+    await eventually(seen_on_a)  # A reads the owner table every second
+    _, item = await api(a, "GET", "/api/chargers/RX1")
+    assert item["ocpp_version"] == "1.6"
+    await charger.close()

@@ -84,7 +84,8 @@ async def estate(tmp_path: Path, pg_schema: str, csms: DemoCsms) -> AsyncIterato
         cfg = {"listen": {"host": "127.0.0.1", "port": listen}, "admin": {"host": "127.0.0.1", "port": admin},
                "store": f"{PG_URL}?schema={pg_schema}", "instance_id": name,
                "csms": {"main": {"url": csms.url, "ocpp": "2.0.1"}}, "default_route": {"primary": "main"},
-               "allow_unknown_chargers": True, "upstream": {"reconnect_initial": 0.05, "reconnect_max": 0.5}}
+               "allow_unknown_chargers": True, "upstream": {"reconnect_initial": 0.05, "reconnect_max": 0.5},
+               "workers": 1}  # one process per instance: HAProxy spreads the chargers (not SO_REUSEPORT)
         path = tmp_path / f"{name}.yaml"
         path.write_text(json.dumps(cfg))  # JSON is YAML
         log = (tmp_path / f"{name}.log").open("wb")

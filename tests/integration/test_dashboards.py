@@ -10,11 +10,14 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import AsyncIterator
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from gateway.app import Gateway
@@ -24,6 +27,7 @@ from gateway.sim.csms import DemoCsms
 from gateway.sim.peer import Reject
 from gateway.vendors.demo import VendorDemo
 from tests.conftest import gateway_config
+from tests.integration.cluster_support import PG_URL, postgres_reason
 from tests.rawpeers import RawCharger
 
 DASHBOARDS = sorted((Path(__file__).parents[2] / "dashboards").glob("*.json"))
@@ -55,10 +59,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def charger_traffic(gw: Gateway, stop: asyncio.Event) -> None:
+async def charger_traffic(listen_port: int, stop: asyncio.Event) -> None:
     """CP1 boots, is authorised once alike and once differently by the shadow, sends one invalid frame, then
     heartbeats until ``stop`` (so every rate has samples to work on)."""
-    charger = await RawCharger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP1", ["ocpp1.6"])
+    charger = await RawCharger.connect(f"ws://127.0.0.1:{listen_port}/ocpp/CP1", ["ocpp1.6"])
     try:
         await charger.call("b1", "BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "One"})
         await charger.call("a1", "Authorize", {"idTag": "GOODTAG"})
@@ -139,9 +143,51 @@ def test_every_dashboard_query_is_filtered_by_the_instance_variable() -> None:
                 assert selectors and all('instance=~"$instance"' in s for s in selectors), (panel["title"], target)
 
 
-@pytest.mark.slow
-async def test_prometheus_finds_data_for_every_panel_of_every_dashboard(tmp_path: Path) -> None:
-    """A gateway with a shadowed charger, a cut-over and vendor clouds, scraped by Prometheus: no panel is empty."""
+Ports = tuple[int, int]  # the charger port and the admin port of a running gateway
+
+
+@contextlib.asynccontextmanager
+async def in_process(tmp_path: Path, cfg: dict[str, Any]) -> AsyncIterator[Ports]:
+    gw = Gateway(parse_config(cfg))
+    await gw.start()
+    try:
+        yield gw.listen_port, gw.admin_port
+    finally:
+        await gw.stop()
+
+
+@contextlib.asynccontextmanager
+async def two_workers(tmp_path: Path, cfg: dict[str, Any], store: str) -> AsyncIterator[Ports]:
+    """`ocpp-gateway run` with `workers: 2` on ``store``: its supervisor serves the one admin address."""
+    listen, admin = free_port(), free_port()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(json.dumps({**cfg, "store": store, "workers": 2, "listen": {"host": "127.0.0.1", "port": listen},
+                                "admin": {"host": "127.0.0.1", "port": admin}}))
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", "run", "--config", str(path),
+                                                    stdout=out, stderr=out)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                assert proc.returncode is None, log.read_text()[-3000:]
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{admin}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        yield listen, admin
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+Start = Callable[[Path, dict[str, Any]], contextlib.AbstractAsyncContextManager[Ports]]
+
+
+async def panels_without_data(tmp_path: Path, start: Start) -> tuple[list[str], list[dict[str, Any]]]:
+    """A gateway with a shadowed charger, a cut-over, a plan and vendor clouds, scraped by Prometheus: the
+    panels whose query finds no data, and the cut-over phase's series."""
     demo = VendorDemo("new", "legacy", easee_chargers=1, zaptec_chargers=1, poll_interval=0.05, speedup=600.0,
                       session=(0.4, 0.6), pause=(0.2, 0.3))
     stop = asyncio.Event()
@@ -156,27 +202,53 @@ async def test_prometheus_finds_data_for_every_panel_of_every_dashboard(tmp_path
                                         "new": {"url": new.url, "ocpp": "2.0.1"}},
                              default_route={"primary": "legacy", "shadow": "new"},
                              chargers={"CP9": {"ocpp": "1.6"}, "CP8": {"ocpp": "1.6"}}, vendors=vendors)
-        gw = Gateway(parse_config(cfg))
-        await gw.start()
-        traffic = asyncio.create_task(charger_traffic(gw, stop))
         try:
-            async with aiohttp.ClientSession() as http:
-                admin = f"http://127.0.0.1:{gw.admin_port}"
-                async with http.put(f"{admin}/api/chargers/CP9/route", json={"primary": "new"}) as resp:
-                    assert resp.status == 200  # a cut-over, before the first scrape counts phases
-                plan = {"name": "cp8-unshadowed", "selection": {"ids": ["CP8"]}, "route": {"primary": "legacy"},
-                        "waves": {"size": 1}, "gates": {"observe": "1s"}}
-                async with http.post(f"{admin}/api/migration/plans", json=plan) as resp:
-                    assert resp.status == 201, await resp.text()  # a plan, so its panels have series
-                async with prometheus(tmp_path, gw.admin_port) as base:
-                    await wait_for_scrapes(http, base, tmp_path)
-                    empty = [f"{name} / {title}: {expr}" for name, title, expr in panel_queries()
-                             if not has_data(await query(http, base, expr))]
-                    cut_over = await query(http, base, 'ocpp_gateway_migration_phase_chargers{phase="cut-over"}')
+            async with start(tmp_path, cfg) as (listen_port, admin_port):
+                traffic = asyncio.create_task(charger_traffic(listen_port, stop))
+                try:
+                    async with aiohttp.ClientSession() as http:
+                        admin = f"http://127.0.0.1:{admin_port}"
+                        async with http.put(f"{admin}/api/chargers/CP9/route", json={"primary": "new"}) as resp:
+                            assert resp.status == 200  # a cut-over, before the first scrape counts phases
+                        plan = {"name": "cp8-unshadowed", "selection": {"ids": ["CP8"]},
+                                "route": {"primary": "legacy"}, "waves": {"size": 1}, "gates": {"observe": "1s"}}
+                        async with http.post(f"{admin}/api/migration/plans", json=plan) as resp:
+                            assert resp.status == 201, await resp.text()  # a plan, so its panels have series
+                        async with prometheus(tmp_path, admin_port) as base:
+                            await wait_for_scrapes(http, base, tmp_path)
+                            empty = [f"{name} / {title}: {expr}" for name, title, expr in panel_queries()
+                                     if not has_data(await query(http, base, expr))]
+                            cut_over = await query(
+                                http, base, 'ocpp_gateway_migration_phase_chargers{phase="cut-over"}')
+                finally:
+                    stop.set()
+                    await traffic
         finally:
-            stop.set()
-            await traffic
-            await gw.stop()
             await demo.stop()
+    return empty, cut_over
+
+
+@pytest.mark.slow
+async def test_prometheus_finds_data_for_every_panel_of_every_dashboard(tmp_path: Path) -> None:
+    """A gateway with a shadowed charger, a cut-over and vendor clouds, scraped by Prometheus: no panel is empty."""
+    empty, cut_over = await panels_without_data(tmp_path, in_process)
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    assert [float(s["value"][1]) for s in cut_over] == [1.0]
+
+
+@pytest.mark.slow
+async def test_every_panel_has_data_from_the_supervisor_of_two_workers(tmp_path: Path) -> None:
+    """The same with `workers: 2` on PostgreSQL: Prometheus scrapes the supervisor's merged /metrics (a worker
+    label on every series), every panel has data, and the estate-wide cut-over count is not doubled."""
+    reason = postgres_reason()
+    if reason:
+        pytest.skip(reason)
+    schema = f"test_dashboards_{uuid.uuid4().hex[:12]}"
+    try:
+        empty, cut_over = await panels_without_data(
+            tmp_path, lambda path, cfg: two_workers(path, cfg, f"{PG_URL}?schema={schema}"))
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     assert not empty, "panels without data:\n" + "\n".join(empty)
     assert [float(s["value"][1]) for s in cut_over] == [1.0]

@@ -141,6 +141,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Any]:
             "upstream": {"reconnect_initial": 0.05, "reconnect_max": 0.3},
             "offline": {"answer_after": 1.0},
             "logging": {"level": "warning"},
+            "workers": 1,  # SIGKILL of the one gateway process (with PostgreSQL, auto would run a worker per core)
         }
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "adapters", "mappings")
 
 # Modules that make up the estate: they own connections and may import anything below them.
-ESTATE = ("gateway.app", "gateway.cli", "gateway.demo", "gateway.bench", "gateway.cluster")
+ESTATE = ("gateway.app", "gateway.cli", "gateway.demo", "gateway.bench", "gateway.cluster", "gateway.workers")
 # Beside the estate, seeing it only through gateway.estate's Protocols.
 BESIDE_ESTATE = ("gateway.admin", "gateway.vendors", "gateway.migration")
 CONNECTION = ("gateway.connection",)

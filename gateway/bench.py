@@ -85,6 +85,11 @@ RSS_TARGET_KIB = 25.0
 KEPT_UP = 0.97  # answered / offered at the fixed rate below this: the proxy fell behind, the stage saturated it
 
 
+# The stages of gateway/benchkit/workers.py a full run includes; its ``idle`` stage (20,000 chargers) is asked for.
+WORKERS_STAGES = ("saturation", "held")
+WORKERS_STAGE_NAMES = ("saturation", "held", "idle")
+
+
 @dataclass
 class Options:
     chargers: int = 5000
@@ -110,10 +115,13 @@ class Options:
     quiet: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted gateway-config keys -> values
     durability: DurabilityOptions | None = None  # --durability: only the store-and-forward figures
+    # Stages of ``python -m gateway.benchkit.workers`` run after the scenarios (1 vs 2 worker processes).
+    workers: list[str] = field(default_factory=lambda: list(WORKERS_STAGES))
+    quick: bool = False  # passed on to the workers benchmark
 
 
-QUICK = {"chargers": 500, "window": 10.0, "ramp": 5.0, "sat_warmup": 1.0, "sat_window": 4.0, "rate_warmup": 1.0,
-         "rate_window": 4.0, "idle": [1000, 2000], "storm": 500, "settle": 1.0}
+QUICK = {"workers": [], "chargers": 500, "window": 10.0, "ramp": 5.0, "sat_warmup": 1.0, "sat_window": 4.0,
+         "rate_warmup": 1.0, "rate_window": 4.0, "idle": [1000, 2000], "storm": 500, "settle": 1.0}
 
 
 class BenchError(Exception):
@@ -481,7 +489,29 @@ class Run:
                 self.say(f"scenario {name} failed: {exc}")
                 self.results["scenarios"][name] = {"status": f"failed: {exc}"}
         self.results["summary"] = summarise(self.results["scenarios"], self.opts)
+        if self.opts.workers:
+            self.say(f"workers: {','.join(self.opts.workers)}")
+            self.results["workers"] = await self.workers_stages()
         return self.results
+
+    async def workers_stages(self) -> dict[str, Any]:
+        """1 vs 2 worker processes (``workers: N``), measured by ``gateway.benchkit.workers`` in its own process:
+        it starts a PostgreSQL of its own and several load generators, and imports this module."""
+        out = self.tmp / "workers.json"
+        args = [sys.executable, "-m", "gateway.benchkit.workers", "--stages", ",".join(self.opts.workers),
+                "--json", str(out)] + (["--quick"] if self.opts.quick else [])
+        for key, value in self.opts.overrides.items():
+            args += ["--set", f"{key}={json.dumps(value)}"]
+        proc = await _spawn(args, self.tmp / "workers.log", pipe_stdout=False)
+        try:
+            code = await asyncio.wait_for(proc.wait(), self.opts.timeout * 4)
+        except TimeoutError:
+            await _stop(proc)
+            return {"status": "failed: timed out"}
+        if code != 0 or not out.exists():
+            return {"status": f"failed: exit {code}; {_tail(self.tmp / 'workers.log', 5)}"}
+        figures: dict[str, Any] = json.loads(out.read_text())
+        return {"status": "ok", **figures}
 
     @contextlib.asynccontextmanager
     async def processes(self, name: str) -> AsyncIterator[tuple[Csms, GatewayProc | RelayProc | None, LoadGenProc]]:
@@ -925,6 +955,11 @@ def render_table(results: dict[str, Any]) -> str:
         for n, r in ratios:
             lines.append(f"  {SCENARIO_SPECS[n].header:<20} {_fmt(r['closed_loop'], '.2f')}x | "
                          f"{_fmt(r['fixed_rate'], '.2f')}x; <= {r['target_max']:.1f}x")
+    workers = results.get("workers")
+    if workers:
+        lines.append("")
+        lines.append("More than one core (python -m gateway.benchkit.workers):")
+        lines.append(workers.get("table") or str(workers.get("status")))
     lines.append("")
     lines.append("Targets:")
     for t in summary["targets"]:
@@ -936,6 +971,10 @@ def render_table(results: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ command line
+
+
+def _workers_stages(text: str) -> list[str]:
+    return [] if text.strip() == "none" else list(_names(WORKERS_STAGE_NAMES, "workers stage")(text))
 
 
 def _counts(text: str) -> list[int]:
@@ -1013,6 +1052,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backlog", type=int, help="--durability: messages queued before the CSMS returns "
                    "(default 10000)")
     p.add_argument("--backlog-chargers", type=int, help="--durability: chargers sharing the backlog (default 10)")
+    p.add_argument("--workers", type=_workers_stages, help="stages of the workers benchmark (1 vs 2 worker "
+                   f"processes) to run after the scenarios, of {','.join(WORKERS_STAGE_NAMES)}, or none "
+                   f"(default {','.join(WORKERS_STAGES)}; quick none)")
     p.add_argument("--keep", metavar="DIR", help="keep logs, configs and the message log in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -1025,11 +1067,12 @@ def options_from(args: argparse.Namespace) -> Options:
             setattr(opts, key, value)
     for key in ("chargers", "period", "window", "ramp", "tx_prob", "tx_ticks", "sat_conns", "sat_warmup",
                 "sat_window", "rate", "rate_conns", "rate_warmup", "rate_window", "idle", "storm", "scenarios",
-                "stages", "settle", "timeout", "keep"):
+                "stages", "settle", "timeout", "keep", "workers"):
         value = getattr(args, key)
         if value is not None:
             setattr(opts, key, value)
     opts.quiet = args.quiet
+    opts.quick = args.quick
     opts.overrides = dict(args.set)
     if args.durability:
         d = opts.durability = DurabilityOptions()

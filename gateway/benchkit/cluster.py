@@ -100,6 +100,7 @@ class ClusterBench:
         config = gateway_config(self.work, listen, admin, csms.port, "1.6", self.args.overrides)
         config["store"] = f"{self.args.url}?schema={self.schema}"
         config["instance_id"] = f"gw{n}"
+        config["workers"] = 1  # one process per instance behind HAProxy: the figures are per instance
         path = self.work / f"gw{n}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return GatewayProc(path, listen, admin, self.work / f"gw{n}.log")

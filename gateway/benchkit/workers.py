@@ -473,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a gateway config key, dotted (admission.rate=1000); repeatable")
     ap.add_argument("--quick", action="store_true", help="a smoke run: small counts, short windows")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures and the table as JSON (ocpp-gateway bench "
+                    "reads them)")
     args = ap.parse_args(argv)
     limit = nofile_hard_limit()
     opts = WorkersOptions(
@@ -487,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run_workers_bench(opts))
     print(json.dumps({"summary": results}, indent=2))
     print(render(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": results, "table": render(results)}, indent=2) + "\n")
     return 0
 
 

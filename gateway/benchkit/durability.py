@@ -168,7 +168,8 @@ async def wait_replayed(metrics: Callable[[], Awaitable[dict[str, float]]], targ
             first = now
         if done >= target:
             total = now - began
-            flowing = now - (first or began)
+            # A backlog replayed between two polls has no "first" sample before the last: count from CSMS up.
+            flowing = now - first if first is not None and first < now else total
             return {"replayed": int(done), "seconds_from_csms_up": total, "seconds_replaying": flowing,
                     "messages_per_second": target / flowing if flowing > 0 else None}
         await asyncio.sleep(0.1)

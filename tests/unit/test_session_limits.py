@@ -95,7 +95,8 @@ def test_each_waiting_call_costs_constant_time() -> None:
         return (time.perf_counter() - started) / len(texts)
 
     per_call(200)  # warm up the validators
-    small, large = per_call(200), per_call(20_000)
+    # The best of three: another process taking the core for a moment must not look like O(n).
+    small, large = min(per_call(200) for _ in range(3)), min(per_call(20_000) for _ in range(3))
     assert large < small * 5, (small, large)
 
 

@@ -44,6 +44,10 @@ class Side(str, enum.Enum):
         return Side.CSMS if self is Side.CHARGER else Side.CHARGER
 
 
+# ``side.value`` without the enum descriptor call, for code that runs for every frame.
+SIDE_NAMES: dict[Side, str] = {s: s.value for s in Side}
+
+
 @dataclass(slots=True)
 class OutCall:
     """A CALL the gateway makes to ``to``; the handler receives the CALLRESULT payload."""

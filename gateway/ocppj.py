@@ -52,6 +52,10 @@ class MessageType(enum.IntEnum):
     SEND = 6  # 2.1 only
 
 
+# parse() looks a message type up here: calling the enum (``MessageType(2)``) costs several times more.
+_MESSAGE_TYPES = {int(m): m for m in MessageType}
+
+
 class ErrorKind(enum.Enum):
     """Version-neutral error categories; ``error_code`` spells them per version."""
 
@@ -194,7 +198,7 @@ def parse(text: str | bytes, version: Version) -> Frame:
             raise FrameError(ErrorKind.FORMAT, "a CALL is [2, messageId, action, payload]", uid)
         if not isinstance(msg[3], dict):
             raise FrameError(ErrorKind.FORMAT, "the CALL payload must be a JSON object", uid)
-        return Call(uid, msg[2], msg[3], MessageType(mtype))
+        return Call(uid, msg[2], msg[3], _MESSAGE_TYPES[mtype])
     if mtype == 3:
         if len(msg) != 3 or not isinstance(msg[2], dict):
             raise FrameError(ErrorKind.FORMAT, "a CALLRESULT is [3, messageId, payload]", uid)
@@ -207,7 +211,7 @@ def parse(text: str | bytes, version: Version) -> Frame:
         details = msg[4] if len(msg) == 5 else {}
         if not isinstance(details, dict):
             raise FrameError(ErrorKind.FORMAT, "errorDetails must be a JSON object", uid)
-        return CallError(uid, msg[2], msg[3], details, MessageType(mtype))
+        return CallError(uid, msg[2], msg[3], details, _MESSAGE_TYPES[mtype])
     raise FrameError(ErrorKind.MESSAGE_TYPE, f"message type {mtype!r} is not supported in OCPP {version.value}", uid)
 
 

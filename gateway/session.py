@@ -47,6 +47,7 @@ from typing import Any
 
 from adapters.base import (
     DROP,
+    SIDE_NAMES,
     Context,
     Defer,
     Handler,
@@ -293,6 +294,8 @@ class _SideState:
 RETRY_TIMER = "replay"
 # The replay of the offline queue: a charger-side exchange that answers nobody.
 _REPLAY_CALL = Call("", "(replay)", {})
+# An enum's .name is a descriptor call; this is read for every frame.
+_TYPE_NAMES = {m: m.name for m in MessageType}
 OFFLINE_TIMER_PREFIX = "offline:"
 # Where a translated item keeps the local verdict the charger got, for the replay to compare (``_pass_verdict``).
 VERDICT_KEY = "local_verdict"
@@ -418,7 +421,7 @@ class ChargerSession:
         action: str | None
         if isinstance(frame, Call):
             action = frame.action
-            out.append(self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id))
+            out.append(self._record(side, "in", now, text, _TYPE_NAMES[frame.message_type], action, frame.unique_id))
             self._received = (frame.payload, text)
             try:
                 self._on_call(out, side, frame, text, now)
@@ -432,9 +435,8 @@ class ChargerSession:
         else:
             pending = st.in_flight
             action = pending.action if pending and pending.unique_id == frame.unique_id else None
-            out.append(
-                self._record(side, "in", now, text, frame.message_type.name, action, frame.unique_id, frame.code)
-            )
+            mtype = _TYPE_NAMES[frame.message_type]
+            out.append(self._record(side, "in", now, text, mtype, action, frame.unique_id, frame.code))
             self._on_error(out, side, frame, now)
         return out
 
@@ -867,7 +869,7 @@ class ChargerSession:
             else:
                 out.append(Problem("send_dropped", {"action": action, "reason": f"{to.value} link down"}))
             return None
-        item = _Outgoing(to, unique_id, action, text, ex, timer_key=f"{to.value}:{unique_id}:{self._new_seq()}")
+        item = _Outgoing(to, unique_id, action, text, ex, timer_key=f"{SIDE_NAMES[to]}:{unique_id}:{self._new_seq()}")
         st.queue.append(item)
         self._timer_owner[item.timer_key] = item
         out.append(StartTimer(item.timer_key, self.limits.call_timeout))

@@ -11,6 +11,9 @@ from adapters.v16_v201 import convert, tables
 from adapters.v16_v201.env import Env, handles
 from adapters.v16_v201.state import State
 
+# A connector's charging state before its first StatusNotification (None is a value: no charging state).
+_UNSET = object()
+
 CSMS, CHARGER = Side.CSMS, Side.CHARGER
 Payload = dict[str, Any]
 Sub = Generator[Step, Payload | None, Payload]
@@ -173,15 +176,19 @@ def status_notification(env: Env, p: Payload, ctx: Context) -> Sub:
                 "ReservationStatusUpdate",
                 {"reservationId": reservation_id, "reservationUpdateStatus": "Expired" if expired else "Removed"},
             )
-    cstate["status"] = p["status"]
-    cstate["charging_state"] = charging_state
-    st.save()
+    if cstate.get("status") != p["status"] or cstate.get("charging_state", _UNSET) != charging_state:
+        cstate["status"] = p["status"]
+        cstate["charging_state"] = charging_state
+        # Only a change is saved: a saved state is committed before the answer goes back, and most
+        # StatusNotifications repeat the last status.
+        st.save()
     tx = st.tx_on_connector(conn) if conn else None
 
     error = p.get("errorCode", "NoError")
     if error != "NoError":
         details = "; ".join(f"{k}={p[k]}" for k in ("info", "vendorId", "vendorErrorCode") if p.get(k))
         cstate["problem"] = True
+        st.save()
         yield Notify(
             CSMS,
             "NotifyEvent",
@@ -199,12 +206,12 @@ def status_notification(env: Env, p: Payload, ctx: Context) -> Sub:
         )
     elif cstate.get("problem"):
         cstate["problem"] = False
+        st.save()
         yield Notify(
             CSMS,
             "NotifyEvent",
             _event(ctx, st, component, "Problem", "false", timestamp=ts, cleared=True),
         )
-    st.save()
 
     if tx is not None and charging_state and tx.get("charging_state") != charging_state:
         tx["charging_state"] = charging_state

@@ -56,12 +56,14 @@ def heartbeat(env: Env, st: State, p: Payload) -> Result:
 def status_notification(env: Env, st: State, p: Payload) -> Result:
     connector = connector_of(env.connectors, p["evseId"], p["connectorId"])
     c = st.connector(connector)
+    before = dict(c)
     c["status201"] = p["connectorStatus"]
     if p["connectorStatus"] != OCCUPIED:
         c.pop("finishing", None)
     status = refine(st, connector) or "Available"
     c["sent16"] = status
-    st.save()
+    if c != before:  # a saved state is committed before the answer: a repeated status saves nothing
+        st.save()
     yield OutCall(Side.CSMS, "StatusNotification", status_payload(connector, status, p["timestamp"]))
     return {}
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from adapters import registry
-from adapters.base import Context, Side, Translator
+from adapters.base import SIDE_NAMES, Context, Side, Translator
 from gateway import ocppj
 from gateway.charger_records import boot_identity
 from gateway.config import Route
@@ -606,7 +606,7 @@ class ChargerConnection:
                     durable = []
                 durable.append(action)
             elif isinstance(action, RoundTrip):
-                svc.metrics.observe_roundtrip(action.origin.value, action.action, action.seconds)
+                svc.metrics.observe_roundtrip(SIDE_NAMES[action.origin], action.action, action.seconds)
             elif isinstance(action, ValidationFailed):
                 svc.metrics.validation_failure(action.side.value, action.version.value, action.action, self.charger_id)
                 key = (action.side.value, action.action or "", action.path, action.outcome)

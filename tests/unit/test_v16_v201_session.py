@@ -218,3 +218,21 @@ def test_restart_keeps_a_scheduled_reset() -> None:
     assert [(n.to, n.action) for n in stop.notifies] == [(CHARGER, "Reset")]
     boot = after.step(CHARGER, "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}, [BOOT_OK])
     assert boot.call("BootNotification")["reason"] == "RemoteReset"
+
+
+def test_only_a_changed_status_saves_the_state() -> None:
+    """A StatusNotification repeating the stored status leaves the state unsaved; a new status or error saves it."""
+    s = Session()
+    s.step(CHARGER, "StatusNotification", status(1, "Available"), [{}])
+    assert s.ctx.dirty
+    s.step(CHARGER, "StatusNotification", status(1, "Available"), [{}])
+    assert not s.ctx.dirty
+    s.step(CHARGER, "StatusNotification", status(1, "Preparing"), [{}])
+    assert s.ctx.dirty
+    faulted = {**status(1, "Preparing"), "errorCode": "GroundFailure"}
+    s.step(CHARGER, "StatusNotification", faulted, [{}])
+    assert s.ctx.dirty and s.ctx.state["v16_v201"]["connectors"]["1"]["problem"] is True
+    s.step(CHARGER, "StatusNotification", status(1, "Preparing"), [{}])
+    assert s.ctx.dirty and s.ctx.state["v16_v201"]["connectors"]["1"]["problem"] is False
+    s.step(CHARGER, "StatusNotification", status(1, "Preparing"), [{}])
+    assert not s.ctx.dirty

@@ -1402,3 +1402,17 @@ def test_21_only_message_from_a_21_station_behind_a_16_csms_is_refused() -> None
     with pytest.raises(Refuse) as caught:
         next(tr.handle_call(Side.CHARGER, Call("d1", "NotifyDERAlarm", alarm), Context("CS21", V21, V16)))
     assert caught.value.kind is ErrorKind.NOT_SUPPORTED
+
+
+def test_only_a_changed_status_saves_the_state() -> None:
+    """A StatusNotification repeating the connector's status leaves the state unsaved; a new status saves it."""
+    link = Link()
+    link.call(Side.CHARGER, "StatusNotification", status(0, "Available"))
+    assert link.ctx.dirty
+    link.ctx.dirty = False
+    link.call(Side.CHARGER, "StatusNotification", status(1, "Available"))
+    assert not link.ctx.dirty
+    link.call(Side.CHARGER, "StatusNotification", status(2, "Occupied"))
+    assert link.ctx.dirty
+    assert link.sent[-1] == (Side.CSMS, "StatusNotification",
+                             {"connectorId": 1, "status": "Preparing", "errorCode": "NoError", "timestamp": ts(2)})

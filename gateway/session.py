@@ -38,6 +38,7 @@ Rules kept here:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from collections import deque
@@ -301,6 +302,14 @@ IDS_BLOCK = 50
 IDS_LOW = 10
 # Where a session stands with the estate's replay slots (see ``ReplayTurn``).
 _NO_TURN, _TURN_WANTED, _TURN_HELD = 0, 1, 2
+
+
+@functools.cache
+def _peer_names(csms_peer: str) -> dict[Side, str]:
+    """How frames and errors name each side: one read-only table per CSMS name, shared by its sessions."""
+    return {Side.CHARGER: "charger", Side.CSMS: csms_peer}
+
+
 # Every session's queue until it queues something: an empty deque is 624 bytes, and most chargers never queue.
 _NOTHING_QUEUED: deque[Any] = deque(maxlen=0)
 
@@ -379,7 +388,7 @@ class ChargerSession:
             Side.CHARGER: _SideState(translator.charger_version, up=True),
             Side.CSMS: _SideState(translator.csms_version),
         }
-        self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
+        self._peer_names = _peer_names(csms_peer)
         self._seq = 0
         self._closed = False
         self._disconnecting = False  # the charger is being closed for flooding: its frames are ignored

@@ -88,8 +88,8 @@ class _DirectDelivery:
         """From now on, every complete message is passed to ``handler`` as text."""
         path = self._path
         path.handler = handler
-        early, path.early = path.early, []
-        for text in early:
+        early, path.early = path.early, None
+        for text in early or ():
             self._call(handler, text)
 
     async def closed(self) -> None:
@@ -260,11 +260,13 @@ class _DirectDelivery:
                 path.fragments = [bytes(event.data)]
         elif opcode is _CONT:
             # The protocol has already refused continuation frames without a start and messages over max_size.
-            path.fragments.append(bytes(event.data))
-            if event.fin and path.fragmented_opcode is not None:
-                data, path.fragments = b"".join(path.fragments), []
-                opcode, path.fragmented_opcode = path.fragmented_opcode, None
-                self._message(opcode, data)
+            fragments = path.fragments
+            if fragments is not None:
+                fragments.append(bytes(event.data))
+                if event.fin and path.fragmented_opcode is not None:
+                    data, path.fragments = b"".join(fragments), None
+                    opcode, path.fragmented_opcode = path.fragmented_opcode, None
+                    self._message(opcode, data)
         else:  # ping, pong, close: websockets' own bookkeeping
             super().process_event(event)  # type: ignore[misc]
 
@@ -282,6 +284,8 @@ class _DirectDelivery:
         path = self._path
         handler = path.handler
         if handler is None:
+            if path.early is None:
+                path.early = []
             path.early.append(text)
         elif path.budget > 0 and path.backlog is None:
             path.budget -= 1
@@ -335,10 +339,11 @@ class _DataPath:
     def __init__(self, frames: _FastFrames) -> None:
         self.frames = frames
         self.handler: TextHandler | None = None
-        # Messages that arrived before a handler was attached (in the handshake's last TCP segment).
-        self.early: list[str] = []
+        # Messages that arrived before a handler was attached (in the handshake's last TCP segment). Like
+        # ``fragments``, None while there are none: empty lists would be four per idle charger.
+        self.early: list[str] | None = None
         # Opcode and parts of a fragmented message being reassembled.
-        self.fragments: list[bytes] = []
+        self.fragments: list[bytes] | None = None
         self.fragmented_opcode: Opcode | None = None
         self.closed: asyncio.Future[None] | None = None
         # Fairness: messages this read may still hand over, those held for later turns, and the owner's pause.

@@ -143,11 +143,13 @@ def _short(filename: str) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"idle chargers held: {result['held']:,} (failed {result['failed']})",
-             f"RSS per idle charger: {result['rss_running_per_charger'] / 1024:.1f} KiB as running, "
-             f"{result['rss_per_charger'] / 1024:.1f} KiB after a full collection"
-             + (" (with tracemalloc's bookkeeping: see --objects)" if result["traced"] else ""),
-             f"unreachable objects the full collection found: {result['garbage_per_charger']:.1f} per charger"]
+    lines = [f"idle chargers held: {result['held']:,} (failed {result['failed']})"]
+    if result["traced"]:  # tracemalloc's own bookkeeping, and the snapshots, are in the process's RSS
+        lines.append("RSS per idle charger: not with tracemalloc on (see --objects)")
+    else:
+        lines.append(f"RSS per idle charger: {result['rss_running_per_charger'] / 1024:.1f} KiB as running, "
+                     f"{result['rss_per_charger'] / 1024:.1f} KiB after a full collection")
+    lines.append(f"unreachable objects the full collection found: {result['garbage_per_charger']:.1f} per charger")
     if "types" in result:
         lines.append("   B/charger  objects  kind (gc-tracked objects, shallow sizes)")
         lines.extend(f"  {size:10,.0f}  {n:7.1f}  {name}" for name, size, n in result["types"])

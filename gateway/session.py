@@ -38,6 +38,7 @@ Rules kept here:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from collections import deque
@@ -306,6 +307,16 @@ IDS_LOW = 10
 _NO_TURN, _TURN_WANTED, _TURN_HELD = 0, 1, 2
 
 
+@functools.cache
+def _peer_names(csms_peer: str) -> dict[Side, str]:
+    """How frames and errors name each side: one read-only table per CSMS name, shared by its sessions."""
+    return {Side.CHARGER: "charger", Side.CSMS: csms_peer}
+
+
+# Every session's queue until it queues something: an empty deque is 624 bytes, and most chargers never queue.
+_NOTHING_QUEUED: deque[Any] = deque(maxlen=0)
+
+
 @dataclass(slots=True)
 class _Settled:
     """A step of the replay handler: ``item`` is done, with the translated answer or the error it met."""
@@ -356,6 +367,13 @@ class SessionLimits:
 class ChargerSession:
     """The protocol state of one charger and its upstream CSMS link."""
 
+    # One per idle charger and leg: slots keep it to its fields, where an attribute set outside __init__ once
+    # turned its attributes into a 1.6 KiB dict.
+    __slots__ = ("_by_key", "_closed", "_csms_lost", "_disconnecting", "_ids_wanted", "_last_result",
+                 "_offline_timers", "_peer_names", "_queue", "_queue_live", "_received", "_replay_turn", "_replaying",
+                 "_retry_armed", "_sending", "_seq", "_seq_floor", "_sides", "_stalled", "_timer_owner",
+                 "_translated_live", "book", "charger_id", "ctx", "limits", "offline", "policy", "translator")
+
     def __init__(
         self,
         charger_id: str,
@@ -373,7 +391,7 @@ class ChargerSession:
             Side.CHARGER: _SideState(translator.charger_version, up=True),
             Side.CSMS: _SideState(translator.csms_version),
         }
-        self._peer_names = {Side.CHARGER: "charger", Side.CSMS: csms_peer}
+        self._peer_names = _peer_names(csms_peer)
         self._seq = 0
         self._closed = False
         self._disconnecting = False  # the charger is being closed for flooding: its frames are ignored
@@ -382,7 +400,8 @@ class ChargerSession:
         self.policy = limits.validation
         self.offline = limits.offline if limits.offline is not None and limits.offline.answers else None
         self.book = OfflineBook(ctx, queue_numbers)
-        self._queue: deque[Queued] = deque()
+        # Store-and-forward's queue: the shared empty one until something is queued (see ``_queued``).
+        self._queue: deque[Queued] = _NOTHING_QUEUED
         self._queue_live = 0  # queued items not yet settled
         self._translated_live = 0  # of which of kind "translated" (``Defer``)
         # The translated item a live exchange is sending this moment: a message on its way, not a backlog.
@@ -395,6 +414,8 @@ class ChargerSession:
         self._offline_timers: dict[str, _Exchange] = {}
         self._ids_wanted = False
         self._replay_turn = _NO_TURN  # whether this session waits for, or holds, a shared replay slot
+        self._last_result: tuple[dict[str, Any], str] | None = None  # the CALLRESULT being handled: payload, text
+        self._received: tuple[dict[str, Any], str] | None = None  # the CALL being received: its payload and text
         model = ctx.state.get("charger", {}).get("model")
         if model:
             self._apply_model_policy(model)
@@ -932,9 +953,6 @@ class ChargerSession:
             self._last_result = None
         self._pump(out, side, now)
 
-    _last_result: tuple[dict[str, Any], str] | None = None
-    _received: tuple[dict[str, Any], str] | None = None  # the CALL being received: its payload and text
-
     def _on_error(self, out: list[Action], side: Side, frame: CallError, now: float) -> None:
         if frame.message_type is MessageType.CALLRESULTERROR:
             # The peer rejects a CALLRESULT we sent; there is nothing left to answer.
@@ -1069,7 +1087,7 @@ class ChargerSession:
     def restore_queue(self, items: list[Queued]) -> None:
         """The charger's offline queue as the store kept it (a restart, a new connection): replayed first."""
         for item in sorted(items, key=lambda i: i.seq):
-            self._queue.append(item)
+            self._queued().append(item)
             self._queue_live += 1
             self._translated_live += item.kind == TRANSLATED_KIND
             if item.key is not None:
@@ -1183,13 +1201,19 @@ class ChargerSession:
                 return True
         return False
 
+    def _queued(self) -> deque[Queued]:
+        """The queue to add to: this session's own, made on first use."""
+        if self._queue is _NOTHING_QUEUED:
+            self._queue = deque()
+        return self._queue
+
     def _push(self, out: list[Action], item: Queued) -> None:
         if item.key is not None:
             old = self._by_key.get(item.key)
             if old is not None and not old.dead:
                 self._kill(out, old, "superseded")
             self._by_key[item.key] = item
-        self._queue.append(item)
+        self._queued().append(item)
         self._queue_live += 1
         self._translated_live += item.kind == TRANSLATED_KIND
         out.append(Enqueue(item))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import re
 import time
 from typing import Any
@@ -86,7 +87,7 @@ class ChargerConnection:
         # ctx.state is the charger's whole persisted state; each CSMS leg gets its own corner of it.
         self.state = ctx.state
         migrate_state(self.state, route.primary)
-        self.limits = SessionLimits(
+        self.limits = _shared_limits(SessionLimits(
             call_timeout=config.csms[route.primary].call_timeout or config.call_timeout,
             max_frame_bytes=config.max_frame_bytes,
             retry_interval=config.held_retry_interval,
@@ -98,7 +99,7 @@ class ChargerConnection:
             close_after_refused=config.charger_calls.close_after_refused,
             offline=OfflinePolicy(config.offline.mode, config.offline.answer_after, config.offline.unknown_id_tag,
                                   config.offline.max_queue_per_charger),
-        )
+        ))
         self.ledger = TransactionLedger(self.state, version)
         self.active = self._make_leg(route.primary, translator)
         # The active leg's parts under the names the relay has always used.
@@ -763,6 +764,19 @@ def primary_state(state: dict[str, Any], name: str) -> dict[str, Any]:
     finds its own transaction map."""
     per_csms: dict[str, dict[str, Any]] = state.setdefault("primary", {})
     return per_csms.setdefault(name, {})
+
+
+def _shared_limits(limits: SessionLimits) -> SessionLimits:
+    """One instance of each distinct (frozen) set of limits: chargers configured alike share it."""
+    try:
+        return _interned_limits(limits)
+    except TypeError:  # an operator's repair rule maps to a list or a map: not hashable, so not shared
+        return limits
+
+
+@functools.lru_cache(maxsize=64)
+def _interned_limits(limits: SessionLimits) -> SessionLimits:
+    return limits
 
 
 def _seed_transaction_ids(leg: CsmsLeg, ledger: TransactionLedger) -> None:

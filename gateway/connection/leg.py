@@ -51,10 +51,7 @@ class CsmsLeg:
         self.session = ChargerSession(charger_id, translator, ctx, limits, queue_numbers=queue_numbers)
         self.link = UpstreamLink(
             services, charger_id, name, endpoint,
-            on_up=lambda: self.apply(self.session.link_up(Side.CSMS, time.time())),
-            on_frame=lambda text: self.apply(self.session.receive(Side.CSMS, text, time.time())),
-            on_down=lambda: self.apply(self.session.link_down(Side.CSMS, time.time())),
-            log=log,
+            on_up=self._link_up, on_frame=self._csms_frame, on_down=self._link_down, log=log,
         )
         self.timers = SessionTimers(services.timers, services.metrics, self.session, self.apply)
         # The connection's apply, bound to this leg: whatever the leg's role, its actions pass the connection's
@@ -68,6 +65,16 @@ class CsmsLeg:
         self.calls_to_charger: dict[str, None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False
+
+    # The link's callbacks as methods: bound on use, where three closures stayed with every idle charger.
+    def _link_up(self) -> None:
+        self.apply(self.session.link_up(Side.CSMS, time.time()))
+
+    def _csms_frame(self, text: str) -> None:
+        self.apply(self.session.receive(Side.CSMS, text, time.time()))
+
+    def _link_down(self) -> None:
+        self.apply(self.session.link_down(Side.CSMS, time.time()))
 
     @property
     def translator(self) -> Translator:

@@ -24,27 +24,37 @@ class SessionTimers:
         self.metrics = metrics
         self.session = session
         self.apply = apply
-        self.keys: set[str] = set()
+        # The timers running, None while there are none: an idle charger would otherwise keep a set (216 bytes)
+        # from its last CALL.
+        self.keys: set[str] | None = None
         self.closed = False
 
     def start(self, key: str, delay: float) -> None:
         if not self.closed:
+            if self.keys is None:
+                self.keys = set()
             self.keys.add(key)
             self.wheel.start((self, key), delay, functools.partial(self._fired, key))
 
     def cancel(self, key: str) -> None:
-        if key in self.keys:
-            self.keys.discard(key)
+        if self.keys is not None and key in self.keys:
+            self._forget(key)
             self.wheel.cancel((self, key))
 
     def close(self) -> None:
         self.closed = True
-        for key in self.keys:
+        for key in self.keys or ():
             self.wheel.cancel((self, key))
-        self.keys.clear()
+        self.keys = None
+
+    def _forget(self, key: str) -> None:
+        if self.keys is not None:
+            self.keys.discard(key)
+            if not self.keys:
+                self.keys = None
 
     def _fired(self, key: str) -> None:
-        self.keys.discard(key)
+        self._forget(key)
         if self.closed:
             return
         try:

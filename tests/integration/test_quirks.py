@@ -145,6 +145,34 @@ async def test_dead_charger_is_detected_and_its_pending_csms_call_answered(
     charger.ws.transport.abort()
 
 
+async def test_live_peers_answer_the_keepalive_pings_and_stay_connected(
+    start_gateway: GatewayFactory, raw_csms: RawCsms
+) -> None:
+    """Pings go out on both sides round after round; peers that answer them are kept, with their latency measured."""
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}},
+                             charger_keepalive={"ping_interval": 0.1, "ping_timeout": 0.3, "close_timeout": 0.3},
+                             csms_keepalive={"ping_interval": 0.2, "ping_timeout": 0.1, "close_timeout": 0.3})
+    charger = await RawCharger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/LIVE", ["ocpp1.6"],
+                                       ping_interval=None)
+    csms_side = await raw_csms.wait_connected("LIVE")
+    conn = gw.connections["LIVE"]
+    for _ in range(100):
+        if conn.upstream.ws is not None:
+            break
+        await asyncio.sleep(0.01)
+    upstream = conn.upstream.ws
+    assert upstream is not None
+    for ws in (conn.ws, upstream):
+        ws.latency = 0.0  # websockets sets it from each acknowledged pong
+    await asyncio.sleep(1.5)  # rounds of both intervals and timeouts
+    assert conn.ws.latency > 0 and upstream.latency > 0
+    assert gw.connections.get("LIVE") is conn and conn.upstream.ws is upstream
+    raw_csms.auto["Heartbeat"] = {"currentTime": "2026-01-01T00:00:00Z"}
+    assert (await charger.call("h1", "Heartbeat", {}))[0] == 3
+    assert raw_csms.connections["LIVE"] is csms_side
+    await charger.close()
+
+
 async def test_dead_csms_is_detected_and_the_link_reconnects(start_gateway: GatewayFactory, raw_csms: RawCsms) -> None:
     """A CSMS that stops answering pings is dropped; the charger's Heartbeat in flight is answered by the gateway
     (store-and-forward) and the link comes back."""

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from gateway.transport import DirectClientConnection, DirectServerConnection
+from gateway.transport import DirectClientConnection, DirectServerConnection, _FastFrames
 
 
 class Echo:
@@ -150,6 +150,19 @@ async def test_the_client_side_delivers_directly_too(compression: Any, framed_he
         await asyncio.wait_for(client.wait_closed(), 5)
     assert got == [f"re:{f'hello {i}' * (i * 30 + 1)}" for i in range(5)]
     assert fast[-1] is framed_here, fast  # without compression: framed here once past the handshake's segment
+
+
+def test_client_frames_get_a_fresh_mask_each_also_past_one_batch_of_entropy() -> None:
+    """Masks keep coming (beyond the 1,024 one read from the OS gives), 4 bytes each, none reused, payload intact."""
+    links = [_FastFrames(masked_in=False, max_size=None) for _ in range(3)]
+    masks = []
+    for i in range(2100):
+        frame = links[i % 3].frame(b"hi")
+        assert frame[:2] == b"\x81\x82"
+        mask = frame[2:6]
+        assert bytes(b ^ mask[j % 4] for j, b in enumerate(frame[6:])) == b"hi"
+        masks.append(mask)
+    assert len(set(masks)) >= len(masks) - 2  # 32 random bits each: a repeat or two by chance at most
 
 
 # ----------------------------------------------------------------- fast framing, byte by byte

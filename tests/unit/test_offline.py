@@ -206,6 +206,27 @@ def test_a_restored_queue_is_replayed_before_anything_new() -> None:
     assert [a.item.seq for a in late if isinstance(a, Enqueue)] == [8]
 
 
+def test_each_session_queues_into_its_own_queue_made_when_first_needed() -> None:
+    """Sessions start with no queue of their own; what one queues (live or restored) is never another's."""
+    queued, idle, restored = down(make()), down(make()), make()
+    queued.receive(Side.CHARGER, frame(2, "s1", "StartTransaction", START), 1.0)
+    restored.restore_queue([Queued(7, 1.0, "Heartbeat", "h1", {}, {"currentTime": T0})])
+    assert (queued.pending_offline, idle.pending_offline, restored.pending_offline) == (1, 0, 1)
+    assert sent(idle.link_up(Side.CSMS, 2.0), Side.CSMS) == []
+    assert sent(returns(queued, 2.0), Side.CSMS) == [[2, "s1", "StartTransaction", START]]
+    assert sent(returns(restored, 2.0), Side.CSMS) == [[2, "h1", "Heartbeat", {}]]
+
+
+def test_reserved_ids_are_handed_out_once_in_the_order_they_were_reserved() -> None:
+    """Blocks of reserved numbers, consecutive or not, come out first in, first out, each once, then None."""
+    pool = IdPool([500, 501])
+    pool.add(range(7, 10))
+    pool.add([3, 1, 2])
+    assert len(pool) == 8
+    assert [pool.take() for _ in range(9)] == [500, 501, 7, 8, 9, 3, 1, 2, None]
+    assert len(pool) == 0
+
+
 def test_without_ids_a_start_is_refused_and_more_are_asked_for() -> None:
     """No reserved transaction id (the store could not be asked): the charger gets a CALLERROR, not a made-up id."""
     s = down(make(ids=[]))

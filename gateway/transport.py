@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -140,7 +141,10 @@ class _DirectDelivery:
     def start_keepalive(self) -> None:
         interval: float | None = cast(Any, self).ping_interval
         if interval is not None:
-            self._path.keepalive = asyncio.get_running_loop().call_later(interval, self._keepalive_tick)
+            # The first ping at a random point of the second half of the interval: connections made in one burst
+            # (a reconnect storm, a restart) would otherwise ping in lockstep, every interval, all at once.
+            first = interval * (0.5 + random.random() / 2)
+            self._path.keepalive = asyncio.get_running_loop().call_later(first, self._keepalive_tick)
 
     def _keepalive_tick(self) -> None:
         conn = cast(Any, self)

@@ -261,3 +261,26 @@ async def test_thousand_simultaneous_reconnects_all_come_back_booted(
         print(f"\n1000 simultaneous reconnects: all booted in {elapsed:.2f} s; "
               f"{busy[0].split()[-1] if busy else 0} handshakes told to retry (503)")
     assert len(finished) == 1000
+
+
+async def test_chargers_connected_at_once_do_not_ping_in_lockstep(
+    start_gateway: GatewayFactory, raw_csms: RawCsms
+) -> None:
+    """The first keepalive ping falls at a random point of the second half of the interval, so a burst of
+    connections (a reconnect storm) spreads its pings instead of sending them all in the same instant."""
+    gw = await start_gateway({"main": {"url": raw_csms.url, "ocpp": "1.6"}},
+                             charger_keepalive={"ping_interval": 10.0, "ping_timeout": 5.0, "close_timeout": 1.0})
+    loop = asyncio.get_running_loop()
+    opened = loop.time()
+    chargers = await asyncio.gather(*(
+        RawCharger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/BURST{i}", ["ocpp1.6"], ping_interval=None)
+        for i in range(12)))
+    for _ in range(200):
+        if all(f"BURST{i}" in gw.connections for i in range(12)):
+            break
+        await asyncio.sleep(0.01)
+    due = [gw.connections[f"BURST{i}"].ws._path.keepalive.when() - opened for i in range(12)]
+    assert all(4.9 <= d <= 10.5 for d in due), due
+    assert max(due) - min(due) > 1.0, due
+    for charger in chargers:
+        await charger.close()

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from gateway.benchkit.durability import (
 )
 from gateway.benchkit.durability import render as render_durability
 from gateway.benchkit.procs import child_setup, cpu_seconds, fd_count, nofile_hard_limit, raise_nofile, rss_bytes
+from gateway.workers import terminate
 
 LOOPBACK = "127.0.0.1"
 _FD_RESERVE = 64  # listening sockets, epoll, the store's files, stdio, ... in the gateway process
@@ -163,16 +163,7 @@ async def _spawn(args: list[str], log: Path | None = None, pipe_stdout: bool = T
 
 async def _stop(proc: asyncio.subprocess.Process, timeout: float = 60.0) -> None:
     """SIGTERM, then SIGKILL after ``timeout``; always reaps the process."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    await terminate(proc, timeout)
 
 
 async def _read_json_line(proc: asyncio.subprocess.Process, timeout: float, what: str) -> dict[str, Any]:

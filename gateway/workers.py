@@ -192,6 +192,20 @@ def with_label(sample: str, name: str, value: str) -> str:
 # ------------------------------------------------------------------ the supervisor
 
 
+async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
 class WorkerFailed(Exception):
     """A worker exited before it was ready."""
 
@@ -403,19 +417,7 @@ class Supervisor:
         for task in self._keepers:
             task.cancel()
         live = [w.proc for w in self.workers if w.proc is not None and w.proc.returncode is None]
-        for proc in live:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-
-        async def reap(proc: asyncio.subprocess.Process) -> None:
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_GRACE)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-
-        await asyncio.gather(*(reap(p) for p in live))
+        await asyncio.gather(*(terminate(p, STOP_GRACE) for p in live))
         if live:
             self.log.info("workers_stopped", workers=len(live))
 

@@ -124,9 +124,14 @@ class VirtualCharger:
     def start(self) -> None:
         self._main = asyncio.get_running_loop().create_task(self._run(), name=f"virtual:{self.charger_id}")
 
-    async def stop(self, code: int = 1001, reason: str = "vendor adapter stopping") -> None:
+    async def stop(self, code: int = 1001, reason: str = "vendor adapter stopping", grace: float = 2.0) -> None:
         self.stopping = True
         self._wake.set()
+        # A CALL already on the wire gets its answer before the socket closes (no new one starts): otherwise
+        # the CSMS has the event but the outbox keeps it, and the restart sends it a second time.
+        in_flight = [fut for fut in self._pending.values() if not fut.done()]
+        if in_flight and self.ws is not None:
+            await asyncio.wait(in_flight, timeout=grace)
         ws = self.ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -280,6 +285,8 @@ class VirtualCharger:
             ws = self.ws
             if ws is None:
                 raise CallFailed("not connected")
+            if self.stopping:
+                raise CallFailed("stopping")
             uid = str(uuid.uuid4())
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self._pending[uid] = fut

@@ -331,10 +331,10 @@ async def test_sqlite_keeps_every_frame_exactly_as_received(
     assert (got[1]["action"], got[1]["note"], got[1]["error_code"]) == (None, "odd", None)
 
 
-async def test_sqlite_splits_a_batch_too_large_for_one_statement(
+async def test_sqlite_writes_a_batch_in_chunks_every_record_in_order(
     stores: Callable[..., Store], sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch whose JSON exceeds one statement's bound is written in parts, every record in order."""
+    """A batch longer than one statement's chunk, with a frame near SQLite's value limit, is written in order."""
     connect = sqlite_store.SQLiteStore._connect_writer
 
     def small_values(self: sqlite_store.SQLiteStore) -> sqlite3.Connection:
@@ -343,7 +343,7 @@ async def test_sqlite_splits_a_batch_too_large_for_one_statement(
         return conn
 
     monkeypatch.setattr(sqlite_store.SQLiteStore, "_connect_writer", small_values)
-    monkeypatch.setattr(sqlite_store, "MAX_STATEMENT_JSON", 10_000)
+    monkeypatch.setattr(sqlite_store, "_MAX_CHUNK", 64)
     store = await started(stores, sqlite_url, batch_max=200)
     written = [heartbeat(i) for i in range(1, 151)] + [rec("x" * 15_000, unique_id="151", action=None)]
     for r in written:

@@ -202,7 +202,7 @@ def per_call(url: str, calls: int, paired: bool, insert: str = "") -> dict[str, 
     store._close_connection(conn)
     per = 1e6 / calls
     return {"store": url.split(":", 1)[0], "rows_per_call": round(len(queued) / calls, 2),
-            "insert": insert or "multi-row VALUES", "record_us": None if math.isnan(record_s) else round(record_s * per, 2),
+            "insert": insert or "values","record_us": None if math.isnan(record_s) else round(record_s * per, 2),
             "writer_us": round(writer_s * per, 2), "server_us": round(server_s * per, 2)}
 
 
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.session:
-        for csms in ("1.6", "2.0.1"):
+        for csms in ("1.6", "2.0.1", "2.1"):
             print(json.dumps(session_per_call(args.session, csms)), flush=True)
         return
     if args.child is not None:

@@ -202,7 +202,7 @@ def per_call(url: str, calls: int, paired: bool, insert: str = "") -> dict[str, 
     store._close_connection(conn)
     per = 1e6 / calls
     return {"store": url.split(":", 1)[0], "rows_per_call": round(len(queued) / calls, 2),
-            "insert": insert or "values","record_us": None if math.isnan(record_s) else round(record_s * per, 2),
+            "insert": insert or "values", "record_us": None if math.isnan(record_s) else round(record_s * per, 2),
             "writer_us": round(writer_s * per, 2), "server_us": round(server_s * per, 2)}
 
 

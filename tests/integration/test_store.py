@@ -606,7 +606,8 @@ async def test_record_never_blocks_the_loop_even_with_a_slow_writer(
 
     assert record_time < 0.5, f"record() took {record_time:.3f}s for 50k frames"
     assert flush_time >= 0.5  # the writer really was slow while the loop ticked
-    assert max(gaps) < 0.1, f"the loop stalled for {max(gaps):.3f}s"
+    # A loop that waited for the writer would stall for the whole flush (>= 1 s); scheduling on a busy box, ~0.1 s.
+    assert max(gaps) < 0.3, f"the loop stalled for {max(gaps):.3f}s"
     assert store.stats["written"] == 50_000
 
 

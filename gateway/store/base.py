@@ -3,8 +3,8 @@
 ``record()`` runs on the event loop for every frame, so it only appends to a
 deque (atomic under the GIL, no lock). One writer thread per store owns the
 write connection: it wakes every ``flush_interval`` or as soon as
-``batch_max`` records are queued, and inserts them with one ``executemany``
-per batch. Translation state goes through the same writer (the latest save
+``batch_max`` records are queued, and inserts each batch in one commit (the
+backend decides how: multi-row INSERTs on SQLite, COPY on PostgreSQL). Translation state goes through the same writer (the latest save
 per charger wins) so a state save is never behind a log record that
 describes the frame that caused it by more than one cycle.
 

@@ -16,10 +16,13 @@ class FrameRecord(NamedTuple):
     A tuple in the message log's column order: the store inserts records
     as they are, with no per-row conversion on the writer thread.
 
-    ``relayed_to`` is set by the store alone: when the gateway sends on
-    exactly the text it received (pass-through), the "in" record stands for
-    the "out" one too and names the peer it went to, so the pair is one row
-    (see ``Store.record``). Readers expand it into both messages.
+    The ``relayed_*`` fields are set by the store alone: when the gateway
+    sends a frame on right after it received one (the same charger, time,
+    message type, error code and note: a relayed or a translated frame),
+    the "in" record stands for the "out" one too, so the pair is one row
+    (see ``Store.record``). ``relayed_to`` names the peer the frame went
+    to; the other four hold what the "out" record had differently (None:
+    the same as the "in" record's). Readers expand it into both messages.
     """
 
     ts: float  # unix seconds
@@ -33,4 +36,8 @@ class FrameRecord(NamedTuple):
     frame: str
     error_code: str | None = None
     note: str | None = None  # why the gateway did what it did (validation failure, drop, ...)
-    relayed_to: str | None = None  # peer the same text was sent on to (a pass-through pair), set by the store
+    relayed_to: str | None = None  # peer the frame was sent on to (a pair in one row), set by the store
+    relayed_version: str | None = None  # the sent frame's ocpp_version, when it differs
+    relayed_action: str | None = None  # its action, when it differs
+    relayed_unique_id: str | None = None  # its unique id, when it differs
+    relayed_frame: str | None = None  # its text, when it differs (a translation)

@@ -8,11 +8,11 @@
     await store.messages(charger_id, limit=100, after_id=None)
     await store.flush(); await store.close()
 
-Writes happen on one writer thread per store, in batches (one statement per
-batch on SQLite, ``COPY`` on PostgreSQL; every ``flush_interval``
-seconds or ``batch_max`` records); a frame relayed unchanged is one row for
-its "in" and "out" records (``relayed_to``), expanded again by every read;
-reads run in
+Writes happen on one writer thread per store, in batches (multi-row INSERTs
+on SQLite, ``COPY`` on PostgreSQL; every ``flush_interval`` seconds or
+``batch_max`` records); a frame and the one sent on for it, relayed or
+translated, are one row for their "in" and "out" records (the ``relayed_*``
+columns), expanded again by every read; reads run in
 ``asyncio.to_thread`` on their own connection, so neither stalls the relay.
 When the store falls behind by ``max_queue`` records the oldest unwritten
 records are dropped (``stats["dropped"]``, a log line); state saves are

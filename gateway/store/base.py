@@ -4,8 +4,9 @@
 deque (atomic under the GIL, no lock). One writer thread per store owns the
 write connection: it wakes every ``flush_interval`` or as soon as
 ``batch_max`` records are queued, and inserts each batch in one commit (the
-backend decides how: multi-row INSERTs on SQLite, COPY on PostgreSQL). Translation state goes through the same writer (the latest save
-per charger wins) so a state save is never behind a log record that
+backend decides how: multi-row INSERTs on SQLite, COPY on PostgreSQL).
+Translation state goes through the same writer (the latest save per charger
+wins) so a state save is never behind a log record that
 describes the frame that caused it by more than one cycle.
 
 Backends (SQLite, PostgreSQL) supply the SQL; everything about queues,
@@ -36,7 +37,13 @@ from gateway.records import FrameRecord
 log = structlog.get_logger("gateway.store")
 
 # 2: message_log.relayed_to (a pass-through pair in one row) and the id boundary of paired rows.
-SCHEMA_VERSION = 2
+# 3: relayed_version, relayed_action, relayed_unique_id, relayed_frame (a translated pair in one row).
+SCHEMA_VERSION = 3
+# The columns of a row's second ("out") half: relayed_to, then what differs from the first half (RELAYED_COLUMNS).
+RELAYED_COLUMNS = ("relayed_to", "relayed_version", "relayed_action", "relayed_unique_id", "relayed_frame")
+# How far a log's rows go, by the schema that last migrated it: nothing paired (1), pass-through pairs in
+# relayed_to (2), every RELAYED_COLUMN (3). Readers select what is there: a reader may come before any writer.
+UNPAIRED, RELAYED, PAIRS = 0, 1, 2
 DEFAULT_MAX_QUEUE = 200_000
 # Back-pressure: above HIGH queued records a healthy but busy writer asks the gateway to stop reading
 # from chargers; below LOW it may read again. Well under max_queue, so a busy writer never drops.
@@ -66,7 +73,7 @@ MESSAGE_COLUMNS = (
     "note",
 )
 
-# The log row as the backends select it: MESSAGE_COLUMNS, then relayed_to (None on unpaired rows).
+# The log row as the backends select it: MESSAGE_COLUMNS, then RELAYED_COLUMNS (None on unpaired rows).
 _RELAYED_TO = len(MESSAGE_COLUMNS)
 # store_meta key: the first row id written with pairs. Rows below it keep their ids as message ids; a row
 # ``r`` from it on stands for message ids 2r - B ("in") and 2r - B + 1 (its relayed "out" half), so ids stay
@@ -137,20 +144,39 @@ def first_row(after_id: int, paired_from: int | None) -> int:
 
 
 def expand_rows(rows: list[tuple[Any, ...]], paired_from: int | None) -> list[tuple[Any, ...]]:
-    """Log rows (MESSAGE_COLUMNS + relayed_to) as messages in MESSAGE_COLUMNS order, each pair as two."""
+    """Log rows (MESSAGE_COLUMNS + RELAYED_COLUMNS) as messages in MESSAGE_COLUMNS order, each pair as two."""
     out: list[tuple[Any, ...]] = []
     append = out.append
     for row in rows:
         mid = message_id(row[0], paired_from)
-        append((mid, *row[1:_RELAYED_TO]))
+        append(row[:_RELAYED_TO] if mid == row[0] else (mid, *row[1:_RELAYED_TO]))
         relayed = row[_RELAYED_TO]
         if relayed is not None:
-            append((mid + 1, row[1], row[2], "out", relayed, *row[5:_RELAYED_TO]))
+            version, action, unique_id, frame = row[_RELAYED_TO + 1:_RELAYED_TO + 5]
+            append((mid + 1, row[1], row[2], "out", relayed, row[5] if version is None else version, row[6],
+                    row[7] if action is None else action, row[8] if unique_id is None else unique_id,
+                    row[9] if frame is None else frame, row[10], row[11]))
     return out
 
 
 _REC_RELAYED_TO = FrameRecord._fields.index("relayed_to")
 _new_tuple = tuple.__new__
+
+
+def _pair(first: FrameRecord, second: FrameRecord) -> FrameRecord | None:
+    """``first`` ("in") standing for ``second`` ("out") too, or None when one row cannot say both exactly."""
+    frame, version, action, unique_id = second[8], second[4], second[6], second[7]
+    if frame == first[8] and version == first[4] and action == first[6] and unique_id == first[7]:
+        return _new_tuple(FrameRecord, (*first[:_REC_RELAYED_TO], second[3], None, None, None, None))  # relayed
+    # A relayed column's None reads as "the same as the first half": a second half without an action or an
+    # id where the first has one keeps its own row.
+    if (action is None and first[6] is not None) or (unique_id is None and first[7] is not None):
+        return None
+    return _new_tuple(FrameRecord, (
+        *first[:_REC_RELAYED_TO], second[3], None if version == first[4] else version,
+        None if action == first[6] else action, None if unique_id == first[7] else unique_id,
+        None if frame == first[8] else frame,
+    ))
 
 
 def frame_count(batch: list[FrameRecord]) -> int:
@@ -260,7 +286,7 @@ class Store(abc.ABC):
 
         self._read_lock = threading.Lock()
         self._reader: Connection | None = None
-        self._paired_from_known: int | None = None
+        self._layout_known: tuple[int | None, int] | None = None
 
         self._written = 0  # frames
         self._rows_written = 0  # log rows: a relayed pair is one row for two frames
@@ -335,11 +361,15 @@ class Store(abc.ABC):
         """The log's PAIRED_FROM row id, or None while the log has no relayed_to column (not migrated yet)."""
 
     @abc.abstractmethod
+    def _relayed_layout(self, conn: Connection) -> int:
+        """RELAYED when the log has relayed_to but not the other RELAYED_COLUMNS yet, else PAIRS."""
+
+    @abc.abstractmethod
     def _select_messages(
-        self, conn: Connection, charger_id: str | None, limit: int, from_row: int | None, paired: bool
+        self, conn: Connection, charger_id: str | None, limit: int, from_row: int | None, layout: int
     ) -> list[tuple[Any, ...]]:
-        """Log rows (MESSAGE_COLUMNS, then relayed_to: NULL unless ``paired``), oldest first: the first
-        ``limit`` rows with id >= ``from_row``, or the newest ``limit`` when it is None."""
+        """Log rows (MESSAGE_COLUMNS, then RELAYED_COLUMNS: NULL where ``layout`` has none), oldest first: the
+        first ``limit`` rows with id >= ``from_row``, or the newest ``limit`` when it is None."""
 
     @abc.abstractmethod
     def _select_state(self, conn: Connection, charger_id: str) -> str | None:
@@ -358,8 +388,8 @@ class Store(abc.ABC):
     def record(self, rec: FrameRecord) -> None:
         """Queue a frame for the log; never blocks, never raises on a full queue.
 
-        A frame sent on exactly as it was received just before (pass-through: same charger, time, text and
-        columns, the other peer) joins the queued "in" record as its ``relayed_to``: one row for the pair.
+        A frame sent right after one was received (same charger, time, message type, error code and note:
+        the frame relayed as it was, or its translation) joins the queued "in" record: one row for the pair.
         """
         q = self._records
         if self._closed:
@@ -370,17 +400,17 @@ class Store(abc.ABC):
                 prev = q[-1]
             except IndexError:  # the writer took everything meanwhile
                 prev = None
-            # Text first: it differs at once (length) for everything but a relayed frame. Fields one by one,
-            # not slices: this runs on the event loop for every frame sent.
-            if prev is not None and prev[8] == rec[8] and prev[2] == "in" and prev[11] is None \
-                    and prev[0] == rec[0] and prev[1] == rec[1] and prev[7] == rec[7] and prev[6] == rec[6] \
-                    and prev[5] == rec[5] and prev[4] == rec[4] and prev[9] == rec[9] and prev[10] == rec[10]:
-                try:
-                    # Only this thread appends, so a record the writer took meanwhile empties the queue.
-                    q[-1] = _new_tuple(FrameRecord, (*prev[:_REC_RELAYED_TO], rec[3]))  # _make, minus a check
-                    return
-                except IndexError:
-                    pass
+            # Fields one by one, not slices: this runs on the event loop for every frame sent.
+            if prev is not None and prev[2] == "in" and prev[11] is None and prev[0] == rec[0] \
+                    and prev[1] == rec[1] and prev[5] == rec[5] and prev[9] == rec[9] and prev[10] == rec[10]:
+                pair = _pair(prev, rec)
+                if pair is not None:
+                    try:
+                        # Only this thread appends, so a record the writer took meanwhile empties the queue.
+                        q[-1] = pair
+                        return
+                    except IndexError:
+                        pass
         if len(q) >= self.max_queue:
             # Keep the newest: when the store cannot keep up, the frames of the
             # live fault are the ones an operator will look for.
@@ -518,20 +548,23 @@ class Store(abc.ABC):
     def _messages(
         self, conn: Connection, charger_id: str | None, limit: int, after_id: int | None
     ) -> list[tuple[Any, ...]]:
-        paired_from = self._log_layout(conn)
-        paired = paired_from is not None
+        paired_from, layout = self._log_layout(conn)
         if after_id is None:
             # A row holds one or two messages: the newest ``limit`` rows hold the newest ``limit`` messages.
-            return expand_rows(self._select_messages(conn, charger_id, limit, None, paired), paired_from)[-limit:]
+            return expand_rows(self._select_messages(conn, charger_id, limit, None, layout), paired_from)[-limit:]
         # The first row may hold only messages up to ``after_id``: one row more fills the page.
-        rows = self._select_messages(conn, charger_id, limit + 1, first_row(after_id, paired_from), paired)
+        rows = self._select_messages(conn, charger_id, limit + 1, first_row(after_id, paired_from), layout)
         return [m for m in expand_rows(rows, paired_from) if m[0] > after_id][:limit]
 
-    def _log_layout(self, conn: Connection) -> int | None:
-        """PAIRED_FROM, read once it is there (it never changes after)."""
-        if self._paired_from_known is None:
-            self._paired_from_known = self._paired_from(conn)
-        return self._paired_from_known
+    def _log_layout(self, conn: Connection) -> tuple[int | None, int]:
+        """PAIRED_FROM and the layout (UNPAIRED, RELAYED, PAIRS); kept once it is PAIRS (nothing changes after)."""
+        if self._layout_known is not None:
+            return self._layout_known
+        paired_from = self._paired_from(conn)
+        layout = UNPAIRED if paired_from is None else self._relayed_layout(conn)
+        if layout == PAIRS:
+            self._layout_known = (paired_from, layout)
+        return paired_from, layout
 
     async def load_states(self, prefix: str = "") -> dict[str, dict[str, Any]]:
         """Every saved state whose key starts with ``prefix`` (including saves not yet written), by key."""
@@ -555,9 +588,9 @@ class Store(abc.ABC):
         lo, hi, after = -math.inf if since is None else since, math.inf if until is None else until, after_id or 0
 
         def select(conn: Connection) -> list[tuple[Any, ...]]:
-            paired_from = self._log_layout(conn)
+            paired_from, layout = self._log_layout(conn)
             rows = self._select_charger_frames(conn, charger_id, lo, hi, first_row(after, paired_from), limit + 1,
-                                               paired_from is not None)
+                                               layout)
             # A pair's charger side is its "in" half when the charger sent it, else the half relayed to it.
             return [m for m in expand_rows(rows, paired_from) if m[4] == "charger" and m[0] > after][:limit]
 
@@ -576,7 +609,7 @@ class Store(abc.ABC):
 
     def _select_charger_frames(
         self, conn: Connection, charger_id: str, since: float, until: float, from_row: int, limit: int,
-        paired: bool,
+        layout: int,
     ) -> list[tuple[Any, ...]]:
         """Rows as ``_select_messages`` selects them, oldest first, with the charger on either side."""
         raise StoreError(f"{self.description} cannot select a charger's frames by time")

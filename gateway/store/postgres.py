@@ -24,7 +24,11 @@ from gateway.store.base import (
     FIRST_ALLOCATED_ID,
     MESSAGE_COLUMNS,
     PAIRED_FROM,
+    PAIRS,
+    RELAYED,
+    RELAYED_COLUMNS,
     SCHEMA_VERSION,
+    UNPAIRED,
     QueueRow,
     Store,
     StoreError,
@@ -84,9 +88,12 @@ class PostgresStore(Store):
 
         log, state, meta = table("message_log"), table("charger_state"), table("store_meta")
         queue, ids = table("offline_queue"), table("transaction_id_seq")
-        row = {paired: sql.SQL(", ").join([*(sql.Identifier(c) for c in MESSAGE_COLUMNS),
-                                            sql.SQL("relayed_to" if paired else "NULL")])
-               for paired in (True, False)}
+        # By the columns the log has (a reader may come before the migration): UNPAIRED, RELAYED, PAIRS.
+        present = {UNPAIRED: 0, RELAYED: 1, PAIRS: len(RELAYED_COLUMNS)}
+        row = {layout: sql.SQL(", ").join([*(sql.Identifier(c) for c in MESSAGE_COLUMNS),
+                                            *(sql.Identifier(c) if i < n else sql.NULL
+                                              for i, c in enumerate(RELAYED_COLUMNS))])
+               for layout, n in present.items()}
         self._ddl: list[sql.Composed] = [
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(meta),
             sql.SQL(
@@ -126,14 +133,10 @@ class PostgresStore(Store):
         self._meta_set = sql.SQL("INSERT INTO {} (key, value) VALUES ('schema_version', %s)"
                                  " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value").format(meta)
         # The log is written with COPY; the INSERT is what it replaced (log_writers --per-call compares them).
-        self._insert = sql.SQL(
-            "INSERT INTO {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
-            " frame, error_code, note, relayed_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(log)
-        self._copy = sql.SQL(
-            "COPY {} (ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id,"
-            " frame, error_code, note, relayed_to) FROM STDIN"
-        ).format(log)
+        logged = sql.SQL(", ").join(sql.Identifier(c) for c in (*MESSAGE_COLUMNS[1:], *RELAYED_COLUMNS))
+        self._insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            log, logged, sql.SQL(", ").join([sql.Placeholder()] * (len(MESSAGE_COLUMNS) - 1 + len(RELAYED_COLUMNS))))
+        self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(log, logged)
         self._paired_from_get = sql.SQL("SELECT value FROM {} WHERE key = %s").format(meta)
         self._upsert = sql.SQL(
             "INSERT INTO {} (charger_id, state, updated_at) VALUES (%s, %s, %s)"
@@ -150,7 +153,8 @@ class PostgresStore(Store):
         self._get_state = sql.SQL("SELECT state FROM {} WHERE charger_id = %s").format(state)
         self._states_prefixed = sql.SQL("SELECT charger_id, state FROM {} WHERE left(charger_id, %s) = %s").format(
             state)
-        side = {True: sql.SQL("(peer = 'charger' OR relayed_to = 'charger')"), False: sql.SQL("peer = 'charger'")}
+        relayed_side = sql.SQL("(peer = 'charger' OR relayed_to = 'charger')")
+        side = {UNPAIRED: sql.SQL("peer = 'charger'"), RELAYED: relayed_side, PAIRS: relayed_side}
         self._charger_frames = {p: sql.SQL(
             "SELECT {} FROM {} WHERE charger_id = %s AND id >= %s AND {} AND ts >= %s AND ts < %s"
             " ORDER BY id LIMIT %s").format(row[p], log, side[p]) for p in row}
@@ -263,28 +267,34 @@ class PostgresStore(Store):
             return None  # no store_meta: nothing has been written here, or by a gateway from before it
         return None if row is None else int(row[0])
 
+    def _relayed_layout(self, conn: psycopg.Connection[Any]) -> int:
+        found = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'relayed_frame'"
+            " AND NOT attisdropped", (self.message_log._qualified("message_log"),)).fetchone()
+        return RELAYED if found is None else PAIRS
+
     def _select_messages(
-        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, paired: bool
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, layout: int
     ) -> list[tuple[Any, ...]]:
         try:
-            return self._select_messages_from(conn, charger_id, limit, from_row, paired)
+            return self._select_messages_from(conn, charger_id, limit, from_row, layout)
         except psycopg.errors.UndefinedTable:
             raise StoreError(
                 f"no message log in {self.description} (has the gateway run with this store URL?)"
             ) from None
 
     def _select_messages_from(
-        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, paired: bool
+        self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, layout: int
     ) -> list[tuple[Any, ...]]:
         if from_row is None:
             if charger_id is None:
-                rows = conn.execute(self._newest_all[paired], (limit,)).fetchall()
+                rows = conn.execute(self._newest_all[layout], (limit,)).fetchall()
             else:
-                rows = conn.execute(self._newest[paired], (charger_id, limit)).fetchall()
+                rows = conn.execute(self._newest[layout], (charger_id, limit)).fetchall()
             return list(reversed(rows))
         if charger_id is None:
-            return conn.execute(self._after_all[paired], (from_row, limit)).fetchall()
-        return conn.execute(self._after[paired], (charger_id, from_row, limit)).fetchall()
+            return conn.execute(self._after_all[layout], (from_row, limit)).fetchall()
+        return conn.execute(self._after[layout], (charger_id, from_row, limit)).fetchall()
 
     def _select_state(self, conn: psycopg.Connection[Any], charger_id: str) -> str | None:
         row = conn.execute(self._get_state, (charger_id,)).fetchone()
@@ -295,12 +305,12 @@ class PostgresStore(Store):
 
     def _select_charger_frames(
         self, conn: psycopg.Connection[Any], charger_id: str, since: float, until: float, from_row: int, limit: int,
-        paired: bool,
+        layout: int,
     ) -> list[tuple[Any, ...]]:
-        return conn.execute(self._charger_frames[paired], (charger_id, from_row, since, until, limit)).fetchall()
+        return conn.execute(self._charger_frames[layout], (charger_id, from_row, since, until, limit)).fetchall()
 
     def _select_charger_ids(self, conn: psycopg.Connection[Any], since: float, until: float) -> list[str]:
-        query = self._charger_ids[self._log_layout(conn) is not None]
+        query = self._charger_ids[self._log_layout(conn)[1]]
         return [str(r[0]) for r in conn.execute(query, (since, until)).fetchall()]
     def _select_latest_calls(self, conn: psycopg.Connection[Any], action: str) -> list[tuple[str, str]]:
         return [(str(cid), str(frame)) for cid, frame in conn.execute(self._latest_calls, (action,)).fetchall()]
@@ -356,8 +366,9 @@ class DailyMessageLog:
             self._adopt_plain_table(conn)
         if self._exists(conn, "message_log") is None:
             self._create_parent(conn)
-        # A log from schema 1: the column reaches every partition; existing rows read as unpaired (NULL).
-        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS relayed_to TEXT").format(parent))
+        # A log from schema 1 or 2: the columns reach every partition; existing rows read as unpaired (NULL)
+        # or as pass-through pairs (relayed_to only).
+        self._add_relayed_columns(conn, parent)
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
             self._ident("message_log_default"), parent))
         self._mark_paired_from(conn)
@@ -380,6 +391,12 @@ class DailyMessageLog:
         conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(self._meta),
                      (PAIRED_FROM, str(first)))
 
+    @staticmethod
+    def _add_relayed_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> None:
+        for column in RELAYED_COLUMNS:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} TEXT").format(
+                table, sql.Identifier(column)))
+
     def _qualified(self, name: str) -> str:
         return f"{self.schema}.{name}" if self.schema else name
 
@@ -390,7 +407,8 @@ class DailyMessageLog:
             " id BIGINT GENERATED ALWAYS AS IDENTITY,"
             " ts DOUBLE PRECISION NOT NULL, charger_id TEXT NOT NULL, direction TEXT NOT NULL,"
             " peer TEXT NOT NULL, ocpp_version TEXT NOT NULL, message_type TEXT NOT NULL,"
-            " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT, relayed_to TEXT)"
+            " action TEXT, unique_id TEXT, frame TEXT NOT NULL, error_code TEXT, note TEXT, relayed_to TEXT,"
+            " relayed_version TEXT, relayed_action TEXT, relayed_unique_id TEXT, relayed_frame TEXT)"
             " PARTITION BY RANGE (ts)").format(parent))
         # Matching indexes before any partition is attached: attaching adopts a table's own equal indexes.
         conn.execute(sql.SQL("CREATE INDEX message_log_charger_id ON {} (charger_id, id)").format(parent))
@@ -409,7 +427,7 @@ class DailyMessageLog:
         last_ts, last_id = float(span[0]), int(span[1])
         until = (last_ts // DAY + 1) * DAY
         # A partition has its parent's columns: the legacy rows are unpaired (relayed_to NULL).
-        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS relayed_to TEXT").format(legacy))
+        self._add_relayed_columns(conn, legacy)
         self._create_parent(conn)
         parent = self._ident("message_log")
         conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(

@@ -9,7 +9,18 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from gateway.store.base import FIRST_ALLOCATED_ID, PAIRED_FROM, SCHEMA_VERSION, QueueRow, Store, StoreError
+from gateway.store.base import (
+    FIRST_ALLOCATED_ID,
+    PAIRED_FROM,
+    PAIRS,
+    RELAYED,
+    RELAYED_COLUMNS,
+    SCHEMA_VERSION,
+    UNPAIRED,
+    QueueRow,
+    Store,
+    StoreError,
+)
 
 MEMORY = ":memory:"
 
@@ -19,6 +30,8 @@ CREATE TABLE IF NOT EXISTS store_meta (
     value TEXT NOT NULL
 );
 -- AUTOINCREMENT: ids are never reused after pruning, so a follower's after_id stays valid.
+-- relayed_*: a pair in one row (Store.record): the frame also went out to relayed_to; what the sent frame
+-- had differently (a translation) in the other relayed_* columns, NULL where it was the same.
 CREATE TABLE IF NOT EXISTS message_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL,
@@ -32,7 +45,11 @@ CREATE TABLE IF NOT EXISTS message_log (
     frame TEXT NOT NULL,
     error_code TEXT,
     note TEXT,
-    relayed_to TEXT  -- a pass-through pair: the same frame also went out to this peer (Store.record)
+    relayed_to TEXT,
+    relayed_version TEXT,
+    relayed_action TEXT,
+    relayed_unique_id TEXT,
+    relayed_frame TEXT
 );
 CREATE INDEX IF NOT EXISTS message_log_charger_id ON message_log (charger_id, id);
 CREATE INDEX IF NOT EXISTS message_log_ts ON message_log (ts);
@@ -63,17 +80,21 @@ CREATE TABLE IF NOT EXISTS id_counter (
 """
 
 _COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
-_ROW = {True: f"{_COLUMNS}, relayed_to", False: f"{_COLUMNS}, NULL"}  # by whether the column is there yet
+_RELAYED = ", ".join(RELAYED_COLUMNS)
+_NULLS = len(RELAYED_COLUMNS) - 1
+_ROW = {UNPAIRED: f"{_COLUMNS}, NULL{', NULL' * _NULLS}", RELAYED: f"{_COLUMNS}, relayed_to{', NULL' * _NULLS}",
+        PAIRS: f"{_COLUMNS}, {_RELAYED}"}  # by the columns the log has (a reader may come before the migration)
 # A batch goes in as a few multi-row INSERTs, one sqlite3_step each. executemany binds and steps
 # each row on its own, and the sqlite3 module drops and re-takes the GIL around every step; under
 # load those hand-offs cost the event loop about a quarter of its core (docs/benchmark.md,
 # section 7). Bound parameters also cost the writer less than unpacking one JSON array in SQL
-# (json_each, the layout before this one): 4.3 against 6.7 µs of CPU per row (section 8).
-_LOGGED = ("ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note,"
-           " relayed_to")
+# (json_each, the layout before this one): 4.3 against 6.7 µs of CPU per row (docs/benchmark.md,
+# "Where the CPU ratio targets stand").
+_LOGGED = f"ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note," \
+          f" {_RELAYED}"
 _LOGGED_COUNT = _LOGGED.count(",") + 1
 # Chunks of a power of two rows, so the sqlite3 module's statement cache holds every shape; 1,024 rows
-# of 12 columns stay under SQLite's bound of 32,766 variables per statement.
+# of 16 columns stay under SQLite's bound of 32,766 variables per statement.
 _MAX_CHUNK = 1024
 _VALUES_ROW = f"({', '.join('?' * _LOGGED_COUNT)})"
 _INSERT_ROW = f"INSERT INTO message_log ({_LOGGED}) VALUES {_VALUES_ROW}"
@@ -89,7 +110,8 @@ _INSERT_QUEUED = (
 )
 
 # Rows holding a frame the charger sent or got: its own, or a pair relayed to it.
-_CHARGER_SIDE = {True: "(peer = 'charger' OR relayed_to = 'charger')", False: "peer = 'charger'"}
+_CHARGER_SIDE = {UNPAIRED: "peer = 'charger'", RELAYED: "(peer = 'charger' OR relayed_to = 'charger')"}
+_CHARGER_SIDE[PAIRS] = _CHARGER_SIDE[RELAYED]
 
 # The newest CALL of an action from each charger (its last BootNotification, say): max(id) per charger.
 _LATEST_CALLS = (
@@ -204,8 +226,10 @@ class SQLiteStore(Store):
             )
         try:
             conn.execute("BEGIN IMMEDIATE")  # the column and its boundary together, or neither
-            if "relayed_to" not in {r[1] for r in conn.execute("PRAGMA table_info(message_log)")}:
-                conn.execute("ALTER TABLE message_log ADD COLUMN relayed_to TEXT")  # a log from schema 1
+            logged = {r[1] for r in conn.execute("PRAGMA table_info(message_log)")}
+            for column in RELAYED_COLUMNS:  # a log from schema 1 (none of them) or 2 (relayed_to only)
+                if column not in logged:
+                    conn.execute(f"ALTER TABLE message_log ADD COLUMN {column} TEXT")
             if conn.execute("SELECT 1 FROM store_meta WHERE key = ?", (PAIRED_FROM,)).fetchone() is None:
                 # Rows from before keep their ids as message ids; AUTOINCREMENT never hands out a lower id again.
                 seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'").fetchone()
@@ -224,6 +248,10 @@ class SQLiteStore(Store):
         except sqlite3.OperationalError:  # no store_meta: a log from before the gateway had one
             return None
         return None if row is None else int(row[0])
+
+    def _relayed_layout(self, conn: sqlite3.Connection) -> int:
+        logged = {r[1] for r in conn.execute("PRAGMA table_info(message_log)")}
+        return PAIRS if "relayed_frame" in logged else RELAYED
 
     def _insert_messages(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         _insert_rows(conn, rows)
@@ -279,13 +307,13 @@ class SQLiteStore(Store):
         return cur.rowcount
 
     def _select_messages(
-        self, conn: sqlite3.Connection, charger_id: str | None, limit: int, from_row: int | None, paired: bool
+        self, conn: sqlite3.Connection, charger_id: str | None, limit: int, from_row: int | None, layout: int
     ) -> list[tuple[Any, ...]]:
         where, params = _where(charger_id, from_row)
         if from_row is None:
-            sql = f"SELECT {_ROW[paired]} FROM message_log{where} ORDER BY id DESC LIMIT ?"
+            sql = f"SELECT {_ROW[layout]} FROM message_log{where} ORDER BY id DESC LIMIT ?"
             return list(reversed(conn.execute(sql, (*params, limit)).fetchall()))
-        sql = f"SELECT {_ROW[paired]} FROM message_log{where} ORDER BY id LIMIT ?"
+        sql = f"SELECT {_ROW[layout]} FROM message_log{where} ORDER BY id LIMIT ?"
         return conn.execute(sql, (*params, limit)).fetchall()
 
     def _select_state(self, conn: sqlite3.Connection, charger_id: str) -> str | None:
@@ -298,15 +326,15 @@ class SQLiteStore(Store):
 
     def _select_charger_frames(
         self, conn: sqlite3.Connection, charger_id: str, since: float, until: float, from_row: int, limit: int,
-        paired: bool,
+        layout: int,
     ) -> list[tuple[Any, ...]]:
-        sql = (f"SELECT {_ROW[paired]} FROM message_log WHERE charger_id = ? AND id >= ? AND {_CHARGER_SIDE[paired]}"
+        sql = (f"SELECT {_ROW[layout]} FROM message_log WHERE charger_id = ? AND id >= ? AND {_CHARGER_SIDE[layout]}"
                " AND ts >= ? AND ts < ? ORDER BY id LIMIT ?")
         return conn.execute(sql, (charger_id, from_row, _bound(since), _bound(until), limit)).fetchall()
 
     def _select_charger_ids(self, conn: sqlite3.Connection, since: float, until: float) -> list[str]:
         sql = (f"SELECT DISTINCT charger_id FROM message_log WHERE ts >= ? AND ts < ?"
-               f" AND {_CHARGER_SIDE[self._log_layout(conn) is not None]}")
+               f" AND {_CHARGER_SIDE[self._log_layout(conn)[1]]}")
         return [str(r[0]) for r in conn.execute(sql, (_bound(since), _bound(until))).fetchall()]
     def _select_latest_calls(self, conn: sqlite3.Connection, action: str) -> list[tuple[str, str]]:
         return conn.execute(_LATEST_CALLS, (action,)).fetchall()

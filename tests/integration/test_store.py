@@ -21,6 +21,7 @@ from gateway.records import FrameRecord
 from gateway.schemas import validate
 from gateway.store import Store, StoreError, frame_payload, iso_utc, open_store
 from gateway.store import sqlite as sqlite_store
+from gateway.store.base import RELAYED_COLUMNS
 from gateway.store.cli import logs_command
 from gateway.store.sqlite import MEMORY, sqlite_path
 
@@ -878,30 +879,73 @@ async def test_a_relayed_frame_is_one_row_read_back_as_both_messages(
     assert sql_rows(store_url, "SELECT count(*), count(relayed_to) FROM message_log") == [(3, 2)]
 
 
-async def test_only_an_identical_frame_right_after_its_in_record_is_paired(
+async def test_a_translated_frame_is_one_row_with_its_source_read_back_exactly(
     stores: Callable[..., Store], store_url: str
 ) -> None:
-    """Different text, time, charger or columns, an "out" after an "out", or a third copy: separate rows."""
+    """A frame sent right after the one it translates shares its row; both read back field for field."""
     store = await started(stores, store_url, retention_days=None)
-    first, out = relayed(1)
-    store.record(first)
-    store.record(out._replace(frame=out.frame.replace("[", "[ ", 1)))  # re-serialised: not the same text
-    store.record(first)
-    store.record(out._replace(ts=out.ts + 0.001))
-    store.record(first)
-    store.record(out._replace(charger_id="CP2"))
-    store.record(first)
-    store.record(out._replace(ocpp_version="2.0.1"))
-    store.record(first)
-    store.record(out)  # paired
-    store.record(out)  # the "in" record already stands for one "out"
+    ts = 1_767_225_600.0
+    start = serialize(Call("7", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0,
+                                                      "timestamp": "2026-01-01T00:00:00Z"}))
+    event = serialize(Call("gw-1", "TransactionEvent", {"eventType": "Started"}))
+    same_text = serialize(Call("8", "Heartbeat", {}))
+    written = [
+        rec(start, ts=ts, action="StartTransaction", unique_id="7"),  # the charger's 1.6 CALL ...
+        rec(event, ts=ts, direction="out", peer="csms", version=Version.V201, action="TransactionEvent",
+            unique_id="gw-1"),  # ... as the 2.0.1 CSMS got it: new action, id, version and text
+        rec(serialize(CallResult("gw-1", {})), ts=ts, peer="csms", version=Version.V201, message_type="CALLRESULT",
+            action="TransactionEvent", unique_id="gw-1"),
+        rec(serialize(CallResult("7", {"transactionId": 1, "idTagInfo": {"status": "Accepted"}})), ts=ts,
+            direction="out", message_type="CALLRESULT", action="StartTransaction", unique_id="7"),
+        rec(same_text, ts=ts, peer="charger", unique_id="8"),
+        rec(same_text, ts=ts, direction="out", peer="csms", version=Version.V201, unique_id="8"),  # version only
+    ]
+    for r in written:
+        store.record(r)
     await store.flush()
 
-    assert sql_rows(store_url, "SELECT count(*), count(relayed_to) FROM message_log") == [(10, 1)]
+    got = await store.messages("CP1")
+
+    assert [(m["direction"], m["peer"], m["ocpp_version"], m["message_type"], m["action"], m["unique_id"], m["frame"])
+            for m in got] == [(r.direction, r.peer, r.ocpp_version, r.message_type, r.action, r.unique_id, r.frame)
+                              for r in written]
+    assert [m["id"] for m in got] == list(range(got[0]["id"], got[0]["id"] + 6))
+    assert sql_rows(store_url, "SELECT count(*), count(relayed_frame), count(relayed_version) FROM message_log") \
+        == [(3, 2, 3)]
+    assert (store.stats["written"], store.stats["rows_written"]) == (6, 3)
+    assert flows(await store.charger_frames("CP1")) == [("7", "in", "charger"), ("7", "out", "charger"),
+                                                        ("8", "in", "charger")]
+
+
+async def test_only_a_frame_sent_right_after_its_in_record_is_paired(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """Another time, charger, message type, error code or note, an "out" after an "out", or no action or id
+    where the "in" record has one: separate rows, and every record reads back as it was."""
+    store = await started(stores, store_url, retention_days=None)
+    first, out = relayed(1)
+    written = [
+        first, out._replace(ts=out.ts + 0.001),
+        first, out._replace(charger_id="CP2"),
+        first, out._replace(message_type="SEND"),
+        first, out._replace(error_code="GenericError"),
+        first, out._replace(note="why"),
+        first, out._replace(action=None),
+        first, out._replace(unique_id=None),
+        first, out._replace(frame=out.frame.replace("[", "[ ", 1), ocpp_version="2.0.1"),  # paired (translated)
+        out,  # the "in" record already stands for one "out"
+        first, out,  # paired (relayed)
+    ]
+    for r in written:
+        store.record(r)
+    await store.flush()
+
+    assert sql_rows(store_url, "SELECT count(*), count(relayed_to) FROM message_log") == [(17, 2)]
     got = await store.messages(None, limit=100)
-    assert [m["direction"] for m in got] == ["in", "out"] * 5 + ["out"]
+    assert [(m["ts"], m["charger_id"], m["direction"], m["peer"], m["ocpp_version"], m["message_type"], m["action"],
+             m["unique_id"], m["frame"], m["error_code"], m["note"]) for m in got] == [
+        (iso_utc(r.ts), *r[1:11]) for r in written]
     assert [m["id"] for m in got] == sorted({m["id"] for m in got})
-    assert [m["charger_id"] for m in got][4:6] == ["CP1", "CP2"]
 
 
 async def test_after_id_and_limit_page_through_pairs_one_message_at_a_time(
@@ -987,8 +1031,8 @@ async def test_a_log_from_schema_1_keeps_its_ids_and_pairs_from_then_on(
     for i in range(3):
         old.record(heartbeat(i))
     await old.close()
-    # Put the store back the way a gateway of schema 1 left it: no relayed_to, no boundary, version 1.
-    sql_rows(store_url, "ALTER TABLE message_log DROP COLUMN relayed_to",
+    # Put the store back the way a gateway of schema 1 left it: no relayed columns, no boundary, version 1.
+    sql_rows(store_url, *(f"ALTER TABLE message_log DROP COLUMN {c}" for c in RELAYED_COLUMNS),
              "DELETE FROM store_meta WHERE key = 'message_log_paired_from'",
              "UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
     before = await stores(store_url).messages("CP1")  # a reader (`ocpp-gateway logs`) before the upgrade
@@ -1006,8 +1050,34 @@ async def test_a_log_from_schema_1_keeps_its_ids_and_pairs_from_then_on(
     assert [m["id"] for m in got][:4] == [1, 2, 3, 4] and got[4]["id"] == 5 and got[5]["id"] > 5
     assert await upgraded.messages("CP1", after_id=before[-1]["id"]) == got[3:]
     assert await upgraded.messages("CP1", after_id=2, limit=2) == got[2:4]
-    assert sql_rows(store_url, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [("2",)]
+    assert sql_rows(store_url, "SELECT value FROM store_meta WHERE key = 'schema_version'") == [("3",)]
     assert await stores(store_url).messages("CP1") == got  # a new reader agrees
+
+
+async def test_a_log_from_schema_2_reads_its_pairs_before_and_after_the_upgrade(
+    stores: Callable[..., Store], store_url: str
+) -> None:
+    """A reader of a schema-2 log sees its relayed pairs; upgraded, old pairs read the same and translations pair."""
+    old = await started(stores, store_url, retention_days=None)
+    for r in relayed(1):
+        old.record(r)
+    await old.close()
+    # The way a gateway of schema 2 left it: relayed_to and the boundary, not the other relayed columns.
+    sql_rows(store_url, *(f"ALTER TABLE message_log DROP COLUMN {c}" for c in RELAYED_COLUMNS[1:]),
+             "UPDATE store_meta SET value = '2' WHERE key = 'schema_version'")
+    before = await stores(store_url).messages("CP1")  # a reader before the upgrade
+    assert flows(before) == [("1", "in", "charger"), ("1", "out", "csms")]
+
+    upgraded = await started(stores, store_url, retention_days=None)
+    first, out = relayed(2)
+    upgraded.record(first)
+    upgraded.record(out._replace(ocpp_version="2.0.1", unique_id="gw-2"))
+    await upgraded.flush()
+
+    got = await upgraded.messages("CP1")
+    assert got[:2] == before
+    assert [(m["unique_id"], m["ocpp_version"]) for m in got[2:]] == [("2", "1.6"), ("gw-2", "2.0.1")]
+    assert sql_rows(store_url, "SELECT count(*), count(relayed_unique_id) FROM message_log") == [(2, 1)]
 
 
 async def test_pairing_while_the_writer_drains_the_queue_loses_and_repeats_nothing(

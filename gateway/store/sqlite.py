@@ -24,6 +24,11 @@ from gateway.store.base import (
 
 MEMORY = ":memory:"
 
+# None is not one of the sqlite3 module's base types, so every NULL parameter goes through its adapter
+# lookup, which fails through two attribute lookups: about 135 ns more than a string, and a log row binds
+# five or six. An adapter for NoneType answers at the first lookup (about 20 ns); None still binds as NULL.
+sqlite3.register_adapter(type(None), lambda _: None)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_meta (
     key TEXT PRIMARY KEY,

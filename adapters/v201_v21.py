@@ -113,109 +113,194 @@ class Conversion:
     changes: list[str] = field(default_factory=list)
 
 
-class _Walker:
-    def __init__(self, target: Version, schema: dict[str, Any], memory: _Memory) -> None:
+# A conversion's place in the payload, rendered only for a change note or an error: the root "$", or
+# (parent, ".key") / (parent, index) for a property or an array item.
+_Path = Any
+# A compiled converter: (value, where it is, the conversion's state) -> the value for the target.
+_Converter = Callable[[Any, _Path, "_Run"], Any]
+
+
+def _render(path: _Path) -> str:
+    parts = []
+    while type(path) is tuple:
+        path, step = path
+        parts.append(f"[{step}]" if type(step) is int else step)
+    return str(path) + "".join(reversed(parts))
+
+
+@dataclass(slots=True)
+class _Run:
+    """One conversion's state: what changed, and the charger's memory."""
+
+    memory: _Memory
+    changes: list[str] = field(default_factory=list)
+
+
+def _unchanged(value: Any, path: _Path, run: _Run) -> Any:
+    return value
+
+
+class _Compiler:
+    """The target schema turned into nested converters, once per message: the walk's decisions (which
+    rule applies to a node, which properties exist, what is required) are made here, not per payload."""
+
+    def __init__(self, target: Version, schema: dict[str, Any]) -> None:
         self.target = target
         self.schema = schema
-        self.memory = memory
-        self.changes: list[str] = []
+        self.done: dict[tuple[int, str, str | None], _Converter] = {}
 
-    def value(self, value: Any, node: dict[str, Any], path: str, prop: str, def_name: str | None) -> Any:
+    def node(self, node: dict[str, Any], prop: str, def_name: str | None) -> _Converter:
+        key = (id(node), prop, def_name)
+        found = self.done.get(key)
+        if found is None:
+            self.done[key] = lambda value, path, run: self.done[key](value, path, run)  # a recursive reference
+            found = self.done[key] = self._build(node, prop, def_name)
+        return found
+
+    def _build(self, node: dict[str, Any], prop: str, def_name: str | None) -> _Converter:
         node, ref = _resolve(self.schema, node)
         def_name = ref or def_name
         if def_name == "CustomDataType":
-            return value  # open by design in both versions
+            return _unchanged  # open by design in both versions
         if "enum" in node:
-            return self._enum(value, node, path, def_name)
+            return self._enum(node, def_name)
         kind = node.get("type")
-        if kind == "object" and isinstance(value, dict):
-            return self._object(value, node, path, def_name)
-        if kind == "array" and isinstance(value, list):
-            return self._array(value, node, path, prop)
-        if kind == "string" and isinstance(value, str):
-            limit = node.get("maxLength")
-            if limit is not None and len(value) > limit:
-                if prop not in _TRUNCATABLE:
-                    raise Unrepresentable(path, f"longer than the {limit} characters OCPP {self.target.value} allows")
-                self.changes.append(f"{path} truncated to {limit} characters")
-                value = value[:limit]
+        if kind == "object":
+            return self._object(node, def_name)
+        if kind == "array":
+            return self._array(node, prop)
+        if kind == "string":
+            return self._string(node, prop)
+        if kind in ("integer", "number"):
+            return self._number(node, integer=kind == "integer")
+        return _unchanged
+
+    def _enum(self, node: dict[str, Any], def_name: str | None) -> _Converter:
+        allowed, name, target = node["enum"], def_name or "", self.target.value
+        fast = frozenset(v for v in allowed if type(v) is str)
+
+        def convert_enum(value: Any, path: _Path, run: _Run) -> Any:
+            if (value in fast) if type(value) is str else (value in allowed):
+                return value
+            table = enum_map()
+            key = (name, str(value)) if (name, str(value)) in table else (name, "*")
+            if key not in table:
+                raise Unrepresentable(_render(path), f"{value!r} is not a {name} value in OCPP {target}")
+            mapped = table[key]
+            if mapped is None:
+                raise Unrepresentable(_render(path), f"{value!r} has no OCPP {target} counterpart")
+            run.changes.append(f"{_render(path)} {value} -> {mapped}")
+            return mapped
+
+        return convert_enum
+
+    def _string(self, node: dict[str, Any], prop: str) -> _Converter:
+        limit, target = node.get("maxLength"), self.target.value
+        if limit is None:
+            return _unchanged
+        truncatable = prop in _TRUNCATABLE
+
+        def convert_string(value: Any, path: _Path, run: _Run) -> Any:
+            if isinstance(value, str) and len(value) > limit:
+                if not truncatable:
+                    raise Unrepresentable(_render(path), f"longer than the {limit} characters OCPP {target} allows")
+                run.changes.append(f"{_render(path)} truncated to {limit} characters")
+                return value[:limit]
             return value
-        if kind == "integer" and isinstance(value, float):
-            if not -(2**63) <= value < 2**63:
-                raise Unrepresentable(path, f"{value} does not fit a 64-bit integer")
-            self.changes.append(f"{path} rounded to an integer")
-            value = round(value)
-        if kind in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
-            low, high = node.get("minimum"), node.get("maximum")
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise Unrepresentable(path, f"{value} is outside what OCPP {self.target.value} allows")
-        return value
 
-    def _enum(self, value: Any, node: dict[str, Any], path: str, def_name: str | None) -> Any:
-        if value in node["enum"]:
+        return convert_string
+
+    def _number(self, node: dict[str, Any], integer: bool) -> _Converter:
+        low, high, target = node.get("minimum"), node.get("maximum"), self.target.value
+
+        def convert_number(value: Any, path: _Path, run: _Run) -> Any:
+            if integer and isinstance(value, float):
+                if not -(2**63) <= value < 2**63:
+                    raise Unrepresentable(_render(path), f"{value} does not fit a 64-bit integer")
+                run.changes.append(f"{_render(path)} rounded to an integer")
+                value = round(value)
+            if isinstance(value, int | float) and not isinstance(value, bool) and (
+                    (low is not None and value < low) or (high is not None and value > high)):
+                raise Unrepresentable(_render(path), f"{value} is outside what OCPP {target} allows")
             return value
-        table = enum_map()
-        name = def_name or ""
-        key = (name, str(value)) if (name, str(value)) in table else (name, "*")
-        if key not in table:
-            raise Unrepresentable(path, f"{value!r} is not a {name} value in OCPP {self.target.value}")
-        mapped = table[key]
-        if mapped is None:
-            raise Unrepresentable(path, f"{value!r} has no OCPP {self.target.value} counterpart")
-        self.changes.append(f"{path} {value} -> {mapped}")
-        return mapped
 
-    def _object(self, value: dict[str, Any], node: dict[str, Any], path: str, def_name: str | None) -> dict[str, Any]:
-        props: dict[str, Any] = node.get("properties", {})
-        required = set(node.get("required", []))
-        out: dict[str, Any] = {}
-        if def_name == "SignedMeterValueType":
-            for key in ("signingMethod", "publicKey"):
-                if value.get(key):
-                    self.memory.signed[key] = value[key]
-        for key, item in value.items():
-            sub = f"{path}.{key}"
-            if key not in props:
-                self.changes.append(f"{sub} dropped")
-                continue
-            try:
-                out[key] = self.value(item, props[key], sub, key, None)
-            except Unrepresentable as exc:
-                if key in required or key not in _DROPPABLE:
-                    raise
-                self.changes.append(f"{sub} dropped ({exc.reason})")
-        for key in sorted(required - out.keys()):
-            derived = _DERIVED.get((def_name or "", key))
-            if derived is None:
-                raise Unrepresentable(f"{path}.{key}", f"required in OCPP {self.target.value} and not given")
-            out[key] = derived[0](self.memory)
-            self.changes.append(f"{path}.{key} derived")
-        return out
+        return convert_number
 
-    def _array(self, value: list[Any], node: dict[str, Any], path: str, prop: str) -> list[Any]:
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(self.value(item, node.get("items", {}), f"{path}[{i}]", prop, None))
-            except Unrepresentable as exc:
-                if prop not in _DROPPABLE:
-                    raise
-                self.changes.append(f"{path}[{i}] dropped ({exc.reason})")
-        if len(out) < node.get("minItems", 0):
-            raise Unrepresentable(path, f"nothing left that OCPP {self.target.value} can express")
-        if "maxItems" in node and len(out) > node["maxItems"]:
-            raise Unrepresentable(path, f"more than {node['maxItems']} items")
-        return out
+    def _object(self, node: dict[str, Any], def_name: str | None) -> _Converter:
+        props = {key: ("." + key, self.node(sub, key, None)) for key, sub in node.get("properties", {}).items()}
+        required = frozenset(node.get("required", []))
+        name, target = def_name or "", self.target.value
+        signed = def_name == "SignedMeterValueType"
+
+        def convert_object(value: Any, path: _Path, run: _Run) -> Any:
+            if not isinstance(value, dict):
+                return value
+            if signed:
+                for key in ("signingMethod", "publicKey"):
+                    if value.get(key):
+                        run.memory.signed[key] = value[key]
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                known = props.get(key)
+                if known is None:
+                    run.changes.append(f"{_render(path)}.{key} dropped")
+                    continue
+                step, convert_item = known
+                try:
+                    out[key] = convert_item(item, (path, step), run)
+                except Unrepresentable as exc:
+                    if key in required or key not in _DROPPABLE:
+                        raise
+                    run.changes.append(f"{_render(path)}.{key} dropped ({exc.reason})")
+            if not required <= out.keys():
+                for key in sorted(required - out.keys()):
+                    derived = _DERIVED.get((name, key))
+                    if derived is None:
+                        raise Unrepresentable(f"{_render(path)}.{key}", f"required in OCPP {target} and not given")
+                    out[key] = derived[0](run.memory)
+                    run.changes.append(f"{_render(path)}.{key} derived")
+            return out
+
+        return convert_object
+
+    def _array(self, node: dict[str, Any], prop: str) -> _Converter:
+        convert_item = self.node(node.get("items", {}), prop, None)
+        fewest, most, target = node.get("minItems", 0), node.get("maxItems"), self.target.value
+        droppable = prop in _DROPPABLE
+
+        def convert_array(value: Any, path: _Path, run: _Run) -> Any:
+            if not isinstance(value, list):
+                return value
+            out = []
+            for i, item in enumerate(value):
+                try:
+                    out.append(convert_item(item, (path, i), run))
+                except Unrepresentable as exc:
+                    if not droppable:
+                        raise
+                    run.changes.append(f"{_render((path, i))} dropped ({exc.reason})")
+            if len(out) < fewest:
+                raise Unrepresentable(_render(path), f"nothing left that OCPP {target} can express")
+            if most is not None and len(out) > most:
+                raise Unrepresentable(_render(path), f"more than {most} items")
+            return out
+
+        return convert_array
+
+
+@cache
+def _converter(target: Version, action: str, response: bool) -> _Converter:
+    schema = schemas.load_schema(target, action, response)
+    return _Compiler(target, schema).node(schema, "", f"{action}{'Response' if response else 'Request'}")
 
 
 def convert(
     target: Version, action: str, payload: dict[str, Any], *, response: bool, memory: dict[str, Any] | None = None
 ) -> Conversion:
     """Rebuild ``payload`` (an action's request or response) for ``target``; raises Unrepresentable."""
-    schema = schemas.load_schema(target, action, response)
-    walker = _Walker(target, schema, _Memory(memory if memory is not None else {}))
-    result = walker.value(payload, schema, "$", "", f"{action}{'Response' if response else 'Request'}")
-    return Conversion(result, walker.changes)
+    run = _Run(_Memory(memory if memory is not None else {}))
+    result = _converter(target, action, response)(payload, "$", run)
+    return Conversion(result, run.changes)
 
 
 class V201V21:

@@ -102,7 +102,6 @@ _LOGGED_COUNT = _LOGGED.count(",") + 1
 # of 16 columns stay under SQLite's bound of 32,766 variables per statement.
 _MAX_CHUNK = 1024
 _VALUES_ROW = f"({', '.join('?' * _LOGGED_COUNT)})"
-_INSERT_ROW = f"INSERT INTO message_log ({_LOGGED}) VALUES {_VALUES_ROW}"
 _UPSERT_STATE = (
     "INSERT INTO charger_state (charger_id, state, updated_at) VALUES (?, ?, ?)"
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"

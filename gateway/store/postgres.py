@@ -270,7 +270,7 @@ class PostgresStore(Store):
     def _relayed_layout(self, conn: psycopg.Connection[Any]) -> int:
         found = conn.execute(
             "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'relayed_frame'"
-            " AND NOT attisdropped", (self.message_log._qualified("message_log"),)).fetchone()
+            " AND NOT attisdropped", (f"{self.schema}.message_log" if self.schema else "message_log",)).fetchone()
         return RELAYED if found is None else PAIRS
 
     def _select_messages(
@@ -393,9 +393,14 @@ class DailyMessageLog:
 
     @staticmethod
     def _add_relayed_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> None:
+        # Only what is missing: ALTER TABLE locks the log (every partition) against the other instances'
+        # writers even when there is nothing to add.
+        present = {str(r[0]) for r in conn.execute(
+            sql.SQL("SELECT attname FROM pg_attribute WHERE attrelid = {}::regclass AND NOT attisdropped").format(
+                sql.Literal(table.as_string(conn)))).fetchall()}
         for column in RELAYED_COLUMNS:
-            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} TEXT").format(
-                table, sql.Identifier(column)))
+            if column not in present:
+                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} TEXT").format(table, sql.Identifier(column)))
 
     def _qualified(self, name: str) -> str:
         return f"{self.schema}.{name}" if self.schema else name

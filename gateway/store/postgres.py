@@ -63,6 +63,13 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment)), schema
 
 
+def _columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> set[str]:
+    """The names of a table's columns (none when it does not exist)."""
+    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                        " AND NOT attisdropped", (table.as_string(conn),)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs."""
     parts = urlsplit(url)
@@ -87,6 +94,7 @@ class PostgresStore(Store):
             return sql.Identifier(self.schema, name) if self.schema else sql.Identifier(name)
 
         log, state, meta = table("message_log"), table("charger_state"), table("store_meta")
+        self._log_table = log
         queue, ids = table("offline_queue"), table("transaction_id_seq")
         # By the columns the log has (a reader may come before the migration): UNPAIRED, RELAYED, PAIRS.
         present = {UNPAIRED: 0, RELAYED: 1, PAIRS: len(RELAYED_COLUMNS)}
@@ -268,10 +276,7 @@ class PostgresStore(Store):
         return None if row is None else int(row[0])
 
     def _relayed_layout(self, conn: psycopg.Connection[Any]) -> int:
-        found = conn.execute(
-            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'relayed_frame'"
-            " AND NOT attisdropped", (f"{self.schema}.message_log" if self.schema else "message_log",)).fetchone()
-        return RELAYED if found is None else PAIRS
+        return PAIRS if "relayed_frame" in _columns(conn, self._log_table) else RELAYED
 
     def _select_messages(
         self, conn: psycopg.Connection[Any], charger_id: str | None, limit: int, from_row: int | None, layout: int
@@ -395,9 +400,7 @@ class DailyMessageLog:
     def _add_relayed_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> None:
         # Only what is missing: ALTER TABLE locks the log (every partition) against the other instances'
         # writers even when there is nothing to add.
-        present = {str(r[0]) for r in conn.execute(
-            sql.SQL("SELECT attname FROM pg_attribute WHERE attrelid = {}::regclass AND NOT attisdropped").format(
-                sql.Literal(table.as_string(conn)))).fetchall()}
+        present = _columns(conn, table)
         for column in RELAYED_COLUMNS:
             if column not in present:
                 conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} TEXT").format(table, sql.Identifier(column)))

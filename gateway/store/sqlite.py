@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.store.base import (
     FIRST_ALLOCATED_ID,
+    MESSAGE_COLUMNS,
     PAIRED_FROM,
     PAIRS,
     RELAYED,
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS id_counter (
 );
 """
 
-_COLUMNS = "id, ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note"
+_COLUMNS = ", ".join(MESSAGE_COLUMNS)
 _RELAYED = ", ".join(RELAYED_COLUMNS)
 _NULLS = len(RELAYED_COLUMNS) - 1
 _ROW = {UNPAIRED: f"{_COLUMNS}, NULL{', NULL' * _NULLS}", RELAYED: f"{_COLUMNS}, relayed_to{', NULL' * _NULLS}",
@@ -95,13 +96,12 @@ _ROW = {UNPAIRED: f"{_COLUMNS}, NULL{', NULL' * _NULLS}", RELAYED: f"{_COLUMNS},
 # section 7). Bound parameters also cost the writer less than unpacking one JSON array in SQL
 # (json_each, the layout before this one): 4.3 against 6.7 µs of CPU per row (docs/benchmark.md,
 # "Where the CPU ratio targets stand").
-_LOGGED = f"ts, charger_id, direction, peer, ocpp_version, message_type, action, unique_id, frame, error_code, note," \
-          f" {_RELAYED}"
-_LOGGED_COUNT = _LOGGED.count(",") + 1
+_LOGGED_COLUMNS = (*MESSAGE_COLUMNS[1:], *RELAYED_COLUMNS)  # a FrameRecord's fields, in its order
+_LOGGED = ", ".join(_LOGGED_COLUMNS)
 # Chunks of a power of two rows, so the sqlite3 module's statement cache holds every shape; 1,024 rows
 # of 16 columns stay under SQLite's bound of 32,766 variables per statement.
 _MAX_CHUNK = 1024
-_VALUES_ROW = f"({', '.join('?' * _LOGGED_COUNT)})"
+_VALUES_ROW = f"({', '.join('?' * len(_LOGGED_COLUMNS))})"
 _UPSERT_STATE = (
     "INSERT INTO charger_state (charger_id, state, updated_at) VALUES (?, ?, ?)"
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"

@@ -30,7 +30,7 @@ PROBLEM_EVENTS = (
     "refused_after_reply", "frame_handling_error", "timer_handling_error", "state_not_saved", "shadow_backlog",
     "duplicate_stop_transaction", "unmatched_stop_transaction", "durable_commit_failed", "ids_not_reserved",
     "offline_message_dropped", "offline_not_answered", "offline_queue_full", "offline_queue_unreadable",
-    "offline_verdict_differs", "drain_impossible", "introduction_refused",
+    "offline_queue_unroutable", "offline_verdict_differs", "drain_impossible", "introduction_refused",
 )
 REFUSAL_REASONS = (
     "no_charger_id", "invalid_charger_id", "busy", "unknown_charger", "no_subprotocol", "unsupported_version",

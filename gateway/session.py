@@ -1131,6 +1131,11 @@ class ChargerSession:
         return self._queue_live - (self._sending is not None)
 
     @property
+    def queued_total(self) -> int:
+        """Messages not yet delivered to the CSMS and settled, the one on its way included."""
+        return self._queue_live
+
+    @property
     def offline_oldest(self) -> float | None:
         """When the oldest message still queued arrived (None: nothing queued)."""
         return next((i.ts for i in self._queue if not i.dead and i is not self._sending), None)

@@ -23,7 +23,7 @@ from gateway.charger_records import boot_identity
 from gateway.config import Route
 from gateway.connection.ledger import TransactionLedger
 from gateway.connection.leg import CsmsLeg
-from gateway.connection.services import ConnectionServices, ReplayClaim
+from gateway.connection.services import ConnectionServices
 from gateway.connection.shadow import ShadowLink
 from gateway.logs import get_logger
 from gateway.ocppj import Version
@@ -119,7 +119,6 @@ class ChargerConnection:
         # nothing waits.
         self._held: list[tuple[CsmsLeg, Action]] | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None  # the gateway's own exchanges and drains, if any
-        self._replay_claim: ReplayClaim | None = None  # a shared replay turn, waited for or held
         self.shadow: ShadowLink | None = None
         for owner in self.ledger.owners() - {route.primary}:
             self._resume_drain(owner)
@@ -321,16 +320,21 @@ class ChargerConnection:
         if event is not None:
             event.set()
         for name, leg in list(self.drains.items()):
-            if not self.ledger.open_for(name):
+            if self._drained(name, leg):
                 self._spawn(self._end_drain(name, leg))
+
+    def _drained(self, name: str, leg: CsmsLeg) -> bool:
+        """Whether an old primary has nothing left here: no open transaction, nothing queued for it (the end of
+        a transaction the charger reported while that CSMS was away waits in its queue)."""
+        return not self.ledger.open_for(name) and not leg.session.queued_total
 
     async def _end_drain(self, name: str, leg: CsmsLeg) -> None:
         """The old primary's last transaction ended: close its link once its answer reached the charger."""
         deadline = time.monotonic() + self.limits.call_timeout
         while (leg.session.pending(Side.CSMS) or leg.session.pending(Side.CHARGER)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if self.drains.get(name) is not leg or self.ledger.open_for(name):
-            return
+        if self.drains.get(name) is not leg or not self._drained(name, leg):
+            return  # a later settle or ledger change looks again
         del self.drains[name]
         await leg.close()
         self.log.info("drain_closed", csms=name, note="its last transaction ended")
@@ -403,7 +407,7 @@ class ChargerConnection:
         self.drains[old.name] = old
         self.log.info("route_switched", csms=leg.name, previous=old.name,
                       open_transactions=self.ledger.open_for(old.name))
-        if not self.ledger.open_for(old.name):
+        if self._drained(old.name, old):
             self._spawn(self._end_drain(old.name, old))
         introduced = self.state.setdefault("introduced", [])
         if leg.name not in introduced:
@@ -510,12 +514,22 @@ class ChargerConnection:
             svc.metrics.problem("offline_queue_unreadable")
             self.log.error("offline_queue_unreadable", error=str(exc))
             rows = []
-        self.session.restore_queue([
-            Queued(seq, ts, action, uid, orjson.loads(payload), orjson.loads(local), key, kind=kind)
-            for seq, ts, action, uid, payload, local, key, kind in rows
-        ])
-        if rows:
-            self.log.info("offline_queue_restored", queued=len(rows))
+        # Each row waits for the CSMS that queued it: an old primary's (the end of a transaction it owns, reported
+        # while it was away) is replayed to it, not to the current primary. Rows from before the column: primary.
+        by_csms: dict[str, list[Queued]] = {}
+        for seq, ts, action, uid, payload, local, key, kind, csms in rows:
+            by_csms.setdefault(csms or self.route.primary, []).append(
+                Queued(seq, ts, action, uid, orjson.loads(payload), orjson.loads(local), key, kind=kind))
+        for name, items in by_csms.items():
+            leg = self._leg_named(name)
+            if leg is None:
+                svc.metrics.problem("offline_queue_unroutable")
+                self.log.error("offline_queue_unroutable", csms=name, queued=len(items),
+                               reason="the CSMS these messages wait for is no longer configured (or cannot be "
+                                      "translated to); they stay in the store until it is configured again")
+                continue
+            leg.session.restore_queue(items)
+            self.log.info("offline_queue_restored", csms=name, queued=len(items))
         now = time.time()
         for leg in [self.active, *self.drains.values()]:  # an old primary's transactions may hold some too
             adopted = leg.session.adopt_held(now)
@@ -527,8 +541,23 @@ class ChargerConnection:
         if self.version is Version.V16:
             self._reserve_ids(IDS_BLOCK)
 
+    def _leg_named(self, name: str) -> CsmsLeg | None:
+        """The leg of CSMS ``name``: the active one, a drain, or a drain resumed for what waits for it."""
+        if name == self.active.name:
+            return self.active
+        if name not in self.drains and name in self.services.config.csms:
+            self._resume_drain(name)
+            if name in self.drains and self.shadow is not None and self.shadow.name == name:
+                self.shadow = None  # not started yet; one socket per CSMS: made again when the drain ends
+        return self.drains.get(name)
+
     def _offline_depth(self) -> tuple[int, float | None]:
-        return self.session.pending_offline, self.session.offline_oldest
+        """Queue depth and oldest arrival across the charger's CSMS legs (an old primary's queue counts too)."""
+        if not self.drains:
+            return self.session.pending_offline, self.session.offline_oldest
+        sessions = [self.session, *(leg.session for leg in self.drains.values())]
+        oldest = [t for t in (s.offline_oldest for s in sessions) if t is not None]
+        return sum(s.pending_offline for s in sessions), min(oldest, default=None)
 
     def _reserve_ids(self, count: int) -> None:
         async def reserve() -> None:
@@ -570,6 +599,9 @@ class ChargerConnection:
         """
         if leg is None:
             leg = self.active
+        elif leg is not self.active and self.drains.get(leg.name) is leg and self._drained(leg.name, leg) and any(
+                isinstance(a, Settle) for a in actions):
+            self._spawn(self._end_drain(leg.name, leg))  # an old primary's last queued message is delivered
         if self._held is not None:
             self._held.extend((leg, action) for action in actions)
             return
@@ -628,19 +660,20 @@ class ChargerConnection:
             elif isinstance(action, NeedIds):
                 self._reserve_ids(action.count)
             elif isinstance(action, ReplayTurn):
-                self._replay_turn(action.take)
+                self._replay_turn(action.take, leg)
             elif isinstance(action, Disconnect) and action.side is Side.CHARGER:
                 svc.background(asyncio.ensure_future(self.ws.close(code=action.code, reason=action.reason)))
         if durable is not None:
             self._commit(durable, [], leg)
 
-    def _replay_turn(self, take: bool) -> None:
-        claim, self._replay_claim = self._replay_claim, None
+    def _replay_turn(self, take: bool, leg: CsmsLeg) -> None:
+        """Wait for (or give back) a shared replay turn for ``leg``: an old primary replays its own queue."""
+        claim, leg.replay_claim = leg.replay_claim, None
         if claim is not None:
             claim.release()
         if take:
-            self._replay_claim = self.services.replay_slots.claim(
-                lambda: self.apply(self.session.replay_turn_granted(time.time())))
+            leg.replay_claim = self.services.replay_slots.claim(
+                lambda: leg.apply(leg.session.replay_turn_granted(time.time())))
 
     def _record(self, action: FrameRecord) -> None:
         svc = self.services
@@ -664,7 +697,7 @@ class ChargerConnection:
         self._held = [(leg, action) for action in kept + held[taken:]]
         # The charger's whole state: every CSMS leg's corner, the ledger, the last boot (not the active leg's alone).
         state = self.state if any(isinstance(a, SaveState) for a in durable) else None
-        enqueue = [_queue_row(a.item) for a in durable if isinstance(a, Enqueue)]
+        enqueue = [_queue_row(a.item, leg.name) for a in durable if isinstance(a, Enqueue)]
         settle = [a.seq for a in durable if isinstance(a, Settle)]
         try:
             future = self.services.store.commit(self.charger_id, state, enqueue, settle)
@@ -723,7 +756,8 @@ class ChargerConnection:
             "connected_since": _iso(self.connected_at),
             "route": {"primary": self.route.primary, "shadow": self.route.shadow},
             "upstream": {"csms": self.upstream.name, "state": self.upstream.state, "url": self.upstream.url},
-            "draining": {name: {"state": leg.link.state, "open_transactions": self.ledger.open_for(name)}
+            "draining": {name: {"state": leg.link.state, "open_transactions": self.ledger.open_for(name),
+                                "queued": leg.session.pending_offline}
                          for name, leg in self.drains.items()},
             "open_transactions": self.ledger.open_for(self.route.primary),
             "last_message_at": _iso(self.last_message_at) if self.last_message_at else None,
@@ -738,9 +772,9 @@ class ChargerConnection:
         }
 
 
-def _queue_row(item: Queued) -> QueueRow:
+def _queue_row(item: Queued, csms: str) -> QueueRow:
     return (item.seq, item.ts, item.action, item.unique_id, orjson.dumps(item.payload).decode(),
-            orjson.dumps(item.local).decode(), item.key, item.kind)
+            orjson.dumps(item.local).decode(), item.key, item.kind, csms)
 
 
 def _iso(ts: float) -> str:

@@ -27,7 +27,7 @@ from adapters.base import Context, Side, Translator
 from gateway import ocppj
 from gateway.config import CsmsEndpoint
 from gateway.connection.ledger import TransactionLedger
-from gateway.connection.services import ConnectionServices
+from gateway.connection.services import ConnectionServices, ReplayClaim
 from gateway.connection.session_timers import SessionTimers
 from gateway.connection.upstream import UpstreamLink
 from gateway.records import FrameRecord
@@ -64,6 +64,7 @@ class CsmsLeg:
         self.made: dict[str, tuple[str, str]] | None = None
         self.calls_to_charger: dict[str, None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.replay_claim: ReplayClaim | None = None  # a shared replay turn, waited for or held
         self.closed = False
 
     # The link's callbacks as methods: bound on use, where three closures stayed with every idle charger.

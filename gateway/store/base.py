@@ -184,9 +184,13 @@ def frame_count(batch: list[FrameRecord]) -> int:
     return len(batch) + sum(1 for r in batch if r[_REC_RELAYED_TO] is not None)
 
 
-# A queued offline message as stored: (seq, ts, action, unique_id, payload JSON, local answer JSON, key).
-# seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind (``gateway.offline.Queued``)
-QueueRow = tuple[int, float, str, str, str, str, "str | None", str]
+# A queued offline message as stored (``gateway.offline.Queued``): seq, ts, action, unique_id, payload JSON,
+# local answer JSON, coalescing key, kind, and the CSMS it waits for (None: whichever is the charger's
+# primary, as rows from before the column were).
+QueueRow = tuple[int, float, str, str, str, str, "str | None", str, "str | None"]
+QUEUE_COLUMNS = ("seq", "ts", "action", "unique_id", "payload", "local_answer", "coalesce_key", "kind", "csms")
+# Columns the offline_queue table gained after its first release, with their SQL type: added on start.
+QUEUE_COLUMNS_ADDED = {"kind": "TEXT NOT NULL DEFAULT 'charger'", "csms": "TEXT"}
 # The first number handed out for gateway-assigned transaction ids: far above the small ids CSMSs count
 # from, so an id the gateway gave a charger offline is not also one its CSMS gives it (1.6 ids are int32).
 FIRST_ALLOCATED_ID = 1_000_000_000

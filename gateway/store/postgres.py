@@ -25,6 +25,8 @@ from gateway.store.base import (
     MESSAGE_COLUMNS,
     PAIRED_FROM,
     PAIRS,
+    QUEUE_COLUMNS,
+    QUEUE_COLUMNS_ADDED,
     RELAYED,
     RELAYED_COLUMNS,
     SCHEMA_VERSION,
@@ -113,26 +115,21 @@ class PostgresStore(Store):
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (charger_id TEXT NOT NULL, seq BIGINT NOT NULL,"
                 " ts DOUBLE PRECISION NOT NULL, action TEXT NOT NULL, unique_id TEXT NOT NULL, payload TEXT NOT NULL,"
-                " local_answer TEXT NOT NULL, coalesce_key TEXT, kind TEXT NOT NULL DEFAULT 'charger',"
+                " local_answer TEXT NOT NULL, coalesce_key TEXT, kind TEXT NOT NULL DEFAULT 'charger', csms TEXT,"
                 " PRIMARY KEY (charger_id, seq))"
             ).format(queue),
-            # A store from before translated items shared the queue.
-            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'charger'").format(queue),
             # Gateway-assigned transaction ids: a sequence is shared safely by every instance on this database.
             sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} START WITH {}").format(ids, sql.Literal(FIRST_ALLOCATED_ID)),
         ]
+        self._queue_table = queue
+        queued = sql.SQL(", ").join(sql.Identifier(c) for c in QUEUE_COLUMNS)
         self._queue_insert = sql.SQL(
-            "INSERT INTO {} (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charger_id, seq) DO UPDATE SET"
-            " ts = EXCLUDED.ts, action = EXCLUDED.action, unique_id = EXCLUDED.unique_id,"
-            " payload = EXCLUDED.payload, local_answer = EXCLUDED.local_answer, coalesce_key = EXCLUDED.coalesce_key,"
-            " kind = EXCLUDED.kind"
-        ).format(queue)
+            "INSERT INTO {} (charger_id, {}) VALUES ({}) ON CONFLICT (charger_id, seq) DO UPDATE SET {}"
+        ).format(queue, queued, sql.SQL(", ").join([sql.Placeholder()] * (len(QUEUE_COLUMNS) + 1)),
+                 sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                                    for c in QUEUE_COLUMNS[1:]))
         self._queue_delete = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND seq = %s").format(queue)
-        self._queue_select = sql.SQL(
-            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind FROM {}"
-            " WHERE charger_id = %s ORDER BY seq"
-        ).format(queue)
+        self._queue_select = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY seq").format(queued, queue)
         self._reserve_ids = sql.SQL("SELECT nextval(%s) FROM generate_series(1, %s)")
         self._sequence_name = f"{self.schema}.transaction_id_seq" if self.schema else "transaction_id_seq"
         if self.schema:
@@ -203,6 +200,13 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in self._ddl:
                 conn.execute(stmt)
+            # Only what is missing (a store from before the column): ALTER TABLE locks the queue against the
+            # other instances even when there is nothing to add.
+            present = _columns(conn, self._queue_table)
+            for column, definition in QUEUE_COLUMNS_ADDED.items():
+                if column not in present:
+                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        self._queue_table, sql.Identifier(column), sql.SQL(definition)))
             row = conn.execute(self._meta_get).fetchone()
             if row is not None and int(row[0]) > SCHEMA_VERSION:  # raising rolls back what came before
                 raise StoreError(

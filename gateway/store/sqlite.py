@@ -14,6 +14,8 @@ from gateway.store.base import (
     MESSAGE_COLUMNS,
     PAIRED_FROM,
     PAIRS,
+    QUEUE_COLUMNS,
+    QUEUE_COLUMNS_ADDED,
     RELAYED,
     RELAYED_COLUMNS,
     SCHEMA_VERSION,
@@ -76,6 +78,7 @@ CREATE TABLE IF NOT EXISTS offline_queue (
     local_answer TEXT NOT NULL,
     coalesce_key TEXT,
     kind TEXT NOT NULL DEFAULT 'charger',
+    csms TEXT,
     PRIMARY KEY (charger_id, seq)
 );
 -- Numbers the gateway hands out (transaction ids): the next free one per name, advanced in a transaction.
@@ -107,10 +110,10 @@ _UPSERT_STATE = (
     " ON CONFLICT (charger_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
 )
 
+_QUEUE_COLUMNS = ", ".join(QUEUE_COLUMNS)
 _INSERT_QUEUED = (
-    "INSERT OR REPLACE INTO offline_queue"
-    " (charger_id, seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT OR REPLACE INTO offline_queue (charger_id, {_QUEUE_COLUMNS})"
+    f" VALUES ({', '.join('?' * (len(QUEUE_COLUMNS) + 1))})"
 )
 
 # Rows holding a frame the charger sent or got: its own, or a pair relayed to it.
@@ -221,8 +224,9 @@ class SQLiteStore(Store):
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
         queue_columns = {row[1] for row in conn.execute("PRAGMA table_info(offline_queue)")}
-        if "kind" not in queue_columns:  # a store from before translated items shared the queue
-            conn.execute("ALTER TABLE offline_queue ADD COLUMN kind TEXT NOT NULL DEFAULT 'charger'")
+        for column, definition in QUEUE_COLUMNS_ADDED.items():  # a store from before the column
+            if column not in queue_columns:
+                conn.execute(f"ALTER TABLE offline_queue ADD COLUMN {column} {definition}")
         row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
         if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
@@ -285,8 +289,7 @@ class SQLiteStore(Store):
 
     def _select_queue(self, conn: sqlite3.Connection, charger_id: str) -> list[QueueRow]:
         return conn.execute(
-            "SELECT seq, ts, action, unique_id, payload, local_answer, coalesce_key, kind FROM offline_queue"
-            " WHERE charger_id = ? ORDER BY seq", (charger_id,),
+            f"SELECT {_QUEUE_COLUMNS} FROM offline_queue WHERE charger_id = ? ORDER BY seq", (charger_id,),
         ).fetchall()
 
     def _reserve(self, conn: sqlite3.Connection, name: str, count: int) -> list[int]:

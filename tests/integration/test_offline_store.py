@@ -26,12 +26,12 @@ async def test_a_commit_stores_state_queue_and_log_together_and_reads_back_in_or
     """After commit() resolves, state, queued messages and the log records queued before it are all readable."""
     store = await started(stores, store_url, flush_interval=60.0)  # the batched path alone would wait a minute
     store.record(_record("s1"))
-    rows = [(2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated"),
-            (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger")]
+    rows = [(2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated", "new"),
+            (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger", "old")]
     await store.commit("CP1", {"offline": {"seq": 3}}, rows, [])
     assert await store.offline_queue("CP1") == [
-        (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger"),
-        (2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated"),
+        (1, 1.0, "StartTransaction", "s1", '{"a":1}', '{"transactionId":5}', None, "charger", "old"),
+        (2, 1.5, "MeterValues", "m1", '{"a":2}', '{"tx":"t1"}', None, "translated", "new"),
     ]
     assert [m["unique_id"] for m in await store.messages("CP1")] == ["s1"]
     assert await store.load_state("CP1") == {"offline": {"seq": 3}}
@@ -40,11 +40,11 @@ async def test_a_commit_stores_state_queue_and_log_together_and_reads_back_in_or
     assert await store.offline_queue("CP2") == []
 
 
-async def test_a_queue_from_before_translated_items_gains_its_kind_column(
+async def test_a_queue_from_before_translated_items_gains_its_kind_and_csms_columns(
     stores: Callable[..., Store], store_url: str,
 ) -> None:
-    """An offline_queue table without the kind column (an older gateway's) gets it on start; its rows are the
-    charger's, and translated rows can be added."""
+    """An offline_queue table without the kind and csms columns (an older gateway's) gets them on start; its rows
+    are the charger's, for no CSMS in particular (the primary), and translated rows for a named CSMS can be added."""
     old_table = ("CREATE TABLE {} (charger_id TEXT NOT NULL, seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL,"
                  " action TEXT NOT NULL, unique_id TEXT NOT NULL, payload TEXT NOT NULL, local_answer TEXT NOT NULL,"
                  " coalesce_key TEXT, PRIMARY KEY (charger_id, seq))")
@@ -65,8 +65,10 @@ async def test_a_queue_from_before_translated_items_gains_its_kind_column(
             pg.execute(old_table.format(f'"{schema}".offline_queue'))
             pg.execute(old_row.format(f'"{schema}".offline_queue'))
     store = await started(stores, store_url)
-    await store.commit("CP1", None, [(2, 2.0, "MeterValues", "m1", "{}", '{"tx":"t1"}', None, "translated")], [])
-    assert [(r[0], r[-1]) for r in await store.offline_queue("CP1")] == [(1, "charger"), (2, "translated")]
+    await store.commit("CP1", None, [(2, 2.0, "MeterValues", "m1", "{}", '{"tx":"t1"}', None, "translated", "old")],
+                       [])
+    assert [(r[0], r[-2], r[-1]) for r in await store.offline_queue("CP1")] == [
+        (1, "charger", None), (2, "translated", "old")]
 
 
 async def test_reserved_ids_are_never_handed_out_twice_across_restarts(

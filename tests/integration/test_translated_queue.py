@@ -75,8 +75,9 @@ async def test_held_messages_saved_by_an_older_gateway_are_queued_on_load_and_de
             state = await reopened.load_state("CS1")
         finally:
             await reopened.close()
-        assert [(r[2], r[-1]) for r in rows] == [("StartTransaction", "translated"), ("MeterValues", "translated"),
-                                                 ("StopTransaction", "translated")]
+        assert [(r[2], r[-2], r[-1]) for r in rows] == [("StartTransaction", "translated", "main"),
+                                                        ("MeterValues", "translated", "main"),
+                                                        ("StopTransaction", "translated", "main")]
         assert state is not None and "queue" not in state["primary"]["main"]["v201_v16"]["tx"]["tx-a"]
 
         await csms.start()

@@ -1,0 +1,130 @@
+"""A forced cut-over while the old primary is down: its open transaction still ends there, and only there.
+
+Real sockets: a raw charger, the gateway (on port 0 in this process, or a real process that is SIGKILLed) with
+its SQLite store, and CSMSs that record what they got (the demo ones flag every transaction message naming an
+id they never saw start).
+"""
+
+# ruff: noqa: F811  (two_csms is a fixture of the cut-over tests, imported and named as a test parameter)
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.app import Gateway
+from gateway.ocppj import Version
+from gateway.sim.csms import DemoCsms
+from tests.conftest import GatewayFactory
+from tests.integration.test_cutover import (  # noqa: F401  (two_csms: fixture)
+    Charger,
+    assert_clean,
+    charger_info,
+    connected,
+    csms_pair,
+    put_route,
+    two_csms,
+    until,
+)
+from tests.integration.test_sigkill_offline import T0, GatewayProcess, RecordingCsms, _mv16, free_port
+
+V16, V201 = Version.V16, Version.V201
+PAIRS = [(V16, V16, V201), (V16, V201, V16), (V201, V16, V201), (V201, V201, V16), (V16, V16, V16)]
+
+
+@pytest.mark.parametrize(("charger", "old_version", "new_version"), PAIRS)
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+async def test_the_old_primary_down_still_gets_its_transaction_end_when_it_returns(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms],
+        charger: Version, old_version: Version, new_version: Version, restart: bool) -> None:
+    """Updates and end of a transaction the old primary owns, answered while it is down, reach it (not the new one)."""
+    old, new = two_csms
+    csms = csms_pair(old, old_version, new, new_version)
+    gw = await start_gateway(csms, chargers={"CP1": {}}, allow_unknown_chargers=False)
+    cp = await connected(gw, charger, old)
+    tx = await cp.start(1, "TX-A")
+    status, body = await put_route(gw, "CP1", {"primary": "new", "force": True})
+    assert (status, body["state"]) == (200, "applied")
+    await old.stop()
+    await until(lambda: gw.connections["CP1"].drains["old"].link.state != "open", 5)
+    await cp.meter(tx, 1, 1500)
+    await cp.stop(tx, 1)
+    second = await cp.start(2, "TX-B")
+    await cp.stop(second, 2)
+    draining = (await charger_info(gw, "CP1"))["draining"]
+    assert (draining["old"]["open_transactions"], draining["old"]["queued"]) == ([], 2)  # the update and the end
+    assert "ocpp_gateway_offline_queue_records 2.0" in await metrics_text(gw)
+    if restart:
+        await cp.raw.close()
+        await gw.stop()
+        gw = await start_gateway(csms, chargers={"CP1": {}}, allow_unknown_chargers=False)
+        cp = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP1", charger)
+        await cp.boot()
+    await old.start()
+    await old.wait_for(lambda: [t.events[-1] for t in old.transactions("CP1")] == [
+        "Stop" if old_version is V16 else "Ended"], 15)
+    await new.wait_for(lambda: len(new.transactions("CP1")) == 1 and not new.transactions("CP1")[0].active, 15)
+    assert_clean(old, new)
+    await until(lambda: "old" not in gw.connections["CP1"].drains)  # nothing left for it: its link closes
+    assert "ocpp_gateway_offline_queue_records 0.0" in await metrics_text(gw)
+
+
+async def metrics_text(gw: Gateway) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{gw.admin_port}/metrics") as resp:
+            return await resp.text()
+
+
+async def test_an_old_primarys_queued_transaction_end_survives_sigkill(tmp_path: Path) -> None:
+    """SIGKILL after a cut-over while the old 1.6 CSMS is down: its transaction's MeterValues and Stop, answered
+    by the gateway, reach it once when it returns (under its id); the new CSMS never sees that id."""
+    old, new = RecordingCsms(free_port(), "1.6"), RecordingCsms(free_port(), "1.6")
+    new.next_tx = 8001
+    port, admin = free_port(), free_port()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "listen": {"host": "127.0.0.1", "port": port}, "admin": {"host": "127.0.0.1", "port": admin},
+        "store": f"sqlite:///{tmp_path}/gw.db",
+        "csms": {"old": {"url": f"ws://127.0.0.1:{old.port}/ocpp", "ocpp": "1.6"},
+                 "new": {"url": f"ws://127.0.0.1:{new.port}/ocpp", "ocpp": "1.6"}},
+        "default_route": {"primary": "old"}, "allow_unknown_chargers": True,
+        "upstream": {"reconnect_initial": 0.05, "reconnect_max": 0.3}, "logging": {"level": "warning"},
+        "workers": 1,
+    }))
+    gw = GatewayProcess(config, port)
+    await old.start()
+    await new.start()
+    await gw.start()
+    try:
+        charger = Charger(await gw.charger("CPX", "1.6"), V16)  # answers what the gateway asks meanwhile
+        await charger.boot()
+        tx = (await charger.call("StartTransaction", {"connectorId": 1, "idTag": "TAG1", "meterStart": 1000,
+                                                      "timestamp": T0}))["transactionId"]
+        assert tx == 7002
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"http://127.0.0.1:{admin}/api/chargers/CPX/route",
+                                json={"primary": "new", "force": True}) as resp:
+                assert resp.status == 200, await resp.text()
+        await old.stop()
+        await asyncio.sleep(0.3)  # the gateway sees the old link drop
+        assert await charger.call("MeterValues", _mv16(tx, 3000)) == {}
+        assert await charger.call("StopTransaction", {"transactionId": tx, "meterStop": 5000, "timestamp": T0}) == {}
+        await gw.kill9()
+        await gw.start()
+        charger = Charger(await gw.charger("CPX", "1.6"), V16)
+        await charger.boot()
+        await old.start()
+        await old.wait_for(lambda: old.of("StopTransaction"))
+        await asyncio.sleep(0.5)  # nothing more may come
+        assert [(c[1], c[2]["transactionId"]) for c in old.of("MeterValues", "StopTransaction")] == [
+            ("MeterValues", tx), ("StopTransaction", tx)]
+        assert old.of("StopTransaction")[0][2]["meterStop"] == 5000
+        assert [c for c in new.of("MeterValues", "StopTransaction") if c[2]["transactionId"] == tx] == []
+        await charger.raw.close()
+    finally:
+        await gw.stop()
+        await old.stop()
+        await new.stop()

@@ -876,11 +876,15 @@ class Gateway:
 
     def _migration_row(self, charger_id: str) -> dict[str, Any]:
         conn = self.connections.get(charger_id)
+        if conn is not None:
+            queued: int | None = conn.offline_depth()[0]
+        else:  # as its last session left it (the store keeps the rows until it is back)
+            queued = ((self.charger_records.get(charger_id) or {}).get("offline") or {}).get("queued")
         return report.charger_row(
             charger_id, self.route_for(charger_id), self.config.route_for(charger_id),
             self.comparisons.get(charger_id), conn.state if conn is not None else None,
             self.config.migration.ready_after,
-            connected=conn is not None,
+            connected=conn is not None, offline_queue=queued,
         )
 
     def migration(self) -> dict[str, Any]:

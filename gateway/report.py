@@ -77,8 +77,9 @@ def open_transactions(state: Mapping[str, Any] | None) -> int | None:
 def charger_row(charger_id: str, route: Route | None, config_route: Route | None,
                 comparisons: ChargerComparisons | None, state: Mapping[str, Any] | None,
                 ready_after: int = DEFAULT_READY_AFTER, connected: bool | None = None,
-                target: str | None = None) -> dict[str, Any]:
-    """One charger's line of the migration view; ``target``: judge it against this CSMS (default: from its route)."""
+                target: str | None = None, offline_queue: int | None = None) -> dict[str, Any]:
+    """One charger's line of the migration view; ``target``: judge it against this CSMS (default: from its route);
+    ``offline_queue``: messages store-and-forward keeps for its CSMSs (None: unknown)."""
     if target is None:
         preferred = (route.shadow, route.primary) if route is not None else ()
         target = comparisons.main_target(preferred) if comparisons is not None else None
@@ -101,7 +102,7 @@ def charger_row(charger_id: str, route: Route | None, config_route: Route | None
         "actions": by_action,
         "last_difference": _brief(last[0]) if last else None,
         "open_transactions": open_transactions(state),
-        "offline_queue": None,  # records queued by store-and-forward: unknown until that feature reports them
+        "offline_queue": offline_queue,
         "readiness": readiness(comparisons, target, ready_after),
     }
 
@@ -183,8 +184,10 @@ async def report_from_store(config: GatewayConfig, store: Store) -> dict[str, An
     # Only chargers' own states: the gateway's records (routes, charger records, plans) are keyed "__...".
     translation = {k: v for k, v in states.items() if not k.startswith(("__", STATE_PREFIX))}
     ids = sorted({*config.chargers, *comparisons, *overrides, *translation})
+    queued = await store.offline_queue_depths()
     rows = [charger_row(cid, overrides.get(cid) or config.route_for(cid), config.route_for(cid),
-                        comparisons.get(cid), translation.get(cid), config.migration.ready_after)
+                        comparisons.get(cid), translation.get(cid), config.migration.ready_after,
+                        offline_queue=queued.get(cid, 0))
             for cid in ids]
     view = migration_view(rows, config.migration.ready_after)
     return estate_report(view, comparisons, f"store {store.description}")

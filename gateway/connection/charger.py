@@ -537,7 +537,7 @@ class ChargerConnection:
                 self.log.info("held_messages_queued", csms=leg.name,
                               queued=sum(isinstance(a, Enqueue) for a in adopted))
                 self.apply(adopted, leg)
-        svc.metrics.offline_queues[self.charger_id] = self._offline_depth
+        svc.metrics.offline_queues[self.charger_id] = self.offline_depth
         if self.version is Version.V16:
             self._reserve_ids(IDS_BLOCK)
 
@@ -551,7 +551,7 @@ class ChargerConnection:
                 self.shadow = None  # not started yet; one socket per CSMS: made again when the drain ends
         return self.drains.get(name)
 
-    def _offline_depth(self) -> tuple[int, float | None]:
+    def offline_depth(self) -> tuple[int, float | None]:
         """Queue depth and oldest arrival across the charger's CSMS legs (an old primary's queue counts too)."""
         if not self.drains:
             return self.session.pending_offline, self.session.offline_oldest
@@ -585,7 +585,7 @@ class ChargerConnection:
             await leg.close()
         if self.shadow is not None:
             await self.shadow.close()
-        if self.services.metrics.offline_queues.get(self.charger_id) == self._offline_depth:
+        if self.services.metrics.offline_queues.get(self.charger_id) == self.offline_depth:
             del self.services.metrics.offline_queues[self.charger_id]
         self.log.info("charger_disconnected", code=self.ws.close_code, reason=self.ws.close_reason)
 

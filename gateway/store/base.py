@@ -353,6 +353,10 @@ class Store(abc.ABC):
         """A charger's offline-queue rows, oldest (lowest seq) first."""
 
     @abc.abstractmethod
+    def _count_queued(self, conn: Connection) -> list[tuple[str, int]]:
+        """(charger_id, offline-queue rows) of every charger that has any."""
+
+    @abc.abstractmethod
     def _reserve(self, conn: Connection, name: str, count: int) -> list[int]:
         """``count`` numbers of the counter ``name`` that no caller has had or will get again; committed."""
 
@@ -509,6 +513,10 @@ class Store(abc.ABC):
     async def offline_queue(self, charger_id: str) -> list[QueueRow]:
         """A charger's queued offline messages, after every commit queued before this call."""
         return await self._job(lambda conn: self._select_queue(conn, charger_id))  # type: ignore[no-any-return]
+
+    async def offline_queue_depths(self) -> dict[str, int]:
+        """How many messages each charger has queued for a CSMS, as written (chargers with none are absent)."""
+        return dict(await self._read(self._count_queued))
 
     async def reserve_ids(self, count: int, name: str = ALLOCATED_ID) -> list[int]:
         """``count`` gateway-assigned numbers, reserved durably: never handed out again, across restarts and

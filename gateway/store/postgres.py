@@ -130,6 +130,7 @@ class PostgresStore(Store):
                                     for c in QUEUE_COLUMNS[1:]))
         self._queue_delete = sql.SQL("DELETE FROM {} WHERE charger_id = %s AND seq = %s").format(queue)
         self._queue_select = sql.SQL("SELECT {} FROM {} WHERE charger_id = %s ORDER BY seq").format(queued, queue)
+        self._queue_depths = sql.SQL("SELECT charger_id, count(*) FROM {} GROUP BY charger_id").format(queue)
         self._reserve_ids = sql.SQL("SELECT nextval(%s) FROM generate_series(1, %s)")
         self._sequence_name = f"{self.schema}.transaction_id_seq" if self.schema else "transaction_id_seq"
         if self.schema:
@@ -258,6 +259,9 @@ class PostgresStore(Store):
         rows = conn.execute(self._queue_select, (charger_id,)).fetchall()
         conn.commit()
         return rows
+
+    def _count_queued(self, conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
+        return conn.execute(self._queue_depths).fetchall()
 
     def _reserve(self, conn: psycopg.Connection[Any], name: str, count: int) -> list[int]:
         # One sequence (transaction ids) is all there is today; ``name`` keeps the interface open.

@@ -292,6 +292,9 @@ class SQLiteStore(Store):
             f"SELECT {_QUEUE_COLUMNS} FROM offline_queue WHERE charger_id = ? ORDER BY seq", (charger_id,),
         ).fetchall()
 
+    def _count_queued(self, conn: sqlite3.Connection) -> list[tuple[str, int]]:
+        return conn.execute("SELECT charger_id, count(*) FROM offline_queue GROUP BY charger_id").fetchall()
+
     def _reserve(self, conn: sqlite3.Connection, name: str, count: int) -> list[int]:
         try:
             conn.execute("INSERT INTO id_counter (name, next_value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -57,6 +58,7 @@ async def test_the_old_primary_down_still_gets_its_transaction_end_when_it_retur
     draining = (await charger_info(gw, "CP1"))["draining"]
     assert (draining["old"]["open_transactions"], draining["old"]["queued"]) == ([], 2)  # the update and the end
     assert "ocpp_gateway_offline_queue_records 2.0" in await metrics_text(gw)
+    assert (await migration_row(gw, "CP1"))["offline_queue"] == 2
     if restart:
         await cp.raw.close()
         await gw.stop()
@@ -70,6 +72,12 @@ async def test_the_old_primary_down_still_gets_its_transaction_end_when_it_retur
     assert_clean(old, new)
     await until(lambda: "old" not in gw.connections["CP1"].drains)  # nothing left for it: its link closes
     assert "ocpp_gateway_offline_queue_records 0.0" in await metrics_text(gw)
+
+
+async def migration_row(gw: Gateway, cid: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{gw.admin_port}/api/migration") as resp:
+            return next(row for row in (await resp.json())["chargers"] if row["id"] == cid)  # type: ignore[no-any-return]
 
 
 async def metrics_text(gw: Gateway) -> str:

@@ -35,8 +35,10 @@ async def test_a_commit_stores_state_queue_and_log_together_and_reads_back_in_or
     ]
     assert [m["unique_id"] for m in await store.messages("CP1")] == ["s1"]
     assert await store.load_state("CP1") == {"offline": {"seq": 3}}
+    assert await store.offline_queue_depths() == {"CP1": 2}
     await store.commit("CP1", None, [], [1])
     assert [r[0] for r in await store.offline_queue("CP1")] == [2]
+    assert await store.offline_queue_depths() == {"CP1": 1}
     assert await store.offline_queue("CP2") == []
 
 

@@ -103,7 +103,7 @@ async def test_the_report_answers_is_it_ready_from_a_stopped_gateway(config: str
         "Authorize differed (status at idTagInfo.status) 0 exchange(s) ago; 4 clean exchanges needed since"]
     assert rows["CP9"]["phase"] == "legacy-only" and rows["CP9"]["readiness"]["ready"] is False
     # The transaction ledger counts open transactions for pass-through chargers too (none open here).
-    assert rows["CP1"]["open_transactions"] == 0 and rows["CP1"]["offline_queue"] is None
+    assert rows["CP1"]["open_transactions"] == 0 and rows["CP1"]["offline_queue"] == 0
     assert report["summary"]["ready"] == 1 and report["summary"]["phases"] == {"shadowing": 2, "legacy-only": 1}
     assert [(d["charger_id"], d["action"], [x["path"] for x in d["differences"]]) for d in report["differences"]] \
         == [("CP1", "Authorize", ["idTagInfo.status"])]

@@ -42,7 +42,7 @@ import functools
 import hashlib
 import re
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Container, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,7 +372,8 @@ class ChargerSession:
     __slots__ = ("_by_key", "_closed", "_csms_lost", "_disconnecting", "_ids_wanted", "_last_result",
                  "_offline_timers", "_peer_names", "_queue", "_queue_live", "_received", "_replay_turn", "_replaying",
                  "_retry_armed", "_sending", "_seq", "_seq_floor", "_sides", "_stalled", "_timer_owner",
-                 "_translated_live", "book", "charger_id", "ctx", "limits", "offline", "policy", "translator")
+                 "_translated_live", "book", "charger_id", "ctx", "gateway_calls", "limits", "offline", "policy",
+                 "translator")
 
     def __init__(
         self,
@@ -411,6 +412,9 @@ class ChargerSession:
         self._by_key: dict[str, Queued] = {}
         self._seq_floor = 1
         self._csms_lost = False  # the CSMS link went down (or never came up in answer_after): answer at once
+        # Ids of the CALLs the gateway makes up as the charger (an introduction's boot and statuses): the CSMS's
+        # own answer is what they are for, so they are never answered locally (the runner's leg fills it).
+        self.gateway_calls: Container[str] = ()
         self._offline_timers: dict[str, _Exchange] = {}
         self._ids_wanted = False
         self._replay_turn = _NO_TURN  # whether this session waits for, or holds, a shared replay slot
@@ -516,7 +520,30 @@ class ChargerSession:
                     f"connection to the {self._peer_names[side]} was lost before it answered {pending.action}",
                 )
                 self._advance(out, pending.exchange, now, throw=err)
+        if side is Side.CSMS:
+            self._answer_stranded(out, now)
         return out
+
+    def _answer_stranded(self, out: list[Action], now: float) -> None:
+        """The CSMS link is down (or could not be opened): a charger CALL whose request waits for it is answered
+        locally now, not after ``call_timeout`` (a charger booting while its CSMS is away).
+
+        A BootNotification the CSMS never accepted before would be told Pending, which idles the charger for a
+        whole retry interval: it waits ``answer_after`` instead, in case the CSMS is back by then.
+        """
+        offline = self.offline
+        if offline is None:
+            return
+        charger = self._sides[Side.CHARGER].current
+        for pending in self._sides[Side.CSMS].queue:
+            ex = pending.exchange
+            if ex is charger and ex is not None and not ex.replied and self._answerable(ex.call):
+                if ex.call.action == "BootNotification" and self.book.boot_interval() is None:
+                    if not ex.offline_timer:
+                        self._arm_answer_after(out, ex, offline)
+                else:
+                    self._answer_offline(out, ex.call, now, ex)
+                return
 
     def timer_fired(self, key: str, now: float) -> list[Action]:
         """A CALL's deadline passed (or the replay's retry timer fired)."""
@@ -550,10 +577,11 @@ class ChargerSession:
             )
         )
         if pending.exchange is not None:
-            what = "did not answer" if pending.in_flight else "could not be reached"
+            peer, limit = self._peer_names[pending.to], f"{self.limits.call_timeout:g} s"
             err = PeerTimeout(
                 ocppj.error_code(st.version, ErrorKind.INTERNAL),
-                f"the {self._peer_names[pending.to]} {what} {pending.action} within {self.limits.call_timeout:g} s",
+                f"the {peer} did not answer {pending.action} within {limit}" if pending.in_flight else
+                f"the {peer} could not be reached within {limit} to send it {pending.action}",
             )
             self._advance(out, pending.exchange, now, throw=err)
         self._pump(out, pending.to, now)
@@ -695,10 +723,14 @@ class ChargerSession:
         self._sides[side].current = ex
         if timed:
             assert self.offline is not None
-            ex.offline_timer = f"{OFFLINE_TIMER_PREFIX}{self._new_seq()}"
-            self._offline_timers[ex.offline_timer] = ex
-            out.append(StartTimer(ex.offline_timer, self.offline.answer_after))
+            self._arm_answer_after(out, ex, self.offline)
         self._advance(out, ex, now)
+
+    def _arm_answer_after(self, out: list[Action], ex: _Exchange, offline: OfflinePolicy) -> None:
+        """The charger gets a local answer if the CSMS has not given one within ``answer_after``."""
+        ex.offline_timer = f"{OFFLINE_TIMER_PREFIX}{self._new_seq()}"
+        self._offline_timers[ex.offline_timer] = ex
+        out.append(StartTimer(ex.offline_timer, offline.answer_after))
 
     def _advance(
         self, out: list[Action], ex: _Exchange, now: float,
@@ -999,8 +1031,8 @@ class ChargerSession:
 
     def _forward_peer_error(self, out: list[Action], ex: _Exchange, err: PeerError, now: float) -> None:
         if (self.offline is not None and not ex.replied and ex.origin is Side.CHARGER
-                and not isinstance(err, RelayedError) and ex.call.action in ANSWERED_ACTIONS
-                and ex.call.message_type is MessageType.CALL and self._answer_offline(out, ex.call, now, ex)):
+                and not isinstance(err, RelayedError) and self._answerable(ex.call)
+                and self._answer_offline(out, ex.call, now, ex)):
             return  # the CSMS could not be reached: answered locally, queued for the replay
         if ex.replied or ex.call.message_type is not MessageType.CALL:
             out.append(Problem("peer_error_after_reply", {"action": ex.call.action, "code": err.code}))
@@ -1143,7 +1175,12 @@ class ChargerSession:
     def _answers_now(self, call: Call) -> bool:
         """Whether the gateway answers this charger CALL itself at once: the CSMS is away or a backlog waits."""
         return (self.offline is not None and (self._csms_lost or self.pending_offline > 0)
-                and call.action in ANSWERED_ACTIONS and call.message_type is MessageType.CALL)
+                and self._answerable(call))
+
+    def _answerable(self, call: Call) -> bool:
+        """Whether a charger CALL may get a local answer (store-and-forward) when its CSMS cannot give one."""
+        return (call.action in ANSWERED_ACTIONS and call.message_type is MessageType.CALL
+                and call.unique_id not in self.gateway_calls)
 
     def _answer_offline(self, out: list[Action], call: Call, now: float, ex: _Exchange | None) -> bool:
         """Answer ``call`` in the charger's version and queue it for the CSMS; False when it cannot be.

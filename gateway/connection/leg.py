@@ -58,6 +58,7 @@ class CsmsLeg:
         # durable barrier in order and are carried out on this leg's link and timers.
         self.sink: Sink = lambda actions: None
         self.own: dict[str, asyncio.Future[list[Any]]] = {}
+        self.session.gateway_calls = self.own  # what the gateway asks as the charger waits for the CSMS's answer
         # Made on first use (most chargers never need them): the last few exchanges the gateway made up, why,
         # and which peer the gateway played (for the message log); the last few CALLs this leg's CSMS sent the
         # charger.

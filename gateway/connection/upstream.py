@@ -68,6 +68,7 @@ class UpstreamLink:
         cfg = svc.config.upstream
         delay = cfg.reconnect_initial
         self._set_state("down")
+        told_down = False  # the session knows the CSMS cannot be reached (it answers the charger itself meanwhile)
         while not self._stopping:
             try:
                 async with svc.connect_slots:
@@ -93,6 +94,9 @@ class UpstreamLink:
                 wait = min(delay, cfg.reconnect_max) * jitter
                 self.log.warning("upstream_connect_failed", csms=self.name, url=self.url, error=reason,
                                  retry_in=round(wait, 2))
+                if not told_down:  # it never came up (or not again): once, not on every retry
+                    told_down = True
+                    self._guarded(self._on_down)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, cfg.reconnect_max)
                 continue
@@ -117,6 +121,7 @@ class UpstreamLink:
                 self.ws = None
                 self._set_state("down")
                 self._guarded(self._on_down)
+                told_down = True
             if not self._stopping:
                 self.log.warning("upstream_disconnected", csms=self.name, code=ws.close_code, reason=ws.close_reason)
                 jitter = 1 + random.uniform(-cfg.reconnect_jitter, cfg.reconnect_jitter)

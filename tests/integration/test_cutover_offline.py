@@ -21,6 +21,7 @@ from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
 from tests.conftest import GatewayFactory
 from tests.integration.test_cutover import (  # noqa: F401  (two_csms: fixture)
+    BOOT,
     Charger,
     assert_clean,
     charger_info,
@@ -136,3 +137,55 @@ async def test_an_old_primarys_queued_transaction_end_survives_sigkill(tmp_path:
         await gw.stop()
         await old.stop()
         await new.stop()
+
+
+async def test_a_charger_booting_while_its_csms_is_down_is_answered_at_once(start_gateway: GatewayFactory) -> None:
+    """A charger that reboots during an outage gets Accepted (its CSMS accepted it before) when the first connect
+    fails, not InternalError after call_timeout; a first boot gets Pending after answer_after; both boots and the
+    statuses reach the CSMS when it is up."""
+    port = free_port()
+    csms = await DemoCsms(versions=(V16,), port=port).start()
+    gw = await start_gateway({"main": {"url": f"ws://127.0.0.1:{port}/ocpp", "ocpp": "1.6"}}, call_timeout=30,
+                             offline={"answer_after": 1})
+    known = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP1", V16)
+    await known.boot()
+    await known.raw.close()
+    await csms.stop()
+    loop = asyncio.get_running_loop()
+    try:
+        known = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP1", V16)
+        began = loop.time()
+        assert (await known.call("BootNotification", BOOT[V16]))["status"] == "Accepted"
+        assert loop.time() - began < 0.9  # before answer_after: at the first failed connect
+        first = await Charger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/CP2", V16)
+        began = loop.time()
+        assert (await first.call("BootNotification", BOOT[V16]))["status"] == "Pending"
+        assert 0.9 < loop.time() - began < 5
+        await known.status(1, "Available")
+        await first.status(1, "Available")
+        await csms.start()
+        await csms.wait_for(lambda: all(cid in csms.chargers and len(csms.charger(cid).calls_in("BootNotification"))
+                                        == 2 - (cid == "CP2") and csms.charger(cid).statuses for cid in ("CP1", "CP2")),
+                            10)
+        assert csms.violations == []
+    finally:
+        await csms.stop()
+
+
+async def test_a_cut_over_to_a_csms_that_cannot_be_reached_is_refused(
+        start_gateway: GatewayFactory, two_csms: tuple[DemoCsms, DemoCsms]) -> None:
+    """The introduction needs the new CSMS's own verdict: with it down, the gateway does not answer its own boot
+    locally, the route stays, and nothing is queued for the new CSMS."""
+    old, new = two_csms
+    await new.stop()
+    gw = await start_gateway(csms_pair(old, V16, new, V16), chargers={"CP1": {}}, allow_unknown_chargers=False,
+                             call_timeout=1)
+    cp = await connected(gw, V16, old)
+    status, body = await put_route(gw, "CP1", {"primary": "new", "when": "now"})
+    assert (status, body["state"]) == (409, "rejected"), body
+    assert "could not be reached" in body["reason"] and gw.route_for("CP1").primary == "old"  # type: ignore[union-attr]
+    info = await charger_info(gw, "CP1")
+    assert info["offline"]["queued"] == 0 and info["draining"] == {}
+    assert await gw.store.offline_queue_depths() == {}
+    await cp.status(1, "Charging")  # the charger still talks to its old CSMS
+    await old.wait_for(lambda: old.charger("CP1").status(1) == "Charging")

@@ -179,6 +179,69 @@ def test_a_silent_csms_gets_answer_after_then_its_late_answer_settles_the_messag
     assert sent(out, Side.CHARGER) == [] and s.pending_offline == 0
 
 
+BOOT16 = {"chargePointVendor": "ACME", "chargePointModel": "One"}
+
+
+def test_a_boot_waiting_for_a_link_that_cannot_be_opened_is_answered_when_the_first_attempt_fails() -> None:
+    """A charger the CSMS accepted before that boots while its CSMS is away gets Accepted at the first failed
+    connect, not after call_timeout; the boot is kept for the CSMS and sent once when it comes back."""
+    s = make()
+    s.book.learn_boot(60)
+    out = s.receive(Side.CHARGER, frame(2, "b1", "BootNotification", BOOT16), 1.0)
+    assert sent(out, Side.CHARGER) == [] and sent(out, Side.CSMS) == []  # waits for the link, which is connecting
+    out = s.link_down(Side.CSMS, 1.2)  # the first connect attempt failed
+    answer = sent(out, Side.CHARGER)
+    assert answer[0][:2] == [3, "b1"] and (answer[0][2]["status"], answer[0][2]["interval"]) == ("Accepted", 60)
+    assert [a.item.action for a in out if isinstance(a, Enqueue)] == ["BootNotification"]
+    out = s.receive(Side.CHARGER, frame(2, "st1", "StatusNotification",
+                                        {"connectorId": 1, "errorCode": "NoError", "status": "Available"}), 1.3)
+    assert sent(out, Side.CHARGER) == [[3, "st1", {}]]  # later CALLs are answered at once
+    out = s.link_up(Side.CSMS, 2.0)
+    assert [f[2] for f in sent(out, Side.CSMS)] == ["BootNotification"]  # the exchange's own CALL, sent once
+    out = s.receive(Side.CSMS, frame(3, "b1", {"status": "Accepted", "currentTime": T0, "interval": 60}), 2.1)
+    assert sent(out, Side.CHARGER) == []  # the charger had its answer; the CSMS's settles the kept boot
+    assert [a.seq for a in out if isinstance(a, Settle)] == [1]
+
+
+def test_a_boot_the_csms_never_accepted_waits_answer_after_for_a_csms_that_cannot_be_reached() -> None:
+    """Pending would idle the charger for a whole interval: a first boot waits answer_after for the CSMS to come
+    back, and gets the CSMS's own answer if it does."""
+    s = make(answer_after=5.0)
+    s.receive(Side.CHARGER, frame(2, "b1", "BootNotification", BOOT16), 1.0)
+    out = s.link_down(Side.CSMS, 1.2)
+    assert sent(out, Side.CHARGER) == []
+    timer = next(a for a in out if isinstance(a, StartTimer) and a.key.startswith("offline:"))
+    assert timer.delay == 5.0
+    out = s.link_up(Side.CSMS, 2.0)
+    assert [f[2] for f in sent(out, Side.CSMS)] == ["BootNotification"]
+    accepted = {"status": "Accepted", "currentTime": T0, "interval": 60}
+    out = s.receive(Side.CSMS, frame(3, "b1", accepted), 2.1)
+    assert sent(out, Side.CHARGER) == [[3, "b1", accepted]]  # the CSMS's own verdict
+    assert s.timer_fired(timer.key, 6.2) == []
+
+
+def test_a_first_boot_is_told_pending_when_the_csms_stays_away_for_answer_after() -> None:
+    """No CSMS within answer_after: Pending, with the default retry interval, kept for the CSMS."""
+    s = make(answer_after=5.0)
+    s.receive(Side.CHARGER, frame(2, "b1", "BootNotification", BOOT16), 1.0)
+    timer = next(a for a in s.link_down(Side.CSMS, 1.2) if isinstance(a, StartTimer))
+    out = s.timer_fired(timer.key, 6.2)
+    assert sent(out, Side.CHARGER)[0][2]["status"] == "Pending" and s.pending_offline == 1
+
+
+def test_a_call_the_gateway_makes_as_the_charger_is_never_answered_locally() -> None:
+    """An introduction's BootNotification to a CSMS that cannot be reached fails (the gateway needs the CSMS's
+    verdict); it is not answered by the gateway itself, nor queued."""
+    s = make()
+    s.gateway_calls = {"intro-1"}
+    s.receive(Side.CHARGER, frame(2, "intro-1", "BootNotification", BOOT16), 1.0)
+    out = s.link_down(Side.CSMS, 1.2)
+    assert sent(out, Side.CHARGER) == [] and not any(isinstance(a, Enqueue) for a in out)
+    timeout = next(a for a in s.receive(Side.CHARGER, frame(2, "h1", "Heartbeat", {}), 1.3) if isinstance(a, Send))
+    assert orjson.loads(timeout.text)[:2] == [3, "h1"]  # the charger's own CALLs are still answered
+    assert s.pending_offline == 0
+
+
 def test_a_full_queue_drops_notifications_first_and_never_drops_a_transaction_message_silently() -> None:
     """At max_queue the oldest non-transaction message makes room; full of transaction messages, a CALLERROR."""
     s = down(make(max_queue=2, ids=[500, 501, 502]))

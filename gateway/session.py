@@ -141,6 +141,7 @@ class OfflineEvent:
 
     kind: str
     action: str
+    unique_id: str = ""  # the charger CALL answered (kind ``answered``)
 
 
 @dataclass(slots=True)
@@ -1225,7 +1226,7 @@ class ChargerSession:
                 ex.offline_item = item
         self._save_if_dirty(out)
         self._reply(out, ex or _Exchange(Side.CHARGER, call, now, None), payload, now)
-        out.append(OfflineEvent("answered", action))
+        out.append(OfflineEvent("answered", action, call.unique_id))
         return True
 
     def _make_room(self, out: list[Action]) -> bool:

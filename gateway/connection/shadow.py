@@ -43,6 +43,7 @@ from gateway.session import (
     Action,
     CancelTimer,
     ChargerSession,
+    OfflineEvent,
     Problem,
     ReplayTurn,
     SaveState,
@@ -150,10 +151,12 @@ class ShadowLink:
             entry.primary, entry.primary_at = frame, time.time()
             self._settle(frame[1], entry)
 
-    def _shadow_answered(self, frame: list[Any]) -> None:
+    def _shadow_answered(self, frame: list[Any], local: bool = False) -> None:
+        """The shadow session's answer to a mirrored CALL; ``local``: the gateway's store-and-forward answer while
+        the shadow CSMS was away, which stands for no answer (it must not count as the shadow agreeing)."""
         entry = self._pending.get(frame[1])
         if entry is not None:
-            entry.shadow, entry.shadow_at = (None if entry.timed_out else frame), time.time()
+            entry.shadow, entry.shadow_at = (None if entry.timed_out or local else frame), time.time()
             self._settle(frame[1], entry)
 
     def _settle(self, uid: str, entry: _Mirrored) -> None:
@@ -219,7 +222,7 @@ class ShadowLink:
                     refusal = ocppj.serialize(CallError(frame[1], code, "a shadow CSMS cannot command the charger"))
                     self.apply(self.session.receive(Side.CHARGER, refusal, time.time()))
                 else:
-                    self._shadow_answered(frame)
+                    self._shadow_answered(frame, _answered_locally(actions, frame[1]))
             elif isinstance(action, FrameRecord):
                 if action.peer == self.peer:
                     mirrored = self._mirrored_by(action)
@@ -247,3 +250,7 @@ class ShadowLink:
                 # takes no share of the estate's replay turns: granted at once, after this batch.
                 asyncio.get_running_loop().call_soon(
                     lambda: self.apply(self.session.replay_turn_granted(time.time())))
+
+
+def _answered_locally(actions: list[Action], unique_id: str) -> bool:
+    return any(isinstance(a, OfflineEvent) and a.kind == "answered" and a.unique_id == unique_id for a in actions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -90,3 +92,34 @@ async def test_a_16_shadow_that_left_a_start_unanswered_gets_it_again_and_the_re
     finally:
         await primary.stop()
         await shadow.stop()
+
+
+async def test_a_shadow_that_is_down_is_compared_as_not_answering_not_as_agreeing(
+        start_gateway: GatewayFactory) -> None:
+    """The answers store-and-forward gives for a shadow that cannot be reached are not the shadow's: its comparisons
+    count as shadow_error, never as a match, so a dead shadow never looks ready."""
+    from tests.integration.test_cli import free_port
+
+    primary = await DemoCsms(versions=(Version.V16,)).start()
+    try:
+        gw = await start_gateway(
+            {"old": {"url": primary.url, "ocpp": "1.6"},
+             "new": {"url": f"ws://127.0.0.1:{free_port()}/ocpp", "ocpp": "1.6"}},
+            default_route={"primary": "old", "shadow": "new"},
+        )
+        charger = await RawCharger.connect(f"ws://127.0.0.1:{gw.listen_port}/ocpp/SH3", ["ocpp1.6"])
+        assert (await charger.call("b1", "BootNotification", BOOT))[2]["status"] == "Accepted"
+        for n in range(3):
+            assert (await charger.call(f"h{n}", "Heartbeat", {}))[0] == 3
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                async with http.get(f"http://127.0.0.1:{gw.admin_port}/api/migration") as resp:
+                    row = next(r for r in (await resp.json())["chargers"] if r["id"] == "SH3")
+                if row["compared"] >= 4:
+                    break
+                await asyncio.sleep(0.05)
+        assert (row["compared"], row["agreed"]) == (4, 0), row
+        assert row["readiness"]["ready"] is False
+        await charger.close()
+    finally:
+        await primary.stop()

@@ -11,7 +11,10 @@ import pytest
 
 TINY = ["--chargers", "20", "--period", "1", "--window", "2", "--ramp", "0.5", "--sat-conns", "5",
         "--sat-warmup", "0.5", "--sat-window", "2", "--rate-conns", "5", "--rate", "50", "--rate-warmup", "0.5",
-        "--rate-window", "2", "--idle", "10,20", "--storm", "20", "--settle", "0.2", "--timeout", "60", "--quiet"]
+        "--rate-window", "2", "--idle", "10,20", "--storm", "20", "--settle", "0.2", "--timeout", "60", "--quiet",
+        # The 1-vs-2-workers stages hold thousands of chargers on PostgreSQL: tests/integration/test_workers_bench.py
+        # runs them in their quick form; here they would only run into --timeout (4 minutes of nothing).
+        "--workers", "none"]
 
 
 @pytest.mark.slow
@@ -68,6 +71,7 @@ def test_tiny_benchmark_produces_every_figure(tmp_path: Path) -> None:
         assert translate21["proxy_cpu_us_per_call"] > 0 and translate21["cpu_vs_relay_fixed_rate"] > 0
     assert "Saturation (CALLs/s)" in proc.stdout and "Targets:" in proc.stdout
     assert "CPU per CALL, gateway / bare relay" in proc.stdout and "bare relay (closed loop, 5 chargers)" in proc.stdout
+    assert "workers" not in results  # skipped on request (--workers none)
 
 
 @pytest.mark.slow

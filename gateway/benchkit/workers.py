@@ -428,6 +428,15 @@ async def run_workers_bench(opts: WorkersOptions | None = None) -> dict[str, Any
         return await WorkersBench(opts, Path(tmp)).run()
 
 
+async def _until_terminated(opts: WorkersOptions) -> dict[str, Any]:
+    """The benchmark, cancelled by SIGTERM (``ocpp-gateway bench`` stops it at its timeout) so that its cleanup
+    runs: without this, the PostgreSQL it started and its load generators outlived it."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_workers_bench(opts)
+
+
 def render(results: dict[str, Any]) -> str:
     """The figures as the Markdown table docs/benchmark.md shows."""
     lines = ["| stage | workers | figure |", "|---|---|---|"]
@@ -486,7 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         opts.sat_conns, opts.sat_warmup, opts.sat_window, opts.held, opts.idle = 20, 0.5, 2.0, 300, 600
         opts.settle = 1.0
-    results = asyncio.run(run_workers_bench(opts))
+    try:
+        results = asyncio.run(_until_terminated(opts))
+    except asyncio.CancelledError:
+        print("workers benchmark: terminated; its PostgreSQL and processes are stopped", file=sys.stderr)
+        return 1
     print(json.dumps({"summary": results}, indent=2))
     print(render(results))
     if args.json:

@@ -1,4 +1,6 @@
-"""A forced cut-over while the old primary is down: its open transaction still ends there, and only there.
+"""CSMSs that are away during a migration: a forced cut-over while the old primary is down (its open transaction
+still ends there, and only there), a charger that boots while its CSMS is down, a cut-over to a CSMS that
+cannot be reached.
 
 Real sockets: a raw charger, the gateway (on port 0 in this process, or a real process that is SIGKILLed) with
 its SQLite store, and CSMSs that record what they got (the demo ones flag every transaction message naming an
@@ -51,7 +53,7 @@ async def test_the_old_primary_down_still_gets_its_transaction_end_when_it_retur
     status, body = await put_route(gw, "CP1", {"primary": "new", "force": True})
     assert (status, body["state"]) == (200, "applied")
     await old.stop()
-    await until(lambda: gw.connections["CP1"].drains["old"].link.state != "open", 5)
+    await until(lambda: gw.connections["CP1"].drains["old"].link.state == "down", 5)
     await cp.meter(tx, 1, 1500)
     await cp.stop(tx, 1)
     second = await cp.start(2, "TX-B")

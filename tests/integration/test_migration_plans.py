@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import yaml
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -17,7 +18,7 @@ from gateway.ocppj import Version
 from gateway.sim.csms import DemoCsms
 from gateway.sim.payloads import now_iso
 from tests.conftest import GatewayFactory, cli
-from tests.rawpeers import RawCharger
+from tests.rawpeers import RawCharger, dumps
 
 BOOT = {"chargePointVendor": "ACME", "chargePointModel": "One", "firmwareVersion": "1.0"}
 
@@ -45,13 +46,25 @@ class RawFleet:
                 continue
             try:
                 n += 1
-                reply = await charger.call(f"boot-{n}", "BootNotification", BOOT, timeout=10)
+                await charger.send(dumps(2, f"boot-{n}", "BootNotification", BOOT))
+                async with asyncio.timeout(10):
+                    reply = await self._answer_calls_until_reply(charger)
                 self.boots[cid].append(reply[2]["status"] if reply[0] == 3 else f"error {reply[2]}")
-                await charger.ws.wait_closed()
+                await self._answer_calls_until_reply(charger)  # until the gateway closes the socket
             except (ConnectionClosed, TimeoutError):
                 pass
             finally:
                 await charger.close()
+
+    @staticmethod
+    async def _answer_calls_until_reply(charger: RawCharger) -> list[Any]:
+        """Answer what the gateway asks (an introduction's heartbeat interval may come before the boot's answer:
+        both directions may have a CALL outstanding); the first answer that is not a CALL is returned."""
+        while True:
+            frame = orjson.loads(await charger.ws.recv())
+            if frame[0] != 2:
+                return frame  # type: ignore[no-any-return]
+            await charger.send(dumps(3, frame[1], {"status": "Accepted"}))
 
     async def stop(self) -> None:
         for task in self._tasks:

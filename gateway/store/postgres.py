@@ -72,6 +72,19 @@ def _columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+_RELAYED_TYPES = dict.fromkeys(RELAYED_COLUMNS, "TEXT")
+
+
+def _add_columns(conn: psycopg.Connection[Any], table: sql.Identifier, wanted: dict[str, str]) -> None:
+    """Add the columns (name: SQL type) a table lacks. Only those: ALTER TABLE locks the table (a log: every
+    partition) against the other instances' writers even when there is nothing to add."""
+    present = _columns(conn, table)
+    for column, definition in wanted.items():
+        if column not in present:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                table, sql.Identifier(column), sql.SQL(definition)))
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs."""
     parts = urlsplit(url)
@@ -201,13 +214,7 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in self._ddl:
                 conn.execute(stmt)
-            # Only what is missing (a store from before the column): ALTER TABLE locks the queue against the
-            # other instances even when there is nothing to add.
-            present = _columns(conn, self._queue_table)
-            for column, definition in QUEUE_COLUMNS_ADDED.items():
-                if column not in present:
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                        self._queue_table, sql.Identifier(column), sql.SQL(definition)))
+            _add_columns(conn, self._queue_table, QUEUE_COLUMNS_ADDED)  # a queue from before the columns
             row = conn.execute(self._meta_get).fetchone()
             if row is not None and int(row[0]) > SCHEMA_VERSION:  # raising rolls back what came before
                 raise StoreError(
@@ -381,7 +388,7 @@ class DailyMessageLog:
             self._create_parent(conn)
         # A log from schema 1 or 2: the columns reach every partition; existing rows read as unpaired (NULL)
         # or as pass-through pairs (relayed_to only).
-        self._add_relayed_columns(conn, parent)
+        _add_columns(conn, parent, _RELAYED_TYPES)
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
             self._ident("message_log_default"), parent))
         self._mark_paired_from(conn)
@@ -403,15 +410,6 @@ class DailyMessageLog:
         first = int(last[0]) + 1 if last[1] else int(last[0])
         conn.execute(sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(self._meta),
                      (PAIRED_FROM, str(first)))
-
-    @staticmethod
-    def _add_relayed_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> None:
-        # Only what is missing: ALTER TABLE locks the log (every partition) against the other instances'
-        # writers even when there is nothing to add.
-        present = _columns(conn, table)
-        for column in RELAYED_COLUMNS:
-            if column not in present:
-                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} TEXT").format(table, sql.Identifier(column)))
 
     def _qualified(self, name: str) -> str:
         return f"{self.schema}.{name}" if self.schema else name
@@ -443,7 +441,7 @@ class DailyMessageLog:
         last_ts, last_id = float(span[0]), int(span[1])
         until = (last_ts // DAY + 1) * DAY
         # A partition has its parent's columns: the legacy rows are unpaired (relayed_to NULL).
-        self._add_relayed_columns(conn, legacy)
+        _add_columns(conn, legacy, _RELAYED_TYPES)
         self._create_parent(conn)
         parent = self._ident("message_log")
         conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(

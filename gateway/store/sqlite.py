@@ -126,6 +126,14 @@ _LATEST_CALLS = (
     " AND peer = 'charger' AND direction = 'in' AND message_type = 'CALL' GROUP BY charger_id)"
 )
 
+def _add_columns(conn: sqlite3.Connection, table: str, wanted: dict[str, str]) -> None:
+    """Add the columns (name: SQL type) a table of ours lacks."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for column, definition in wanted.items():
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite://`` URL, SQLAlchemy style.
 
@@ -223,10 +231,7 @@ class SQLiteStore(Store):
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript(_SCHEMA)
-        queue_columns = {row[1] for row in conn.execute("PRAGMA table_info(offline_queue)")}
-        for column, definition in QUEUE_COLUMNS_ADDED.items():  # a store from before the column
-            if column not in queue_columns:
-                conn.execute(f"ALTER TABLE offline_queue ADD COLUMN {column} {definition}")
+        _add_columns(conn, "offline_queue", QUEUE_COLUMNS_ADDED)  # a queue from before the columns
         row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
         if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
@@ -234,10 +239,8 @@ class SQLiteStore(Store):
             )
         try:
             conn.execute("BEGIN IMMEDIATE")  # the column and its boundary together, or neither
-            logged = {r[1] for r in conn.execute("PRAGMA table_info(message_log)")}
-            for column in RELAYED_COLUMNS:  # a log from schema 1 (none of them) or 2 (relayed_to only)
-                if column not in logged:
-                    conn.execute(f"ALTER TABLE message_log ADD COLUMN {column} TEXT")
+            # A log from schema 1 (none of them) or 2 (relayed_to only).
+            _add_columns(conn, "message_log", dict.fromkeys(RELAYED_COLUMNS, "TEXT"))
             if conn.execute("SELECT 1 FROM store_meta WHERE key = ?", (PAIRED_FROM,)).fetchone() is None:
                 # Rows from before keep their ids as message ids; AUTOINCREMENT never hands out a lower id again.
                 seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'").fetchone()
